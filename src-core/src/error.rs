@@ -1,0 +1,98 @@
+//! The one error type of the `attune` library, grouped by subsystem.
+//!
+//! Expected outcomes (a duplicate import, a schema mismatch, a bad knob) are variants of
+//! their own so callers can match on them; everything carries enough context (file, line,
+//! field) to be printed to an operator as it is.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside the engine library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- store -------------------------------------------------------------------------
+    /// The underlying sled database failed.
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// The store on disk was written by another schema version.
+    #[error("store at {path}: schema version {found}, but this build reads version {expected}; migrate or use a fresh directory")]
+    SchemaMismatch {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    /// A record in the store could not be decoded (corruption or a foreign database).
+    #[error("store: corrupt record under key {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The background flusher failed; the write was not made durable.
+    #[error("store: flush failed, the write is not durable: {0}")]
+    Flush(String),
+    /// The store has been shut down.
+    #[error("store: closed")]
+    Closed,
+    /// More ids than the dense `u32` space holds.
+    #[error("id space exhausted for {0}")]
+    IdSpaceExhausted(&'static str),
+
+    // --- import / data -----------------------------------------------------------------
+    /// A line of an input file is malformed.
+    #[error("{file}:{line}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// A file was already imported into this store (same content hash).
+    #[error("{file} was already imported into this store on {when} ({events} events); nothing was added")]
+    AlreadyImported {
+        file: String,
+        when: String,
+        events: u64,
+    },
+    /// A file or a format could not be recognised.
+    #[error("{0}")]
+    UnknownFormat(String),
+    /// A data set holds nothing usable for the requested job.
+    #[error("empty data: {0}")]
+    EmptyData(String),
+
+    // --- models / evaluation --------------------------------------------------------------
+    /// An unknown model name was requested.
+    #[error("unknown model `{name}`; known models: {known}")]
+    UnknownModel { name: String, known: String },
+    /// A configuration value is out of range.
+    #[error("invalid {field}: {message}")]
+    InvalidConfig { field: String, message: String },
+
+    // --- generic -----------------------------------------------------------------------
+    /// An I/O error with the path it concerns.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// JSON (de)serialisation of a record failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An out-of-range or malformed configuration value.
+    pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Attune: a real-time, adaptive recommendation engine.
+//!
+//! The library holds the engine's parts; the `attune` binary is a thin command line over it.
+//! See `ARCHITECTURE.md` at the repository root for how the parts fit together.
+
+pub mod baselines;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod event;
+pub mod ids;
+pub mod import;
+pub mod store;
+pub mod synth;
+
+pub use error::{Error, Result};
+pub use event::{Action, Event, EventKind, Impression, Item, RawEvent};

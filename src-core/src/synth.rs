@@ -1,0 +1,1 @@
+//! Synthetic data: a catalogue and users with drifting tastes and sequential habits.
