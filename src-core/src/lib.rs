@@ -5,6 +5,7 @@
 
 pub mod baselines;
 pub mod data;
+pub mod durability;
 pub mod error;
 pub mod eval;
 pub mod event;
@@ -12,6 +13,7 @@ pub mod ids;
 pub mod import;
 pub mod store;
 pub mod synth;
+pub mod wire;
 
 pub use error::{Error, Result};
 pub use event::{Action, Event, EventKind, Impression, Item, RawEvent};

@@ -1,0 +1,165 @@
+//! Group commit: many writers, one flush.
+//!
+//! A writer applies its batch to sled (in memory), takes a ticket, and waits until a flush
+//! that started after its batch was applied has finished. One background thread runs the
+//! flushes: it wakes when tickets are pending, optionally waits `max_flush_delay` to let
+//! more writers join, flushes sled (fsync), and releases every ticket it covered. Writers
+//! that arrive while a flush runs are covered by the next one, so concurrent appends share
+//! flushes without any writer waiting longer than two flushes plus the delay.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// How many failed flushes are remembered for writers that have not woken yet.
+const MAX_REMEMBERED_FAILURES: usize = 64;
+
+#[derive(Debug, Default)]
+struct State {
+    /// Tickets handed out: batches applied to sled, not necessarily durable.
+    issued: u64,
+    /// Tickets covered by a finished flush.
+    durable: u64,
+    /// Recent failed flushes: the ticket range `(from, to]` each covered, and the error.
+    failures: Vec<(u64, u64, String)>,
+    shutdown: bool,
+    flushes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Signals writers that `durable` moved.
+    durable_cv: Condvar,
+    /// Signals the flusher that tickets are pending or shutdown was asked.
+    pending_cv: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A writer panicking while holding this lock leaves plain counters behind: still valid.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The group-commit coordinator and its flusher thread.
+#[derive(Debug)]
+pub(crate) struct GroupCommit {
+    shared: Arc<Shared>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl GroupCommit {
+    /// Starts the flusher thread over `db`.
+    pub fn start(db: sled::Db, max_flush_delay: Duration) -> Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let s = Arc::clone(&shared);
+        let flusher = std::thread::Builder::new()
+            .name("attune-flusher".into())
+            .spawn(move || flush_loop(&s, &db, max_flush_delay))
+            .map_err(|e| Error::io("attune-flusher thread", e))?;
+        Ok(GroupCommit {
+            shared,
+            flusher: Mutex::new(Some(flusher)),
+        })
+    }
+
+    /// Takes a ticket for a batch that has just been applied. Call it while still holding
+    /// the writer lock so tickets follow apply order.
+    pub fn ticket(&self) -> Result<u64> {
+        let mut st = self.shared.lock();
+        if st.shutdown {
+            return Err(Error::Closed);
+        }
+        st.issued += 1;
+        let t = st.issued;
+        self.shared.pending_cv.notify_one();
+        Ok(t)
+    }
+
+    /// Blocks until the ticket's batch is durable.
+    pub fn wait(&self, ticket: u64) -> Result<()> {
+        let mut st = self.shared.lock();
+        loop {
+            if st.durable >= ticket {
+                return match st.failures.iter().find(|f| f.0 < ticket && ticket <= f.1) {
+                    Some(f) => Err(Error::Flush(f.2.clone())),
+                    None => Ok(()),
+                };
+            }
+            st = self
+                .shared
+                .durable_cv
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Number of flushes run so far (for metrics and tests of grouping).
+    pub fn flushes(&self) -> u64 {
+        self.shared.lock().flushes
+    }
+
+    /// Flushes what is pending and stops the flusher thread.
+    pub fn shutdown(&self) {
+        {
+            let mut st = self.shared.lock();
+            st.shutdown = true;
+            self.shared.pending_cv.notify_all();
+        }
+        let handle = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                tracing::error!("the flusher thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn flush_loop(shared: &Shared, db: &sled::Db, max_flush_delay: Duration) {
+    loop {
+        {
+            let mut st = shared.lock();
+            while st.issued == st.durable && !st.shutdown {
+                st = shared
+                    .pending_cv
+                    .wait(st)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            if st.issued == st.durable && st.shutdown {
+                return;
+            }
+        }
+        if !max_flush_delay.is_zero() {
+            std::thread::sleep(max_flush_delay);
+        }
+        // Every ticket up to `target` was applied to sled before it was issued.
+        let target = shared.lock().issued;
+        let outcome = db.flush();
+        let mut st = shared.lock();
+        st.flushes += 1;
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "store flush failed");
+            // Fail the covered tickets rather than retry forever on a broken disk.
+            if st.failures.len() >= MAX_REMEMBERED_FAILURES {
+                st.failures.remove(0);
+            }
+            let from = st.durable;
+            st.failures.push((from, target, e.to_string()));
+        }
+        st.durable = st.durable.max(target);
+        shared.durable_cv.notify_all();
+    }
+}

@@ -1,0 +1,299 @@
+//! Unit tests of the store: round trips, reopening, schema checks, imports, group commit.
+
+use super::*;
+use crate::event::Action;
+
+fn click(user: &str, item: &str, ts: i64) -> RawEvent {
+    Event {
+        user: user.into(),
+        ts,
+        action: Action::Click { item: item.into() },
+    }
+}
+
+fn names(store: &Store) -> Vec<(String, String, i64)> {
+    store
+        .all_events()
+        .map(|e| {
+            let (_, e) = e.expect("readable");
+            let item = e.action.item().copied().expect("item event");
+            (
+                store.user_name(e.user).expect("user"),
+                store.item_name(item).expect("item"),
+                e.ts,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn append_read_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        assert_eq!(
+            store
+                .append(&[click("a", "x", 1), click("b", "y", 2)])
+                .expect("append"),
+            0..2
+        );
+        assert_eq!(store.append(&[click("a", "y", 3)]).expect("append"), 2..3);
+        store.close().expect("close");
+    }
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+    assert_eq!(store.next_seq(), 3);
+    assert_eq!(store.user_id("a"), Some(0));
+    assert_eq!(store.item_id("y"), Some(1));
+    assert_eq!(
+        names(&store),
+        vec![
+            ("a".into(), "x".into(), 1),
+            ("b".into(), "y".into(), 2),
+            ("a".into(), "y".into(), 3)
+        ]
+    );
+    let h = store.user_history(0).expect("history");
+    assert_eq!(
+        h.iter().map(|e| (e.seq, e.item)).collect::<Vec<_>>(),
+        vec![(0, 0), (2, 1)]
+    );
+    assert_eq!(store.append(&[click("c", "z", 4)]).expect("append"), 3..4);
+    assert_eq!(store.events(1..3).count(), 2);
+}
+
+#[test]
+fn impressions_are_logged_but_not_indexed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let imp = Event {
+        user: "a".to_string(),
+        ts: 5,
+        action: Action::Impression(crate::event::Impression {
+            request_id: "r1".into(),
+            items: vec!["x".into(), "y".into()],
+            scores: vec![0.9, 0.1],
+            strategy_version: 2,
+        }),
+    };
+    store.append(&[imp]).expect("append");
+    let (_, ev) = store.all_events().next().expect("one").expect("ok");
+    let Action::Impression(i) = ev.action else {
+        panic!("not an impression")
+    };
+    assert_eq!(i.items, vec![0, 1]);
+    assert!(store.user_history(0).expect("history").is_empty());
+}
+
+#[test]
+fn empty_ids_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let err = store
+        .append(&[click("a", "x", 1), click("", "y", 2)])
+        .expect_err("empty user id");
+    assert!(err.to_string().contains("user id"), "{err}");
+    assert_eq!(store.next_seq(), 0);
+    assert_eq!(store.n_users(), 0);
+    assert_eq!(store.append(&[click("b", "x", 1)]).expect("append"), 0..1);
+    assert_eq!(store.user_id("b"), Some(0));
+}
+
+#[test]
+fn schema_mismatch_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        store
+            .inner
+            .db
+            .insert(
+                keys::with_bytes(keys::META, keys::META_SCHEMA),
+                &99u32.to_be_bytes(),
+            )
+            .expect("insert");
+        store.close().expect("close");
+    }
+    let err = Store::open(dir.path(), StoreConfig::default()).expect_err("mismatch");
+    assert!(
+        matches!(
+            err,
+            Error::SchemaMismatch {
+                found: 99,
+                expected: SCHEMA_VERSION,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+}
+
+#[test]
+fn a_file_is_not_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("file");
+    std::fs::write(&f, b"x").expect("write");
+    let err = Store::open(&f, StoreConfig::default()).expect_err("not a dir");
+    assert!(err.to_string().contains("not a directory"), "{err}");
+}
+
+#[test]
+fn duplicate_import_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let hash = ContentHash::of(b"file");
+    let events = vec![click("a", "x", 1)];
+    let items = vec![Item {
+        id: "x".into(),
+        title: "X".into(),
+        ..Default::default()
+    }];
+    let rec = store
+        .import("f", &hash, &events, &items, |_| {})
+        .expect("import");
+    assert_eq!((rec.events, rec.items, rec.first_seq), (1, 1, 0));
+    let err = store
+        .import("f", &hash, &events, &items, |_| {})
+        .expect_err("dup");
+    assert!(
+        matches!(err, Error::AlreadyImported { events: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(store.next_seq(), 1);
+    assert_eq!(store.item(0).expect("read").expect("present").title, "X");
+    assert_eq!(store.imports().expect("imports").len(), 1);
+}
+
+#[test]
+fn chunked_import_is_atomic_across_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events: Vec<_> = (0..250)
+        .map(|i| click(&format!("u{}", i % 7), "x", i))
+        .collect();
+    {
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        store.append(&[click("a", "x", 0)]).expect("append");
+        // A whole chunked import works and is recorded.
+        store
+            .import("big", &ContentHash::of(b"big"), &events, &[], |_| {})
+            .expect("import");
+        assert_eq!(store.next_seq(), 251);
+        // Simulate a crash after the first chunk of another import: marker + events.
+        let db = &store.inner.db;
+        let pending = PendingImport {
+            first_seq: 251,
+            sha256: "00".into(),
+        };
+        db.insert(
+            keys::with_bytes(keys::META, META_PENDING),
+            serde_json::to_vec(&pending).expect("json"),
+        )
+        .expect("insert");
+        let mut batch = sled::Batch::default();
+        let block = vec![
+            Event {
+                user: 0,
+                ts: 9,
+                action: Action::Click { item: 0 }
+            };
+            49
+        ];
+        put_events(&mut batch, 251, &block).expect("put");
+        db.apply_batch(batch).expect("apply");
+        store.close().expect("close");
+    }
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+    assert_eq!(
+        store.next_seq(),
+        251,
+        "the interrupted import is rolled back"
+    );
+    assert_eq!(store.user_history(0).expect("history").len(), 1);
+}
+
+#[test]
+fn concurrent_appends_share_flushes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let writers = 8;
+    let per_writer = 40;
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let store = store.clone();
+            s.spawn(move || {
+                for i in 0..per_writer {
+                    store
+                        .append(&[click(&format!("w{w}"), "x", i)])
+                        .expect("append");
+                }
+            });
+        }
+    });
+    assert_eq!(store.next_seq(), (writers * per_writer) as u64);
+    let flushes = store.flush_count();
+    assert!(
+        flushes < (writers * per_writer) as u64,
+        "{flushes} flushes for {} appends: no grouping",
+        writers * per_writer
+    );
+    // Per-writer order is log order.
+    for w in 0..writers {
+        let user = store.user_id(&format!("w{w}")).expect("user");
+        let h = store.user_history(user).expect("history");
+        let ts: Vec<i64> = h.iter().map(|e| e.ts).collect();
+        assert_eq!(ts, (0..per_writer).collect::<Vec<i64>>());
+    }
+}
+
+#[test]
+fn closed_store_refuses_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    store.close().expect("close");
+    assert!(matches!(
+        store.append(&[click("a", "x", 1)]),
+        Err(Error::Closed)
+    ));
+}
+
+#[test]
+fn config_is_validated() {
+    let bad = StoreConfig {
+        max_flush_delay: Duration::from_secs(5),
+        ..Default::default()
+    };
+    assert!(bad
+        .validate()
+        .expect_err("too long")
+        .to_string()
+        .contains("max_flush_delay"));
+}
+
+#[test]
+fn utc_formatting() {
+    assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+    assert_eq!(format_utc(978_300_760_000), "2000-12-31 22:12:40 UTC");
+}
+
+#[test]
+fn ranges_inside_and_across_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let evs: Vec<_> = (0..50).map(|i| click(&format!("u{}", i % 3), "x", i)).collect();
+    store.append(&evs[..5]).expect("append");
+    store.append(&evs[5..]).expect("append"); // 45 events: 3 blocks of 16
+    let ts = |a, b| -> Vec<i64> {
+        store.events(a..b).map(|e| e.expect("ok").1.ts).collect()
+    };
+    assert_eq!(ts(0, 50), (0..50).collect::<Vec<_>>());
+    assert_eq!(ts(3, 7), vec![3, 4, 5, 6]);
+    assert_eq!(ts(20, 23), vec![20, 21, 22]);
+    assert_eq!(ts(48, 99), vec![48, 49]);
+    assert!(ts(60, 70).is_empty());
+    let u1 = store.user_id("u1").expect("u1");
+    let h = store.user_history(u1).expect("history");
+    assert_eq!(h.iter().map(|e| e.ts).collect::<Vec<_>>(), (1..50).step_by(3).collect::<Vec<_>>());
+    drop(store);
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+    assert_eq!(store.next_seq(), 50);
+}
