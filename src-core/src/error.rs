@@ -15,7 +15,10 @@ pub enum Error {
     // --- store -------------------------------------------------------------------------
     /// The underlying sled database failed.
     #[error("store: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
+    /// Another process holds the store open.
+    #[error("store at {0} is in use by another process (sled holds a lock on it)")]
+    Locked(PathBuf),
     /// The store on disk was written by another schema version.
     #[error("store at {path}: schema version {found}, but this build reads version {expected}; migrate or use a fresh directory")]
     SchemaMismatch {
@@ -71,12 +74,18 @@ pub enum Error {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
-        #[source]
+        // Not `#[source]`: the message already includes it, and error chains would repeat it.
         source: std::io::Error,
     },
     /// JSON (de)serialisation of a record failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Sled(e)
+    }
 }
 
 impl Error {

@@ -220,7 +220,14 @@ impl Store {
             .path(&path)
             .cache_capacity(config.cache_capacity)
             .flush_every_ms(None)
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                // sled reports a held lock as an `Other` error with this text.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    Error::Locked(path.clone())
+                }
+                e => Error::Sled(e),
+            })?;
         check_schema(&db, &path)?;
         rollback_pending_import(&db)?;
         let writer = Writer {

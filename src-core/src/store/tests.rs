@@ -279,12 +279,12 @@ fn utc_formatting() {
 fn ranges_inside_and_across_blocks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
-    let evs: Vec<_> = (0..50).map(|i| click(&format!("u{}", i % 3), "x", i)).collect();
+    let evs: Vec<_> = (0..50)
+        .map(|i| click(&format!("u{}", i % 3), "x", i))
+        .collect();
     store.append(&evs[..5]).expect("append");
     store.append(&evs[5..]).expect("append"); // 45 events: 3 blocks of 16
-    let ts = |a, b| -> Vec<i64> {
-        store.events(a..b).map(|e| e.expect("ok").1.ts).collect()
-    };
+    let ts = |a, b| -> Vec<i64> { store.events(a..b).map(|e| e.expect("ok").1.ts).collect() };
     assert_eq!(ts(0, 50), (0..50).collect::<Vec<_>>());
     assert_eq!(ts(3, 7), vec![3, 4, 5, 6]);
     assert_eq!(ts(20, 23), vec![20, 21, 22]);
@@ -292,7 +292,10 @@ fn ranges_inside_and_across_blocks() {
     assert!(ts(60, 70).is_empty());
     let u1 = store.user_id("u1").expect("u1");
     let h = store.user_history(u1).expect("history");
-    assert_eq!(h.iter().map(|e| e.ts).collect::<Vec<_>>(), (1..50).step_by(3).collect::<Vec<_>>());
+    assert_eq!(
+        h.iter().map(|e| e.ts).collect::<Vec<_>>(),
+        (1..50).step_by(3).collect::<Vec<_>>()
+    );
     drop(store);
     let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
     assert_eq!(store.next_seq(), 50);
