@@ -4,19 +4,22 @@
 //! * [`Store::append`] returns only after its events are on disk (sled flushed and
 //!   fsynced). Concurrent appends share one flush (group commit, see [`commit`]); a flush
 //!   may be delayed by up to [`StoreConfig::max_flush_delay`] to gather more writers.
-//! * One append, or one imported file, is atomic: its events, their per-user index entries,
-//!   the ids they introduced, catalogue records and the import record are written by a
-//!   single sled batch. Imports too large for one batch are written in chunks under a
-//!   pending marker; a crash mid-import is rolled back when the store is next opened.
+//! * One append, or one imported file, is atomic: its events, the ids they introduced and
+//!   the import record are written by a single sled batch. Imports too large for one batch
+//!   are written in chunks under a pending marker; a crash mid-import is rolled back when
+//!   the store is next opened. Catalogue records are upserts, written before the events.
+//! * The per-user index is derived from the log by a background indexer (see `index`);
+//!   [`Store::user_history`] merges it with the log, so it always shows every committed
+//!   event.
 //! * Event sequence numbers are dense and strictly increasing in append order; iterating
 //!   the log yields events in that order. Per-user order is the log order.
 //!
 //! See `keys` for the on-disk layout.
 
 mod commit;
+mod index;
 mod keys;
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Item, ItemId, RawEvent, Timestamp, UserId};
 use crate::ids::Interner;
 use commit::GroupCommit;
+use index::Indexer;
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -37,7 +41,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 const IMPORT_CHUNK: usize = if cfg!(test) { 100 } else { 500_000 };
 
 /// Events per log record: an append is one record (or several, past this size).
-const BLOCK_EVENTS: usize = if cfg!(test) { 16 } else { 1024 };
+const BLOCK_EVENTS: usize = if cfg!(test) { 16 } else { 64 };
 
 /// Store settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,16 +108,16 @@ pub struct UserEntry {
 
 impl UserEntry {
     /// Encoded size: seq (8), item (4), kind (1), ts (8).
-    const BYTES: usize = 21;
+    pub(crate) const BYTES: usize = 21;
 
-    fn encode_into(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.item.to_be_bytes());
         out.push(self.kind.code());
         out.extend_from_slice(&self.ts.to_be_bytes());
     }
 
-    fn decode(v: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(v: &[u8]) -> Option<Self> {
         if v.len() != Self::BYTES {
             return None;
         }
@@ -165,8 +169,6 @@ struct PendingImport {
     sha256: String,
 }
 
-const META_PENDING: &[u8] = b"pending_import";
-
 #[derive(Debug)]
 struct Writer {
     next_seq: u64,
@@ -180,6 +182,7 @@ struct Inner {
     db: sled::Db,
     writer: Mutex<Writer>,
     commit: GroupCommit,
+    indexer: Indexer,
 }
 
 /// A handle to an open store; cheap to clone, shared across threads.
@@ -232,10 +235,11 @@ impl Store {
         rollback_pending_import(&db)?;
         let writer = Writer {
             next_seq: last_seq(&db)?.map_or(0, |s| s + 1),
-            users: load_ids(&db, keys::USER_NAME)?,
-            items: load_ids(&db, keys::ITEM_NAME)?,
+            users: load_ids(&db, keys::SPACE_USERS)?,
+            items: load_ids(&db, keys::SPACE_ITEMS)?,
         };
         let commit = GroupCommit::start(db.clone(), config.max_flush_delay)?;
+        let indexer = Indexer::start(db.clone(), writer.next_seq)?;
         tracing::debug!(path = %path.display(), next_seq = writer.next_seq, "store opened");
         Ok(Store {
             inner: Arc::new(Inner {
@@ -243,6 +247,7 @@ impl Store {
                 db,
                 writer: Mutex::new(writer),
                 commit,
+                indexer,
             }),
         })
     }
@@ -270,13 +275,15 @@ impl Store {
             let first = w.next_seq;
             let dense = events
                 .iter()
-                .map(|ev| staged.intern_event(&w, ev, &mut batch))
+                .map(|ev| staged.intern_event(&w, ev))
                 .collect::<Result<Vec<_>>>()?;
             put_events(&mut batch, first, &dense)?;
+            staged.write_ids(&w, &mut batch)?;
             self.inner.db.apply_batch(batch)?;
             staged.commit(&mut w);
             w.next_seq = first + events.len() as u64;
             range = first..w.next_seq;
+            self.inner.indexer.committed(w.next_seq);
             ticket = self.inner.commit.ticket()?;
         }
         self.inner.commit.wait(ticket)?;
@@ -298,6 +305,7 @@ impl Store {
             self.inner.db.apply_batch(batch)?;
             w.next_seq = first + events.len() as u64;
             range = first..w.next_seq;
+            self.inner.indexer.committed(w.next_seq);
             ticket = self.inner.commit.ticket()?;
         }
         self.inner.commit.wait(ticket)?;
@@ -336,42 +344,48 @@ impl Store {
             imported_at: now_ms(),
         };
         let chunked = events.len() > IMPORT_CHUNK;
-        let mut staged = Staged::new();
-        let mut batch = sled::Batch::default();
         if chunked {
             let pending = PendingImport {
                 first_seq: first,
                 sha256: hash.hex(),
             };
             self.inner.db.insert(
-                keys::with_bytes(keys::META, META_PENDING),
+                keys::meta(keys::META_PENDING),
                 serde_json::to_vec(&pending)?,
             )?;
         }
-        for item in items {
-            staged.put_item(&w, item, &mut batch)?;
-        }
+        self.write_catalogue(&mut w, items)?;
         let mut seq = first;
+        let n_chunks = events.len().div_ceil(IMPORT_CHUNK).max(1);
         let written = (|| -> Result<()> {
-            for chunk in events.chunks(IMPORT_CHUNK) {
+            for (i, chunk) in events
+                .chunks(IMPORT_CHUNK)
+                .chain(
+                    // A catalogue-only file still needs its import record written.
+                    std::iter::once(&events[..0]).filter(|_| events.is_empty()),
+                )
+                .enumerate()
+            {
+                let mut batch = sled::Batch::default();
+                let mut staged = Staged::new();
                 let dense = chunk
                     .iter()
-                    .map(|ev| staged.intern_event(&w, ev, &mut batch))
+                    .map(|ev| staged.intern_event(&w, ev))
                     .collect::<Result<Vec<_>>>()?;
                 put_events(&mut batch, seq, &dense)?;
-                seq += dense.len() as u64;
-                if chunked {
-                    self.inner.db.apply_batch(std::mem::take(&mut batch))?;
-                    // The chunk's ids are on disk now; keep memory in step with them.
-                    std::mem::replace(&mut staged, Staged::new()).commit(&mut w);
+                staged.write_ids(&w, &mut batch)?;
+                if i + 1 == n_chunks {
+                    batch.insert(hash_key.clone(), serde_json::to_vec(&record)?);
+                    if chunked {
+                        batch.remove(keys::meta(keys::META_PENDING));
+                    }
                 }
+                self.inner.db.apply_batch(batch)?;
+                // The chunk's ids are on disk now; keep memory in step with them.
+                staged.commit(&mut w);
+                seq += dense.len() as u64;
                 progress(seq - first);
             }
-            batch.insert(hash_key, serde_json::to_vec(&record)?);
-            if chunked {
-                batch.remove(keys::with_bytes(keys::META, META_PENDING));
-            }
-            self.inner.db.apply_batch(std::mem::take(&mut batch))?;
             Ok(())
         })();
         if let Err(e) = written {
@@ -381,8 +395,8 @@ impl Store {
             }
             return Err(e);
         }
-        staged.commit(&mut w);
         w.next_seq = seq;
+        self.inner.indexer.committed(seq);
         let ticket = self.inner.commit.ticket()?;
         drop(w);
         self.inner.commit.wait(ticket)?;
@@ -394,16 +408,39 @@ impl Store {
         let ticket;
         {
             let mut w = self.writer();
-            let mut staged = Staged::new();
-            let mut batch = sled::Batch::default();
-            for item in items {
-                staged.put_item(&w, item, &mut batch)?;
-            }
-            self.inner.db.apply_batch(batch)?;
-            staged.commit(&mut w);
+            self.write_catalogue(&mut w, items)?;
             ticket = self.inner.commit.ticket()?;
         }
         self.inner.commit.wait(ticket)
+    }
+
+    /// Interns the items' ids (one batch) and upserts their records (plain inserts).
+    fn write_catalogue(&self, w: &mut Writer, items: &[Item]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut staged = Staged::new();
+        let ids = items
+            .iter()
+            .map(|item| staged.id(w, IdSpace::Item, &item.id))
+            .collect::<Result<Vec<_>>>()?;
+        let mut batch = sled::Batch::default();
+        staged.write_ids(w, &mut batch)?;
+        self.inner.db.apply_batch(batch)?;
+        staged.commit(w);
+        for (id, item) in ids.into_iter().zip(items) {
+            self.inner.db.insert(
+                keys::with_id(keys::CATALOGUE, id),
+                serde_json::to_vec(item)?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Blocks until the per-user index holds every committed event (reads never need
+    /// this; benchmarks and tests of the index do).
+    pub fn sync_index(&self) {
+        self.inner.indexer.sync();
     }
 
     /// The next sequence number to be assigned (= number of events appended so far).
@@ -449,16 +486,24 @@ impl Store {
         self.events(0..u64::MAX)
     }
 
-    /// A user's sequence (item events, not impressions), in log order.
+    /// A user's sequence (item events, not impressions), in log order, including every
+    /// committed event (the index below its watermark, the log above it).
     pub fn user_history(&self, user: UserId) -> Result<Vec<UserEntry>> {
-        let mut out = Vec::new();
-        for kv in self.inner.db.scan_prefix(keys::user_prefix(user)) {
-            let (k, v) = kv?;
-            if v.len() % UserEntry::BYTES != 0 {
-                return Err(corrupt(&k, "user entries of a bad length"));
+        let indexed = self.inner.indexer.indexed();
+        let committed = self.next_seq();
+        let mut out = index::read_user(&self.inner.db, user, indexed)?;
+        for ev in self.events(indexed..committed) {
+            let (seq, ev) = ev?;
+            if ev.user != user {
+                continue;
             }
-            for chunk in v.chunks_exact(UserEntry::BYTES) {
-                out.push(UserEntry::decode(chunk).ok_or_else(|| corrupt(&k, "bad user entry"))?);
+            if let Some(&item) = ev.action.item() {
+                out.push(UserEntry {
+                    seq,
+                    item,
+                    kind: ev.action.kind(),
+                    ts: ev.ts,
+                });
             }
         }
         Ok(out)
@@ -530,6 +575,7 @@ impl Store {
 
     /// Flushes everything and stops the flusher; later writes fail with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
+        self.inner.indexer.shutdown();
         self.inner.commit.shutdown();
         self.inner.db.flush()?;
         Ok(())
@@ -558,28 +604,10 @@ impl Staged {
         }
     }
 
-    fn id(
-        &mut self,
-        w: &Writer,
-        space: IdSpace,
-        name: &str,
-        batch: &mut sled::Batch,
-    ) -> Result<u32> {
-        let (known, fresh, name_prefix, id_prefix, what) = match space {
-            IdSpace::User => (
-                &w.users,
-                &mut self.users,
-                keys::USER_NAME,
-                keys::USER_ID,
-                "user id",
-            ),
-            IdSpace::Item => (
-                &w.items,
-                &mut self.items,
-                keys::ITEM_NAME,
-                keys::ITEM_ID,
-                "item id",
-            ),
+    fn id(&mut self, w: &Writer, space: IdSpace, name: &str) -> Result<u32> {
+        let (known, fresh, what) = match space {
+            IdSpace::User => (&w.users, &mut self.users, "user id"),
+            IdSpace::Item => (&w.items, &mut self.items, "item id"),
         };
         if let Some(id) = known.get(name) {
             return Ok(id);
@@ -594,25 +622,15 @@ impl Staged {
         let id =
             u32::try_from(base + fresh.len() as u64).map_err(|_| Error::IdSpaceExhausted(what))?;
         fresh.intern(name);
-        batch.insert(
-            keys::with_bytes(id_prefix, name.as_bytes()),
-            &id.to_be_bytes()[..],
-        );
-        batch.insert(&keys::with_id(name_prefix, id)[..], name.as_bytes());
         Ok(id)
     }
 
-    fn intern_event(
-        &mut self,
-        w: &Writer,
-        ev: &RawEvent,
-        batch: &mut sled::Batch,
-    ) -> Result<Event> {
-        let user = self.id(w, IdSpace::User, &ev.user, batch)?;
+    fn intern_event(&mut self, w: &Writer, ev: &RawEvent) -> Result<Event> {
+        let user = self.id(w, IdSpace::User, &ev.user)?;
         let action = ev
             .action
             .clone()
-            .try_map_ids(|name| self.id(w, IdSpace::Item, &name, batch))?;
+            .try_map_ids(|name| self.id(w, IdSpace::Item, &name))?;
         Ok(Event {
             user,
             ts: ev.ts,
@@ -620,12 +638,23 @@ impl Staged {
         })
     }
 
-    fn put_item(&mut self, w: &Writer, item: &Item, batch: &mut sled::Batch) -> Result<()> {
-        let id = self.id(w, IdSpace::Item, &item.id, batch)?;
-        batch.insert(
-            &keys::with_id(keys::CATALOGUE, id)[..],
-            serde_json::to_vec(item)?,
-        );
+    /// Adds the new ids to `batch` as one id block per space.
+    fn write_ids(&self, w: &Writer, batch: &mut sled::Batch) -> Result<()> {
+        for (space, known, fresh) in [
+            (keys::SPACE_USERS, &w.users, &self.users),
+            (keys::SPACE_ITEMS, &w.items, &self.items),
+        ] {
+            if fresh.is_empty() {
+                continue;
+            }
+            let first = u32::try_from(known.len()).map_err(|_| Error::IdSpaceExhausted("ids"))?;
+            let names: Vec<&str> = (0..fresh.len() as u32)
+                .filter_map(|i| fresh.name(i))
+                .collect();
+            let key = keys::id_block(space, first);
+            let bytes = bincode::serialize(&names).map_err(|e| corrupt(&key, e.to_string()))?;
+            batch.insert(&key[..], bytes);
+        }
         Ok(())
     }
 
@@ -640,40 +669,17 @@ impl Staged {
 }
 
 /// Writes events as blocks of at most [`BLOCK_EVENTS`] under the key of their first
-/// sequence number, and each block's per-user index entries grouped by user.
+/// sequence number.
 fn put_events(batch: &mut sled::Batch, first_seq: u64, events: &[Event]) -> Result<()> {
     for (i, block) in events.chunks(BLOCK_EVENTS).enumerate() {
-        let start = first_seq + (i * BLOCK_EVENTS) as u64;
-        let key = keys::event(start);
+        let key = keys::event(first_seq + (i * BLOCK_EVENTS) as u64);
         let bytes = bincode::serialize(block).map_err(|e| corrupt(&key, e.to_string()))?;
         batch.insert(&key[..], bytes);
-        for (user, (first, entries)) in user_groups(start, block) {
-            batch.insert(&keys::user_seq(user, first)[..], entries);
-        }
     }
     Ok(())
 }
 
-/// A block's per-user index entries: user → (seq of the user's first event, entries).
-fn user_groups(start: u64, block: &[Event]) -> BTreeMap<UserId, (u64, Vec<u8>)> {
-    let mut groups: BTreeMap<UserId, (u64, Vec<u8>)> = BTreeMap::new();
-    for (j, ev) in block.iter().enumerate() {
-        if let Some(&item) = ev.action.item() {
-            let seq = start + j as u64;
-            let entry = UserEntry {
-                seq,
-                item,
-                kind: ev.action.kind(),
-                ts: ev.ts,
-            };
-            let g = groups.entry(ev.user).or_insert_with(|| (seq, Vec::new()));
-            entry.encode_into(&mut g.1);
-        }
-    }
-    groups
-}
-
-fn decode_block(key: &[u8], value: &[u8]) -> Result<(u64, Vec<Event>)> {
+pub(crate) fn decode_block(key: &[u8], value: &[u8]) -> Result<(u64, Vec<Event>)> {
     let first = keys::seq_of(key).ok_or_else(|| corrupt(key, "short event key"))?;
     let block: Vec<Event> = bincode::deserialize(value).map_err(|e| corrupt(key, e.to_string()))?;
     Ok((first, block))
@@ -698,7 +704,7 @@ fn check_dense(w: &Writer, ev: &Event) -> Result<()> {
 }
 
 fn check_schema(db: &sled::Db, path: &Path) -> Result<()> {
-    let key = keys::with_bytes(keys::META, keys::META_SCHEMA);
+    let key = keys::meta(keys::META_SCHEMA);
     match db.get(&key)? {
         Some(v) => {
             let found = v
@@ -740,21 +746,24 @@ fn last_seq(db: &sled::Db) -> Result<Option<u64>> {
     }
 }
 
-fn load_ids(db: &sled::Db, name_prefix: u8) -> Result<Interner> {
+fn load_ids(db: &sled::Db, space: u8) -> Result<Interner> {
     let mut ids = Interner::default();
-    for kv in db.scan_prefix([name_prefix]) {
+    for kv in db.scan_prefix([keys::ID_BLOCK, space]) {
         let (k, v) = kv?;
-        let id = keys::u32_at(&k, 1).ok_or_else(|| corrupt(&k, "short id key"))?;
-        let name = String::from_utf8(v.to_vec()).map_err(|_| corrupt(&k, "id is not UTF-8"))?;
-        if !ids.restore(id, name) {
-            return Err(corrupt(&k, "id map has a gap"));
+        let first = keys::u32_at(&k, 2).ok_or_else(|| corrupt(&k, "short id block key"))?;
+        let names: Vec<String> =
+            bincode::deserialize(&v).map_err(|e| corrupt(&k, e.to_string()))?;
+        for (i, name) in names.into_iter().enumerate() {
+            if !ids.restore(first + i as u32, name) {
+                return Err(corrupt(&k, "id blocks have a gap"));
+            }
         }
     }
     Ok(ids)
 }
 
 fn rollback_pending_import(db: &sled::Db) -> Result<()> {
-    let key = keys::with_bytes(keys::META, META_PENDING);
+    let key = keys::meta(keys::META_PENDING);
     let Some(v) = db.get(&key)? else {
         return Ok(());
     };
@@ -767,11 +776,8 @@ fn rollback_pending_import(db: &sled::Db) -> Result<()> {
     let mut batch = sled::Batch::default();
     for kv in db.range(keys::event(pending.first_seq)..keys::event(u64::MAX)) {
         let (k, v) = kv?;
-        let (start, block) = decode_block(&k, &v)?;
+        decode_block(&k, &v)?;
         batch.remove(&k);
-        for (user, (first, _)) in user_groups(start, &block) {
-            batch.remove(&keys::user_seq(user, first)[..]);
-        }
     }
     batch.remove(key);
     db.apply_batch(batch)?;
