@@ -187,6 +187,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         bail!("--k must be at least 1");
     }
     let dataset = match &a.store {
+        None if a.synthetic => synthetic_dataset()?,
         Some(dir) => {
             if !dir.exists() {
                 bail!("store {} does not exist", dir.display());
@@ -216,14 +217,29 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// The default synthetic data set, generated in memory.
+fn synthetic_dataset() -> Result<attune::data::Dataset> {
+    let gen = Generator::new(SynthConfig::default())?;
+    let cfg = gen.config();
+    let mut b = attune::data::DatasetBuilder::new(format!(
+        "synthetic (users {}, items {}, seed {})",
+        cfg.users, cfg.items, cfg.seed
+    ));
+    for u in 0..cfg.users {
+        for ev in gen.user_events(u) {
+            if let Some(item) = ev.action.item() {
+                b.push(&ev.user, item, ev.ts, ev.action.kind(), ev.action.value());
+            }
+        }
+    }
+    Ok(b.finish())
+}
+
 pub fn crash_test(a: CrashTestArgs) -> Result<()> {
-    let tmp;
+    let own_dir = a.dir.is_none();
     let dir = match a.dir {
         Some(d) => d,
-        None => {
-            tmp = tempdir()?;
-            tmp.clone()
-        }
+        None => tempdir()?,
     };
     let opts = CrashTestOptions {
         exe: std::env::current_exe().context("locating the attune executable")?,
@@ -236,7 +252,10 @@ pub fn crash_test(a: CrashTestArgs) -> Result<()> {
     let bar = progress::count(a.rounds as u64, "kill -9 rounds");
     let report = durability::run_crash_test(&opts, |round, _| bar.set_position(round as u64 + 1));
     bar.finish_and_clear();
-    let report = report?;
+    let report = report.with_context(|| format!("the store is kept for inspection in {}", dir.display()))?;
+    if own_dir {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
     println!(
         "crash test passed: {} rounds, {} acknowledged appends, {} events in {}; every acknowledged event survived",
         report.rounds,

@@ -78,8 +78,12 @@ pub struct GenerateArgs {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Dataset file(s) to evaluate on (with --format).
-    #[arg(long, num_args = 1.., conflicts_with = "store", required_unless_present = "store")]
+    #[arg(long, num_args = 1.., conflicts_with_all = ["store", "synthetic"], required_unless_present_any = ["store", "synthetic"])]
     data: Vec<PathBuf>,
+    /// Evaluate on the embedded default data: `attune generate`'s default synthetic set,
+    /// generated in memory.
+    #[arg(long, conflicts_with = "store")]
+    synthetic: bool,
     /// Format of --data: movielens, tsv, csv, seq, jsonl.
     #[arg(long, requires = "data")]
     format: Option<String>,
