@@ -53,6 +53,7 @@ fn main() {
         "events appended       {n} in {secs:.2} s ({:.0} events/s, batches of {batch})",
         n as f64 / secs
     );
+    println!("per-user index caught up {indexed_secs:.2} s after the first append");
     println!(
         "disk                  {:.1} MiB ({:.1} MiB per million events, {:.0} bytes/event)",
         disk as f64 / 1048576.0,

@@ -252,7 +252,8 @@ pub fn crash_test(a: CrashTestArgs) -> Result<()> {
     let bar = progress::count(a.rounds as u64, "kill -9 rounds");
     let report = durability::run_crash_test(&opts, |round, _| bar.set_position(round as u64 + 1));
     bar.finish_and_clear();
-    let report = report.with_context(|| format!("the store is kept for inspection in {}", dir.display()))?;
+    let report =
+        report.with_context(|| format!("the store is kept for inspection in {}", dir.display()))?;
     if own_dir {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }

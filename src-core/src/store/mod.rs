@@ -192,8 +192,13 @@ pub struct Store {
 }
 
 fn corrupt(key: &[u8], reason: impl Into<String>) -> Error {
+    // The prefix byte is a letter; the rest is binary.
+    let (prefix, rest) = key
+        .split_first()
+        .map_or(('?', &[][..]), |(p, r)| (*p as char, r));
+    let hex: String = rest.iter().map(|b| format!("{b:02x}")).collect();
     Error::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
+        key: format!("{prefix}:{hex}"),
         reason: reason.into(),
     }
 }
