@@ -65,6 +65,12 @@ pub enum Error {
     /// An unknown model name was requested.
     #[error("unknown model `{name}`; known models: {known}")]
     UnknownModel { name: String, known: String },
+    /// The tensor library failed (shapes, devices, kernels).
+    #[error("model: {0}")]
+    Candle(candle_core::Error),
+    /// A model checkpoint is missing, partial or does not fit the data.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
     /// A configuration value is out of range.
     #[error("invalid {field}: {message}")]
     InvalidConfig { field: String, message: String },
@@ -85,6 +91,12 @@ pub enum Error {
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
         Error::Sled(e)
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
     }
 }
 

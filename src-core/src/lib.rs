@@ -11,6 +11,7 @@ pub mod eval;
 pub mod event;
 pub mod ids;
 pub mod import;
+pub mod model;
 pub mod store;
 pub mod synth;
 pub mod wire;

@@ -73,6 +73,17 @@ pub trait Scorer: Send + Sync {
 
     /// Writes a score for every item into `out` (`out.len() == n_items`); higher is better.
     fn score(&self, history: Seq<'_>, out: &mut [f32]);
+
+    /// Scores several histories into `out`, one row of `n_items` per history (row-major).
+    /// Models that gain from batching (the attention model) override it; it is the one
+    /// scoring path that can fail (a forward pass on a device).
+    fn score_batch(&self, histories: &[Seq<'_>], out: &mut [f32]) -> Result<()> {
+        let n = out.len() / histories.len().max(1);
+        for (h, row) in histories.iter().zip(out.chunks_mut(n)) {
+            self.score(*h, row);
+        }
+        Ok(())
+    }
 }
 
 /// Names of the models [`fit`] knows.

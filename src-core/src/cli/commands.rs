@@ -15,7 +15,11 @@ use attune::synth::{Generator, SynthConfig};
 use attune::wire;
 
 use super::progress;
-use super::{AppendLoopArgs, CrashTestArgs, EvalArgs, GenerateArgs, ImportArgs};
+use super::{
+    AppendLoopArgs, CrashTestArgs, DataArgs, EvalArgs, GenerateArgs, ImportArgs, TrainArgs,
+};
+use attune::model::train::{TrainConfig, TrainEvent};
+use attune::model::Config as ModelConfig;
 
 /// Users generated per parallel chunk (bounds memory while streaming).
 const GENERATE_CHUNK: usize = 4096;
@@ -181,39 +185,135 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+/// Loads the data set a command reads: files, a store, or the synthetic default.
+fn load_source(src: &DataArgs) -> Result<attune::data::Dataset> {
+    if src.synthetic {
+        return synthetic_dataset();
+    }
+    if let Some(dir) = &src.store {
+        if !dir.exists() {
+            bail!("store {} does not exist", dir.display());
+        }
+        let store = Store::open(dir, StoreConfig::default())
+            .with_context(|| format!("opening store {}", dir.display()))?;
+        return Ok(import::dataset_from_store(&store)?);
+    }
+    let Some(format) = &src.format else {
+        bail!("--data needs --format ({})", Format::NAMES);
+    };
+    let format: Format = format.parse()?;
+    let paths: Vec<&Path> = src.data.iter().map(PathBuf::as_path).collect();
+    let opts = ImportOptions {
+        skip_invalid: src.skip_invalid,
+    };
+    Ok(import::load_dataset(&paths, format, &opts)?)
+}
+
 pub fn eval(a: EvalArgs) -> Result<()> {
     let split: Split = a.split.parse()?;
     if a.k == 0 {
         bail!("--k must be at least 1");
     }
-    let dataset = match &a.store {
-        None if a.synthetic => synthetic_dataset()?,
-        Some(dir) => {
-            if !dir.exists() {
-                bail!("store {} does not exist", dir.display());
+    let dataset = load_source(&a.source)?;
+    let item_names = dataset.item_names.clone();
+    let device = attune::model::device("auto")?;
+    let report = eval::evaluate_with(&dataset, &a.models, a.k, split, |name, train| {
+        match attune::model::train::seq_spec(name) {
+            Some(dir) => {
+                let ck = attune::model::Checkpoint::load(&dir, &device, candle_core::DType::F32)?;
+                Ok(Box::new(attune::model::scorer::SeqScorer::new(
+                    name,
+                    ck,
+                    &item_names,
+                )))
             }
-            let store = Store::open(dir, StoreConfig::default())
-                .with_context(|| format!("opening store {}", dir.display()))?;
-            import::dataset_from_store(&store)?
+            None => attune::baselines::fit(name, train),
         }
-        None => {
-            let Some(format) = &a.format else {
-                bail!("--data needs --format ({})", Format::NAMES);
-            };
-            let format: Format = format.parse()?;
-            let paths: Vec<&Path> = a.data.iter().map(PathBuf::as_path).collect();
-            let opts = ImportOptions {
-                skip_invalid: a.skip_invalid,
-            };
-            import::load_dataset(&paths, format, &opts)?
-        }
-    };
-    let report = eval::evaluate(&dataset, &a.models, a.k, split)?;
+    })?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", report.to_table());
     }
+    Ok(())
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    let dataset = load_source(&a.source)?;
+    let cfg = TrainConfig {
+        model: ModelConfig {
+            dim: a.dim,
+            layers: a.layers,
+            heads: a.heads,
+            max_len: a.max_len,
+            dropout: a.dropout,
+            negatives: a.negatives,
+            ..ModelConfig::default()
+        },
+        epochs: a.epochs,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        batch: a.batch,
+        seed: a.seed,
+        patience: a.patience,
+        eval_every: a.eval_every,
+        max_minutes: a.max_minutes,
+        device: a.device.clone(),
+    };
+    eprintln!(
+        "training on {}: {} users, {} items, {} interactions",
+        dataset.name,
+        dataset.users.len(),
+        dataset.n_items(),
+        dataset.n_interactions()
+    );
+    let bar = progress::count(0, "epoch 1");
+    let report =
+        attune::model::train::train(&dataset, &cfg, &a.out, a.resume, &mut |ev| match ev {
+            TrainEvent::Batch {
+                epoch,
+                done,
+                total,
+                loss,
+            } => {
+                if done == 1 {
+                    bar.set_length(total as u64);
+                    bar.reset();
+                }
+                bar.set_message(format!("epoch {epoch} loss {loss:.4}"));
+                bar.set_position(done as u64);
+            }
+            TrainEvent::Epoch(log) => {
+                let val = log
+                    .validation
+                    .map(|v| format!("val HR@10 {:.4} NDCG@10 {:.4}", v.hr, v.ndcg))
+                    .unwrap_or_default();
+                let line = format!(
+                    "epoch {:>3}  loss {:.4}  {val}  ({:.0} s)",
+                    log.epoch, log.loss, log.elapsed
+                );
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
+            TrainEvent::Testing => bar.set_message("ranking the test targets"),
+        });
+    bar.finish_and_clear();
+    let r = report?;
+    println!(
+        "best epoch {} of {}: validation HR@10 {:.4} NDCG@10 {:.4}; test HR@10 {:.4} NDCG@10 {:.4} MRR {:.4}; {:.1} s; saved to {}",
+        r.best_epoch,
+        r.epochs_run,
+        r.validation.hr,
+        r.validation.ndcg,
+        r.test.hr,
+        r.test.ndcg,
+        r.test.mrr,
+        r.seconds,
+        a.out.display()
+    );
     Ok(())
 }
 

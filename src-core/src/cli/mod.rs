@@ -7,6 +7,7 @@ mod commands;
 mod progress;
 
 use std::path::PathBuf;
+
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Evaluate models under the full-ranking leave-last-out protocol.
     Eval(EvalArgs),
+    /// Train the attention model; writes weights, config.json and a model card to --out.
+    Train(TrainArgs),
     /// Kill a writer with SIGKILL at random moments and check every acknowledged event survives.
     CrashTest(CrashTestArgs),
     /// (internal) Append events in a loop, printing acknowledgements; the crash test's child.
@@ -77,20 +80,10 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Dataset file(s) to evaluate on (with --format).
-    #[arg(long, num_args = 1.., conflicts_with_all = ["store", "synthetic"], required_unless_present_any = ["store", "synthetic"])]
-    data: Vec<PathBuf>,
-    /// Evaluate on the embedded default data: `attune generate`'s default synthetic set,
-    /// generated in memory.
-    #[arg(long, conflicts_with = "store")]
-    synthetic: bool,
-    /// Format of --data: movielens, tsv, csv, seq, jsonl.
-    #[arg(long, requires = "data")]
-    format: Option<String>,
-    /// Evaluate on every interaction in this store.
-    #[arg(long)]
-    store: Option<PathBuf>,
-    /// Model to evaluate (repeatable): pop, pop-recent, itemknn, markov, cohort.
+    #[command(flatten)]
+    source: DataArgs,
+    /// Model to evaluate (repeatable): pop, pop-recent, itemknn, markov, cohort, or
+    /// seq:DIR for an attention-model checkpoint.
     #[arg(long = "model", required = true)]
     models: Vec<String>,
     /// Cut-off for HR and NDCG.
@@ -102,9 +95,83 @@ pub struct EvalArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-    /// Import lines that are valid and skip the rest when reading --data.
+}
+
+/// Where a command reads its data: files, a store, or the embedded synthetic default.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Dataset file(s) (with --format).
+    #[arg(long, num_args = 1.., conflicts_with_all = ["store", "synthetic"], required_unless_present_any = ["store", "synthetic"])]
+    pub data: Vec<PathBuf>,
+    /// Format of --data: movielens, tsv, csv, seq, jsonl.
+    #[arg(long, requires = "data")]
+    pub format: Option<String>,
+    /// Read every interaction in this store.
+    #[arg(long, conflicts_with = "synthetic")]
+    pub store: Option<PathBuf>,
+    /// The embedded default data: `attune generate`'s default synthetic set, in memory.
     #[arg(long)]
-    skip_invalid: bool,
+    pub synthetic: bool,
+    /// Skip invalid lines of --data instead of stopping at the first.
+    #[arg(long)]
+    pub skip_invalid: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub source: DataArgs,
+    /// Output directory (e.g. models/NAME).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the training stored in --out (its `last/` state).
+    #[arg(long)]
+    pub resume: bool,
+    /// Most epochs.
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    /// Model width.
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Self-attention blocks.
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    /// Attention heads (must divide --dim).
+    #[arg(long, default_value_t = 2)]
+    pub heads: usize,
+    /// Longest window of a user's history the model reads.
+    #[arg(long, default_value_t = 200)]
+    pub max_len: usize,
+    /// Dropout probability.
+    #[arg(long, default_value_t = 0.2)]
+    pub dropout: f64,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Windows per batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Seed (initialisation, shuffling, dropout).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// 0 for the full softmax, N for a sampled softmax with N shared negatives.
+    #[arg(long, default_value_t = 0)]
+    pub negatives: usize,
+    /// Stop after this many evaluations without a better validation NDCG@10.
+    #[arg(long, default_value_t = 10)]
+    pub patience: usize,
+    /// Evaluate every this many epochs.
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
+    /// Stop after this many minutes of training.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +209,7 @@ pub fn main() -> ExitCode {
         Command::Import(a) => commands::import(a),
         Command::Generate(a) => commands::generate(a),
         Command::Eval(a) => commands::eval(a),
+        Command::Train(a) => commands::train(a),
         Command::CrashTest(a) => commands::crash_test(a),
         Command::AppendLoop(a) => commands::append_loop(a),
     };

@@ -162,25 +162,37 @@ pub struct Metrics {
     pub coverage: f64,
 }
 
-/// Ranks every holdout target under `scorer`, in parallel over users.
-pub fn evaluate_scorer(holdout: &Holdout<'_>, scorer: &dyn Scorer, k: usize) -> Metrics {
+/// Users scored together in one [`Scorer::score_batch`] call.
+const SCORE_CHUNK: usize = 64;
+
+/// Ranks every holdout target under `scorer`, in parallel over chunks of users.
+pub fn evaluate_scorer(holdout: &Holdout<'_>, scorer: &dyn Scorer, k: usize) -> Result<Metrics> {
     let n_items = holdout.n_items();
-    let per_user: Vec<(usize, Vec<ItemId>)> = holdout
+    let chunks: Vec<Vec<(usize, Vec<ItemId>)>> = holdout
         .cases
-        .par_iter()
+        .par_chunks(SCORE_CHUNK)
         .map_init(
-            || (vec![0f32; n_items], Vec::with_capacity(k)),
-            |(scores, top), &case| {
-                let history = holdout.history(case);
-                let target = holdout.target(case);
-                scorer.score(history, scores);
-                metrics::mask_history(scores, history.items, target);
-                let rank = metrics::rank_of(scores, target);
-                metrics::top_k_into(scores, k, top);
-                (rank, top.iter().map(|&(_, item)| item).collect())
+            || (vec![0f32; n_items * SCORE_CHUNK], Vec::with_capacity(k)),
+            |(buf, top), cases| -> Result<Vec<(usize, Vec<ItemId>)>> {
+                let histories: Vec<_> = cases.iter().map(|&c| holdout.history(c)).collect();
+                let buf = &mut buf[..n_items * cases.len()];
+                scorer.score_batch(&histories, buf)?;
+                Ok(cases
+                    .iter()
+                    .zip(buf.chunks_mut(n_items))
+                    .map(|(&case, scores)| {
+                        let history = holdout.history(case);
+                        let target = holdout.target(case);
+                        metrics::mask_history(scores, history.items, target);
+                        let rank = metrics::rank_of(scores, target);
+                        metrics::top_k_into(scores, k, top);
+                        (rank, top.iter().map(|&(_, item)| item).collect())
+                    })
+                    .collect())
             },
         )
-        .collect();
+        .collect::<Result<_>>()?;
+    let per_user: Vec<(usize, Vec<ItemId>)> = chunks.into_iter().flatten().collect();
 
     let mut recommended = vec![false; n_items];
     let (mut hr, mut ndcg, mut mrr) = (0.0, 0.0, 0.0);
@@ -194,13 +206,13 @@ pub fn evaluate_scorer(holdout: &Holdout<'_>, scorer: &dyn Scorer, k: usize) -> 
     }
     let users = per_user.len();
     let n = users.max(1) as f64;
-    Metrics {
+    Ok(Metrics {
         users,
         hr: hr / n,
         ndcg: ndcg / n,
         mrr: mrr / n,
         coverage: metrics::coverage(&recommended),
-    }
+    })
 }
 
 /// The result of `attune eval`: one row per model. The JSON field names are a contract.
@@ -312,7 +324,7 @@ where
         let start = Instant::now();
         let scorer = fit(name, holdout.train())?;
         let fitted = start.elapsed().as_secs_f64();
-        let m = evaluate_scorer(&holdout, scorer.as_ref(), k);
+        let m = evaluate_scorer(&holdout, scorer.as_ref(), k)?;
         let seconds = start.elapsed().as_secs_f64();
         tracing::info!(
             model = %name,
@@ -435,15 +447,15 @@ mod tests {
             Fixed(s)
         };
         // History items outscoring the target are masked: rank 0.
-        let m = evaluate_scorer(&h, &with(&[(x, 9.0), (y, 8.0), (z, 1.0)]), 1);
+        let m = evaluate_scorer(&h, &with(&[(x, 9.0), (y, 8.0), (z, 1.0)]), 1).expect("scores");
         assert_eq!((m.hr, m.ndcg, m.mrr), (1.0, 1.0, 1.0));
         // An unseen item higher: rank 1.
-        let m = evaluate_scorer(&h, &with(&[(w, 2.0), (z, 1.0)]), 1);
+        let m = evaluate_scorer(&h, &with(&[(w, 2.0), (z, 1.0)]), 1).expect("scores");
         assert_eq!((m.hr, m.mrr), (0.0, 0.5));
-        let m = evaluate_scorer(&h, &with(&[(w, 2.0), (z, 1.0)]), 2);
+        let m = evaluate_scorer(&h, &with(&[(w, 2.0), (z, 1.0)]), 2).expect("scores");
         assert!((m.ndcg - 1.0 / 3f64.log2()).abs() < 1e-12);
         // A tie is not higher.
-        let m = evaluate_scorer(&h, &with(&[(w, 1.0), (z, 1.0)]), 1);
+        let m = evaluate_scorer(&h, &with(&[(w, 1.0), (z, 1.0)]), 1).expect("scores");
         assert_eq!(m.hr, 1.0);
         // Coverage counts what reached a top K: one of the tied w, z at K = 1.
         assert_eq!(m.coverage, 0.25);
@@ -456,7 +468,7 @@ mod tests {
         let mut s = vec![0.0; 3];
         s[id(&d, "z")] = 5.0;
         s[id(&d, "w")] = 4.0;
-        let m = evaluate_scorer(&h, &Fixed(s), 1);
+        let m = evaluate_scorer(&h, &Fixed(s), 1).expect("scores");
         assert_eq!(m.hr, 1.0);
     }
 

@@ -1,0 +1,194 @@
+//! Fused CPU kernels with their backward passes, where candle's composed ops make many
+//! passes and allocations over large tensors: the causal, scaled softmax of attention, and
+//! a vectorisable `exp` for them and the fused cross-entropy. Other devices use the
+//! composed forms (see `layers::softmax` and `loss`).
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+
+/// `exp(x)` to about 2e-7 relative error, written so that LLVM vectorises loops over it
+/// (no libm call): 2^round(x·log2 e) from the exponent bits times a degree-6 polynomial
+/// for 2^f, |f| ≤ ½.
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * LOG2E;
+    // Round to nearest with the 1.5·2^23 trick (exact for |t| < 2^22).
+    let r = (t + 12_582_912.0) - 12_582_912.0;
+    let f = (t - r) * std::f32::consts::LN_2;
+    let p = 1.0
+        + f * (1.0
+            + f * (0.5
+                + f * (0.166_666_67
+                    + f * (0.041_666_668 + f * (0.008_333_334 + f * 0.001_388_889)))));
+    f32::from_bits(((r as i32 + 127) << 23) as u32) * p
+}
+
+fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("fused kernel needs a contiguous f32 tensor"),
+    }
+}
+
+/// `softmax(scale · x + causal mask)` over the last dimension of attention scores
+/// `(…, len, len)`: row `q` of each `len × len` matrix sees keys `0..=q`.
+pub struct CausalSoftmax {
+    pub scale: f32,
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = contiguous(s, l)?;
+        let len = *l.shape().dims().last().unwrap_or(&1);
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(len)
+            .zip(xs.par_chunks(len))
+            .enumerate()
+            .for_each(|(row, (o, x))| {
+                let q = row % len;
+                let (o, x) = (&mut o[..=q], &x[..=q]);
+                let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * self.scale;
+                let mut sum = 0.0;
+                for (oi, &xi) in o.iter_mut().zip(x) {
+                    *oi = fast_exp(xi * self.scale - max);
+                    sum += *oi;
+                }
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|v| *v *= inv);
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let grad = res.apply_op2_no_bwd(
+            &grad_res.contiguous()?,
+            &CausalSoftmaxGrad { scale: self.scale },
+        )?;
+        Ok(Some(grad))
+    }
+}
+
+/// dx = scale · y ⊙ (dy − Σ dy ⊙ y), row by row.
+struct CausalSoftmaxGrad {
+    scale: f32,
+}
+
+impl candle_core::CustomOp2 for CausalSoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "causal-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let ys = contiguous(s1, l1)?;
+        let dys = contiguous(s2, l2)?;
+        let len = *l1.shape().dims().last().unwrap_or(&1);
+        let mut out = vec![0f32; ys.len()];
+        out.par_chunks_mut(len)
+            .zip(ys.par_chunks(len).zip(dys.par_chunks(len)))
+            .for_each(|(o, (y, dy))| {
+                let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
+                for ((oi, &yi), &dyi) in o.iter_mut().zip(y).zip(dy) {
+                    *oi = self.scale * yi * (dyi - dot);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var, D};
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        for i in -8000..8000 {
+            let x = i as f32 / 100.0;
+            let (a, b) = (fast_exp(x), x.exp());
+            // f32 keeps fewer fraction bits of x·log2 e as |x| grows.
+            let tol = if x.abs() <= 20.0 { 2e-6 } else { 1e-5 };
+            assert!(((a - b) / b).abs() < tol, "exp({x}): {a} vs {b}");
+        }
+        assert_eq!(fast_exp(-1000.0), fast_exp(-87.0));
+    }
+
+    #[test]
+    fn causal_softmax_matches_the_composed_form_with_gradients() {
+        let dev = Device::Cpu;
+        let (b, len) = (3, 5);
+        let data: Vec<f32> = (0..b * len * len)
+            .map(|i| ((i * 29 % 13) as f32 - 6.0) * 0.4)
+            .collect();
+        let x1 = Var::from_tensor(&Tensor::from_vec(data.clone(), (b, len, len), &dev).expect("t"))
+            .expect("v");
+        let x2 =
+            Var::from_tensor(&Tensor::from_vec(data, (b, len, len), &dev).expect("t")).expect("v");
+        let w = Tensor::from_vec(
+            (0..b * len * len)
+                .map(|i| (i % 7) as f32)
+                .collect::<Vec<_>>(),
+            (b, len, len),
+            &dev,
+        )
+        .expect("w");
+        let fused = x1.apply_op1(CausalSoftmax { scale: 0.5 }).expect("fused");
+        let mask =
+            crate::model::layers::causal_mask(len, &dev, candle_core::DType::F32).expect("mask");
+        let scaled = (x2.as_tensor() * 0.5)
+            .expect("s")
+            .broadcast_add(&mask)
+            .expect("m");
+        let composed = crate::model::layers::softmax(&scaled).expect("softmax");
+        let a = fused.flatten_all().expect("f").to_vec1::<f32>().expect("v");
+        let c = composed
+            .flatten_all()
+            .expect("f")
+            .to_vec1::<f32>()
+            .expect("v");
+        for (x, y) in a.iter().zip(&c) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+        let l1 = (fused * &w).expect("m").sum_all().expect("s");
+        let l2 = (composed * &w).expect("m").sum_all().expect("s");
+        let g1 = l1
+            .backward()
+            .expect("b")
+            .get(x1.as_tensor())
+            .expect("g")
+            .flatten_all()
+            .expect("f")
+            .to_vec1::<f32>()
+            .expect("v");
+        let g2 = l2
+            .backward()
+            .expect("b")
+            .get(x2.as_tensor())
+            .expect("g")
+            .flatten_all()
+            .expect("f")
+            .to_vec1::<f32>()
+            .expect("v");
+        for (x, y) in g1.iter().zip(&g2) {
+            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+        let _ = D::Minus1;
+    }
+}
