@@ -62,8 +62,17 @@ fn push(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(1));
     // 199 → 200 is the last push before the window is full; at 200 every push rebases
-    // (re-encodes the last 100 items), which happens once per 100 pushes.
-    for (name, len) in [("len-20", 20), ("len-199", 199), ("len-200-rebase", 200)] {
+    // (re-encodes the last 100 items), which happens once per 100 pushes. `warm`: the state
+    // was cloned just before (its caches are in L2); `cold`: clones are made in batches,
+    // so the pushed state's caches mostly come from L3 or memory, as for a user who has
+    // not been served for a while.
+    for (name, len, size) in [
+        ("warm/len-20", 20, BatchSize::PerIteration),
+        ("warm/len-199", 199, BatchSize::PerIteration),
+        ("warm/len-200-rebase", 200, BatchSize::PerIteration),
+        ("cold/len-20", 20, BatchSize::SmallInput),
+        ("cold/len-199", 199, BatchSize::SmallInput),
+    ] {
         let s = state(&fast, len, 1);
         g.bench_function(name, |b| {
             b.iter_batched(
@@ -72,7 +81,7 @@ fn push(c: &mut Criterion) {
                     fast.push(&mut s, 7).expect("push");
                     s
                 },
-                BatchSize::SmallInput,
+                size,
             )
         });
     }
@@ -80,7 +89,7 @@ fn push(c: &mut Criterion) {
 }
 
 fn one_user(c: &mut Criterion) {
-    let (_, fast) = models();
+    let (model, fast) = models();
     let s = state(&fast, 200, 2);
     let user = s.user_vector().expect("warm").to_vec();
     let mut g = c.benchmark_group("score/one-user");
@@ -99,6 +108,19 @@ fn one_user(c: &mut Criterion) {
             b.iter(|| m.top_k(black_box(&user), 10, s.items()))
         });
     }
+    // For comparison: the same logits through candle's gemm, copied back.
+    let h = Tensor::from_vec(user.clone(), (1, 64), &Device::Cpu).expect("h");
+    g.bench_function("score_all/candle-matmul", |b| {
+        b.iter(|| {
+            model
+                .next_logits(black_box(&h))
+                .expect("logits")
+                .flatten_all()
+                .expect("flat")
+                .to_vec1::<f32>()
+                .expect("copy")
+        })
+    });
     g.finish();
 }
 
@@ -123,6 +145,7 @@ fn batch(c: &mut Criterion) {
             b.iter(|| m.top_k_batch(black_box(&vecs), 10, &excludes))
         });
     }
+    // `FastModel::score_batch` hands f32 batches of 8 or more to candle's gemm.
     let mut out = vec![0.0; BATCH * N_ITEMS];
     g.bench_function("score_batch/F32", |b| {
         b.iter(|| fast.score_batch(black_box(&vecs), &mut out))

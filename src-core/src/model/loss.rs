@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::ops::fast_exp;
+use super::ops::{dot, fast_exp, max_of, sum_exp};
 
 /// Mean cross-entropy of `logits` `(n, classes)` (f32) against `targets` `(n,)` (u32).
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
@@ -53,9 +53,8 @@ fn contiguous_u32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a 
 
 /// Per-row log-sum-exp of a contiguous row.
 fn row_lse(row: &[f32]) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|&x| fast_exp(x - max)).sum();
-    max + sum.ln()
+    let max = max_of(row);
+    max + sum_exp(row, 1.0, max).ln()
 }
 
 /// The forward pass keeps each row's log-sum-exp for the backward pass.
@@ -297,12 +296,7 @@ impl candle_core::CustomOp3 for TiedSoftmaxCe {
             .into_par_iter()
             .map(|i| {
                 let t = targets[i] as usize;
-                let dot: f32 = hv[i * d..(i + 1) * d]
-                    .iter()
-                    .zip(&tv[t * d..(t + 1) * d])
-                    .map(|(a, b)| a * b)
-                    .sum();
-                f64::from(lse[i] - dot)
+                f64::from(lse[i] - dot(&hv[i * d..(i + 1) * d], &tv[t * d..(t + 1) * d]))
             })
             .sum();
         Ok((

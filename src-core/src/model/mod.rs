@@ -102,7 +102,7 @@ impl Config {
         if self.n_items == 0 {
             return Err(Error::config("n_items", "the catalogue is empty"));
         }
-        if self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0 {
+        if self.dim == 0 || self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
             return Err(Error::config(
                 "dim",
                 format!(
@@ -135,7 +135,7 @@ impl Config {
                 format!("must be in 1..=16, got {}", self.ffn_mult),
             ));
         }
-        if !(self.ln_eps > 0.0 && self.ln_eps < 1.0) {
+        if self.ln_eps <= 0.0 || self.ln_eps >= 1.0 || self.ln_eps.is_nan() {
             return Err(Error::config(
                 "ln_eps",
                 format!("must be in (0, 1), got {}", self.ln_eps),

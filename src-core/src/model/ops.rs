@@ -9,21 +9,81 @@ use rayon::prelude::*;
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 
 /// `exp(x)` to about 2e-7 relative error, written so that LLVM vectorises loops over it
-/// (no libm call): 2^round(x·log2 e) from the exponent bits times a degree-6 polynomial
-/// for 2^f, |f| ≤ ½.
+/// (no libm call, integer-only exponent handling): 2^round(x·log2 e) from the exponent
+/// bits times a degree-6 polynomial for 2^f, |f| ≤ ½.
 #[inline(always)]
 pub fn fast_exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    let t = x * LOG2E;
-    // Round to nearest with the 1.5·2^23 trick (exact for |t| < 2^22).
-    let r = (t + 12_582_912.0) - 12_582_912.0;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    let t = x.clamp(-87.0, 88.0) * LOG2E;
+    let v = t + MAGIC;
+    let r = v - MAGIC;
+    // The rounded integer sits in the low mantissa bits of `v`.
+    let ri = (v.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     let f = (t - r) * std::f32::consts::LN_2;
     let p = 1.0
         + f * (1.0
             + f * (0.5
-                + f * (0.166_666_67
-                    + f * (0.041_666_668 + f * (0.008_333_334 + f * 0.001_388_889)))));
-    f32::from_bits(((r as i32 + 127) << 23) as u32) * p
+                + f * (0.166_666_67 + f * (0.041_666_668 + f * (0.008_333_334 + f * 0.001_388_889)))));
+    f32::from_bits((ri.wrapping_add(127) << 23) as u32) * p
+}
+
+/// Lanes of the accumulators below: f32 reductions only vectorise with explicit lanes.
+const LANES: usize = 16;
+
+/// The maximum of a slice.
+#[inline]
+pub fn max_of(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = a.max(x);
+        }
+    }
+    rest.iter().fold(acc.iter().copied().fold(f32::NEG_INFINITY, f32::max), |m, &x| m.max(x))
+}
+
+/// Σ exp(scale·x − shift) over a slice.
+#[inline]
+pub fn sum_exp(xs: &[f32], scale: f32, shift: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += fast_exp(x * scale - shift);
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|&x| fast_exp(x * scale - shift)).sum::<f32>()
+}
+
+/// The sum of a slice.
+#[inline]
+pub fn sum_of(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// The dot product of two slices.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for ((s, &p), &q) in acc.iter_mut().zip(x).zip(y) {
+            *s += p * q;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
@@ -54,13 +114,11 @@ impl CustomOp1 for CausalSoftmax {
             .for_each(|(row, (o, x))| {
                 let q = row % len;
                 let (o, x) = (&mut o[..=q], &x[..=q]);
-                let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * self.scale;
-                let mut sum = 0.0;
+                let max = max_of(x) * self.scale;
                 for (oi, &xi) in o.iter_mut().zip(x) {
                     *oi = fast_exp(xi * self.scale - max);
-                    sum += *oi;
                 }
-                let inv = 1.0 / sum;
+                let inv = 1.0 / sum_of(o);
                 o.iter_mut().for_each(|v| *v *= inv);
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
@@ -104,9 +162,9 @@ impl candle_core::CustomOp2 for CausalSoftmaxGrad {
         out.par_chunks_mut(len)
             .zip(ys.par_chunks(len).zip(dys.par_chunks(len)))
             .for_each(|(o, (y, dy))| {
-                let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
+                let d = dot(y, dy);
                 for ((oi, &yi), &dyi) in o.iter_mut().zip(y).zip(dy) {
-                    *oi = self.scale * yi * (dyi - dot);
+                    *oi = self.scale * yi * (dyi - d);
                 }
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))

@@ -87,7 +87,7 @@ impl TrainConfig {
         if self.epochs == 0 {
             return Err(Error::config("epochs", "must be at least 1"));
         }
-        if !(self.lr > 0.0 && self.lr < 1.0) {
+        if self.lr.is_nan() || self.lr <= 0.0 || self.lr >= 1.0 {
             return Err(Error::config(
                 "lr",
                 format!("must be in (0, 1), got {}", self.lr),
@@ -109,7 +109,7 @@ impl TrainConfig {
             return Err(Error::config("patience", "must be at least 1"));
         }
         if let Some(m) = self.max_minutes {
-            if !(m > 0.0) {
+            if m.is_nan() || m <= 0.0 {
                 return Err(Error::config("max_minutes", "must be positive"));
             }
         }
