@@ -23,7 +23,8 @@ pub fn fast_exp(x: f32) -> f32 {
     let p = 1.0
         + f * (1.0
             + f * (0.5
-                + f * (0.166_666_67 + f * (0.041_666_668 + f * (0.008_333_334 + f * 0.001_388_889)))));
+                + f * (0.166_666_67
+                    + f * (0.041_666_668 + f * (0.008_333_334 + f * 0.001_388_889)))));
     f32::from_bits((ri.wrapping_add(127) << 23) as u32) * p
 }
 
@@ -41,7 +42,10 @@ pub fn max_of(xs: &[f32]) -> f32 {
             *a = a.max(x);
         }
     }
-    rest.iter().fold(acc.iter().copied().fold(f32::NEG_INFINITY, f32::max), |m, &x| m.max(x))
+    rest.iter().fold(
+        acc.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        |m, &x| m.max(x),
+    )
 }
 
 /// Σ exp(scale·x − shift) over a slice.
@@ -55,7 +59,11 @@ pub fn sum_exp(xs: &[f32], scale: f32, shift: f32) -> f32 {
             *a += fast_exp(x * scale - shift);
         }
     }
-    acc.iter().sum::<f32>() + rest.iter().map(|&x| fast_exp(x * scale - shift)).sum::<f32>()
+    acc.iter().sum::<f32>()
+        + rest
+            .iter()
+            .map(|&x| fast_exp(x * scale - shift))
+            .sum::<f32>()
 }
 
 /// The sum of a slice.
@@ -77,7 +85,12 @@ pub fn sum_of(xs: &[f32]) -> f32 {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for ((s, &p), &q) in acc.iter_mut().zip(x).zip(y) {
             *s += p * q;

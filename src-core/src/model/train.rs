@@ -697,7 +697,7 @@ fn model_card(r: &TrainReport) -> String {
          picked the best epoch; the test target was never seen in training.\n\n\
          ## Figures (K = {})\n\n| split | HR@10 | NDCG@10 | MRR |\n|---|---:|---:|---:|\n\
          | validation | {:.4} | {:.4} | {:.4} |\n| test | {:.4} | {:.4} | {:.4} |\n\n\
-         Best epoch {} of {} run; training took {:.1} s on {} ({}).\n\n\
+         Best epoch {} of {} run; training took {:.1} s on {} ({}), finished {}.\n\n\
          ## Configuration\n\ndim {}, layers {}, heads {}, max_len {}, dropout {}, ffn ×{}, \
          softmax {}, lr {}, batch {}, weight decay {}, seed {}.\n\n\
          Figures are re-measurable with `attune eval --model seq:DIR` on the same data.\n",
@@ -718,6 +718,11 @@ fn model_card(r: &TrainReport) -> String {
         r.seconds,
         machine(),
         r.train.device,
+        crate::store::format_utc(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        ),
         m.dim,
         m.layers,
         m.heads,
