@@ -7,19 +7,7 @@ use std::path::PathBuf;
 use attune::data::{Dataset, DatasetBuilder};
 use attune::eval::{evaluate, EvalReport, ModelResult, Split};
 use attune::EventKind;
-
-/// A file under the shared data directory next to the workspace.
-fn shared_data(rel: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(rel);
-    if path.exists() {
-        Some(path)
-    } else {
-        println!("skipping: {} is absent", path.display());
-        None
-    }
-}
+use attune_tests::shared_data;
 
 /// Reads a delimited `user item [rating] timestamp_seconds` file into a data set.
 fn load(path: &PathBuf, sep: &str, rated: bool) -> Dataset {

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::ops::{dot, fast_exp, max_of, sum_exp};
+use super::ops::{contiguous, dot, fast_exp, max_of, sum_exp};
 
 /// Mean cross-entropy of `logits` `(n, classes)` (f32) against `targets` `(n,)` (u32).
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
@@ -35,13 +35,6 @@ pub fn bce_with_logits(x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
     let pos = x.relu()?;
     let soft = ((x.abs()?.neg()?.exp()? + 1.0)?).log()?;
     ((pos - (x * y)?)? + soft)?.mean_all()
-}
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("fused cross-entropy needs contiguous f32 logits"),
-    }
 }
 
 fn contiguous_u32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [u32]> {
@@ -76,7 +69,7 @@ impl CustomOp2 for FusedCrossEntropy {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c) = l1.shape().dims2()?;
-        let logits = contiguous_f32(s1, l1)?;
+        let logits = contiguous(s1, l1)?;
         let targets = contiguous_u32(s2, l2)?;
         if targets.len() != n {
             candle_core::bail!("{} targets for {n} rows", targets.len());
@@ -127,7 +120,7 @@ impl CustomOp2 for CrossEntropyGrad {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c) = l1.shape().dims2()?;
-        let logits = contiguous_f32(s1, l1)?;
+        let logits = contiguous(s1, l1)?;
         let targets = contiguous_u32(s2, l2)?;
         let inv_n = 1.0 / n.max(1) as f32;
         let mut grad = vec![0f32; n * c];
@@ -259,7 +252,7 @@ fn chunked_lse(hs: &Tensor, table_t: &Tensor) -> candle_core::Result<Vec<f32>> {
         let candle_core::Storage::Cpu(cpu) = &*storage else {
             candle_core::bail!("tied cross-entropy: logits are not on the CPU")
         };
-        let v = contiguous_f32(cpu, layout)?;
+        let v = contiguous(cpu, layout)?;
         out.par_extend(v.par_chunks(c).map(row_lse));
     }
     Ok(out)
@@ -285,13 +278,13 @@ impl candle_core::CustomOp3 for TiedSoftmaxCe {
             candle_core::bail!("hidden width {d} differs from the table's {d2}");
         }
         let dev = candle_core::Device::Cpu;
-        let hs = Tensor::from_slice(contiguous_f32(s1, l1)?, (n, d), &dev)?;
-        let table = Tensor::from_slice(contiguous_f32(s2, l2)?, (c, d), &dev)?;
+        let hs = Tensor::from_slice(contiguous(s1, l1)?, (n, d), &dev)?;
+        let table = Tensor::from_slice(contiguous(s2, l2)?, (c, d), &dev)?;
         let targets = contiguous_u32(s3, l3)?;
         let lse = chunked_lse(&hs, &table.t()?)?;
         // The target's logit is a dot product.
-        let hv = contiguous_f32(s1, l1)?;
-        let tv = contiguous_f32(s2, l2)?;
+        let hv = contiguous(s1, l1)?;
+        let tv = contiguous(s2, l2)?;
         let total: f64 = (0..n)
             .into_par_iter()
             .map(|i| {
