@@ -137,8 +137,12 @@ fn run(shared: &Shared, db: &sled::Db) {
                     shared.caught_up.notify_all();
                 }
                 Err(e) => {
-                    // The log still has the events; readers fall back to it. Retry later.
+                    // The log still has the events; readers fall back to it. Retry later,
+                    // unless the store is closing (the next open catches up).
                     tracing::error!(error = %e, from, to, "indexing failed");
+                    if *shared.shutdown.lock().unwrap_or_else(|e| e.into_inner()) {
+                        return;
+                    }
                     std::thread::sleep(ROUND_INTERVAL * 10);
                 }
             }
