@@ -141,6 +141,7 @@ impl CustomOp2 for CrossEntropyGrad {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ops::testing::{assert_close, grad_of};
     use super::*;
     use candle_core::{Device, Var};
 
@@ -167,27 +168,7 @@ mod tests {
             composed.to_scalar::<f32>().expect("c"),
         );
         assert!((fv - cv).abs() < 1e-5, "{fv} vs {cv}");
-        let ga = fused
-            .backward()
-            .expect("bwd")
-            .get(a.as_tensor())
-            .expect("grad a")
-            .flatten_all()
-            .expect("f")
-            .to_vec1::<f32>()
-            .expect("v");
-        let gb = composed
-            .backward()
-            .expect("bwd")
-            .get(b.as_tensor())
-            .expect("grad b")
-            .flatten_all()
-            .expect("f")
-            .to_vec1::<f32>()
-            .expect("v");
-        for (x, y) in ga.iter().zip(&gb) {
-            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
-        }
+        assert_close(&grad_of(&fused, &a), &grad_of(&composed, &b), 1e-5);
     }
 
     #[test]

@@ -185,10 +185,37 @@ impl candle_core::CustomOp2 for CausalSoftmaxGrad {
     }
 }
 
+/// Test helpers shared by the kernels' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use candle_core::{Tensor, Var};
+
+    /// The flattened gradient of `var` in the gradients of `loss`.
+    pub fn grad_of(loss: &Tensor, var: &Var) -> Vec<f32> {
+        loss.backward()
+            .expect("backward")
+            .get(var.as_tensor())
+            .expect("a gradient")
+            .flatten_all()
+            .expect("flatten")
+            .to_vec1::<f32>()
+            .expect("f32 values")
+    }
+
+    /// Asserts two slices agree element by element within `tol`.
+    pub fn assert_close(a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < tol, "{x} vs {y}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{assert_close, grad_of};
     use super::*;
-    use candle_core::{Device, Var, D};
+    use candle_core::{Device, Var};
 
     #[test]
     fn fast_exp_is_accurate() {
@@ -235,32 +262,9 @@ mod tests {
             .expect("f")
             .to_vec1::<f32>()
             .expect("v");
-        for (x, y) in a.iter().zip(&c) {
-            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
-        }
+        assert_close(&a, &c, 1e-5);
         let l1 = (fused * &w).expect("m").sum_all().expect("s");
         let l2 = (composed * &w).expect("m").sum_all().expect("s");
-        let g1 = l1
-            .backward()
-            .expect("b")
-            .get(x1.as_tensor())
-            .expect("g")
-            .flatten_all()
-            .expect("f")
-            .to_vec1::<f32>()
-            .expect("v");
-        let g2 = l2
-            .backward()
-            .expect("b")
-            .get(x2.as_tensor())
-            .expect("g")
-            .flatten_all()
-            .expect("f")
-            .to_vec1::<f32>()
-            .expect("v");
-        for (x, y) in g1.iter().zip(&g2) {
-            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
-        }
-        let _ = D::Minus1;
+        assert_close(&grad_of(&l1, &x1), &grad_of(&l2, &x2), 1e-4);
     }
 }
