@@ -271,44 +271,49 @@ impl Store {
     /// Appends events with external ids, interning new ids. Returns their sequence numbers
     /// once they are durable.
     pub fn append(&self, events: &[RawEvent]) -> Result<Range<u64>> {
-        let ticket;
-        let range;
-        {
-            let mut w = self.writer();
-            let mut batch = sled::Batch::default();
+        self.append_with(events.len(), |w, batch, first| {
             let mut staged = Staged::new();
-            let first = w.next_seq;
             let dense = events
                 .iter()
-                .map(|ev| staged.intern_event(&w, ev))
+                .map(|ev| staged.intern_event(w, ev))
                 .collect::<Result<Vec<_>>>()?;
-            put_events(&mut batch, first, &dense)?;
-            staged.write_ids(&w, &mut batch)?;
-            self.inner.db.apply_batch(batch)?;
-            staged.commit(&mut w);
-            w.next_seq = first + events.len() as u64;
-            range = first..w.next_seq;
-            self.inner.indexer.committed(w.next_seq);
-            ticket = self.inner.commit.ticket()?;
-        }
-        self.inner.commit.wait(ticket)?;
-        Ok(range)
+            put_events(batch, first, &dense)?;
+            staged.write_ids(w, batch)?;
+            Ok(Some(staged))
+        })
     }
 
     /// Appends events whose ids are already interned (dense). Durable on return.
     pub fn append_dense(&self, events: &[Event]) -> Result<Range<u64>> {
+        self.append_with(events.len(), |w, batch, first| {
+            for ev in events {
+                check_dense(w, ev)?;
+            }
+            put_events(batch, first, events)?;
+            Ok(None)
+        })
+    }
+
+    /// The append path: under the writer lock, `build` fills one batch for `n` events
+    /// starting at the next sequence number (returning the ids it staged); the batch is
+    /// applied, the ids and sequence counter move on, and the caller waits for the flush.
+    fn append_with(
+        &self,
+        n: usize,
+        build: impl FnOnce(&Writer, &mut sled::Batch, u64) -> Result<Option<Staged>>,
+    ) -> Result<Range<u64>> {
         let ticket;
         let range;
         {
             let mut w = self.writer();
-            for ev in events {
-                check_dense(&w, ev)?;
-            }
-            let mut batch = sled::Batch::default();
             let first = w.next_seq;
-            put_events(&mut batch, first, events)?;
+            let mut batch = sled::Batch::default();
+            let staged = build(&w, &mut batch, first)?;
             self.inner.db.apply_batch(batch)?;
-            w.next_seq = first + events.len() as u64;
+            if let Some(staged) = staged {
+                staged.commit(&mut w);
+            }
+            w.next_seq = first + n as u64;
             range = first..w.next_seq;
             self.inner.indexer.committed(w.next_seq);
             ticket = self.inner.commit.ticket()?;
