@@ -75,6 +75,19 @@ pub enum Error {
     #[error("invalid {field}: {message}")]
     InvalidConfig { field: String, message: String },
 
+    // --- engine ------------------------------------------------------------------------
+    /// The inference queue is full: the request was refused at once; retry later.
+    #[error("engine overloaded: the inference queue holds {queue} requests; retry later")]
+    Overloaded { queue: usize },
+    /// An actor failed while handling the request (it is restarted for the next one).
+    #[error("engine: {0}")]
+    ActorFailed(String),
+    /// The engine has been shut down.
+    #[error("engine: shut down")]
+    ShutDown,
+    /// A request names something malformed or out of range (a user or item id, k).
+    #[error("invalid request: {0}")]
+    BadRequest(String),
     // --- generic -----------------------------------------------------------------------
     /// An I/O error with the path it concerns.
     #[error("{path}: {source}")]

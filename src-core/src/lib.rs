@@ -6,6 +6,7 @@
 pub mod baselines;
 pub mod data;
 pub mod durability;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod event;
@@ -16,5 +17,6 @@ pub mod store;
 pub mod synth;
 pub mod wire;
 
+pub use engine::{BlockingEngine, Context, Engine, EngineConfig, Feedback, Recommendation};
 pub use error::{Error, Result};
 pub use event::{Action, Event, EventKind, Impression, Item, RawEvent};

@@ -22,6 +22,7 @@ pub mod train;
 pub use checkpoint::Checkpoint;
 pub use seqrec::fresh;
 pub use seqrec::SeqRec;
+pub use session::{FastModel, SessionState};
 
 use serde::{Deserialize, Serialize};
 

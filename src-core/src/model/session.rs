@@ -314,6 +314,17 @@ impl SessionState {
         self.items.is_empty()
     }
 
+    /// Approximate heap bytes held (window, caches, user vector).
+    pub fn approx_bytes(&self) -> usize {
+        self.items.capacity() * 4
+            + self
+                .layers
+                .iter()
+                .map(|l| l.k.capacity() * P * 4 + l.v.capacity() * 4)
+                .sum::<usize>()
+            + self.user.capacity() * 4
+    }
+
     /// Whether the caches are built (false after deserialisation until a refresh).
     pub fn is_warm(&self) -> bool {
         self.model_id != 0

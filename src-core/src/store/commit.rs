@@ -26,6 +26,8 @@ struct State {
     failures: Vec<(u64, u64, String)>,
     shutdown: bool,
     flushes: u64,
+    /// Async writers waiting for their ticket, released by the flusher.
+    waiters: Vec<(u64, tokio::sync::oneshot::Sender<Result<()>>)>,
 }
 
 #[derive(Debug, Default)]
@@ -84,10 +86,7 @@ impl GroupCommit {
         let mut st = self.shared.lock();
         loop {
             if st.durable >= ticket {
-                return match st.failures.iter().find(|f| f.0 < ticket && ticket <= f.1) {
-                    Some(f) => Err(Error::Flush(f.2.clone())),
-                    None => Ok(()),
-                };
+                return ticket_outcome(&st, ticket);
             }
             st = self
                 .shared
@@ -95,6 +94,20 @@ impl GroupCommit {
                 .wait(st)
                 .unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// A future-friendly [`GroupCommit::wait`]: the receiver gets the ticket's outcome once
+    /// a flush covers it, without blocking a thread meanwhile.
+    pub fn wait_async(&self, ticket: u64) -> tokio::sync::oneshot::Receiver<Result<()>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut st = self.shared.lock();
+        if st.durable >= ticket {
+            // The receiver may be gone already; nothing then waits for the outcome.
+            let _ = tx.send(ticket_outcome(&st, ticket));
+        } else {
+            st.waiters.push((ticket, tx));
+        }
+        rx
     }
 
     /// Number of flushes run so far (for metrics and tests of grouping).
@@ -125,6 +138,14 @@ impl GroupCommit {
 impl Drop for GroupCommit {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The outcome of a ticket that a flush covered.
+fn ticket_outcome(st: &State, ticket: u64) -> Result<()> {
+    match st.failures.iter().find(|f| f.0 < ticket && ticket <= f.1) {
+        Some(f) => Err(Error::Flush(f.2.clone())),
+        None => Ok(()),
     }
 }
 
@@ -160,6 +181,14 @@ fn flush_loop(shared: &Shared, db: &sled::Db, max_flush_delay: Duration) {
             st.failures.push((from, target, e.to_string()));
         }
         st.durable = st.durable.max(target);
+        let durable = st.durable;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut st.waiters)
+            .into_iter()
+            .partition(|(t, _)| *t <= durable);
+        st.waiters = waiting;
+        for (ticket, tx) in ready {
+            let _ = tx.send(ticket_outcome(&st, ticket));
+        }
         shared.durable_cv.notify_all();
     }
 }

@@ -25,6 +25,10 @@ pub const IMPORT: u8 = b'h';
 /// `m` + name → metadata value.
 pub const META: u8 = b'm';
 
+/// `r` + space byte + key → a record of one of the engine's spaces
+/// ([`super::RecordSpace`]: strategies, session snapshots, blobs).
+pub const RECORD: u8 = b'r';
+
 /// Id-block space of users.
 pub const SPACE_USERS: u8 = b'u';
 /// Id-block space of items.

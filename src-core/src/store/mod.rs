@@ -203,7 +203,7 @@ fn corrupt(key: &[u8], reason: impl Into<String>) -> Error {
     }
 }
 
-fn now_ms() -> Timestamp {
+pub(crate) fn now_ms() -> Timestamp {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -271,7 +271,15 @@ impl Store {
     /// Appends events with external ids, interning new ids. Returns their sequence numbers
     /// once they are durable.
     pub fn append(&self, events: &[RawEvent]) -> Result<Range<u64>> {
-        self.append_with(events.len(), |w, batch, first| {
+        self.append_nowait(events)?.wait()
+    }
+
+    /// Applies events with external ids (interning new ids) and returns at once, before
+    /// they are durable: await [`PendingAppend::durable`] (or call
+    /// [`PendingAppend::wait`]) before acknowledging them. Readers of this store see the
+    /// events immediately; a crash before the flush may lose them.
+    pub fn append_nowait(&self, events: &[RawEvent]) -> Result<PendingAppend> {
+        self.apply_with(events.len(), |w, batch, first| {
             let mut staged = Staged::new();
             let dense = events
                 .iter()
@@ -285,7 +293,12 @@ impl Store {
 
     /// Appends events whose ids are already interned (dense). Durable on return.
     pub fn append_dense(&self, events: &[Event]) -> Result<Range<u64>> {
-        self.append_with(events.len(), |w, batch, first| {
+        self.append_dense_nowait(events)?.wait()
+    }
+
+    /// [`Store::append_nowait`] for events whose ids are already interned.
+    pub fn append_dense_nowait(&self, events: &[Event]) -> Result<PendingAppend> {
+        self.apply_with(events.len(), |w, batch, first| {
             for ev in events {
                 check_dense(w, ev)?;
             }
@@ -296,30 +309,69 @@ impl Store {
 
     /// The append path: under the writer lock, `build` fills one batch for `n` events
     /// starting at the next sequence number (returning the ids it staged); the batch is
-    /// applied, the ids and sequence counter move on, and the caller waits for the flush.
-    fn append_with(
+    /// applied, the ids and sequence counter move on, and a group-commit ticket is taken.
+    fn apply_with(
         &self,
         n: usize,
         build: impl FnOnce(&Writer, &mut sled::Batch, u64) -> Result<Option<Staged>>,
-    ) -> Result<Range<u64>> {
-        let ticket;
-        let range;
-        {
-            let mut w = self.writer();
-            let first = w.next_seq;
-            let mut batch = sled::Batch::default();
-            let staged = build(&w, &mut batch, first)?;
-            self.inner.db.apply_batch(batch)?;
-            if let Some(staged) = staged {
-                staged.commit(&mut w);
-            }
-            w.next_seq = first + n as u64;
-            range = first..w.next_seq;
-            self.inner.indexer.committed(w.next_seq);
-            ticket = self.inner.commit.ticket()?;
+    ) -> Result<PendingAppend> {
+        let mut w = self.writer();
+        let first = w.next_seq;
+        let mut batch = sled::Batch::default();
+        let staged = build(&w, &mut batch, first)?;
+        self.inner.db.apply_batch(batch)?;
+        if let Some(staged) = staged {
+            staged.commit(&mut w);
         }
-        self.inner.commit.wait(ticket)?;
-        Ok(range)
+        w.next_seq = first + n as u64;
+        let range = first..w.next_seq;
+        self.inner.indexer.committed(w.next_seq);
+        let ticket = self.inner.commit.ticket()?;
+        Ok(PendingAppend {
+            store: self.clone(),
+            range,
+            ticket,
+        })
+    }
+
+    /// Writes a record of an engine space (not flushed: see [`Store::put_record_durable`]).
+    pub fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<()> {
+        self.inner.db.insert(record_key(space, key), value)?;
+        Ok(())
+    }
+
+    /// Writes a record and returns once it is durable (shares the group commit's flushes).
+    pub fn put_record_durable(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put_record(space, key, value)?;
+        let ticket = self.inner.commit.ticket()?;
+        self.inner.commit.wait(ticket)
+    }
+
+    /// Reads a record of an engine space.
+    pub fn get_record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .inner
+            .db
+            .get(record_key(space, key))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Removes a record; returns whether there was one.
+    pub fn remove_record(&self, space: RecordSpace, key: &[u8]) -> Result<bool> {
+        Ok(self.inner.db.remove(record_key(space, key))?.is_some())
+    }
+
+    /// Every record of a space as `(key, value)`, in key order.
+    pub fn records(&self, space: RecordSpace) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let prefix = record_key(space, &[]);
+        self.inner
+            .db
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k[prefix.len()..].to_vec(), v.to_vec()))
+            })
+            .collect()
     }
 
     /// Imports one parsed file atomically: events, catalogue records and the import record.
@@ -590,6 +642,67 @@ impl Store {
         self.inner.db.flush()?;
         Ok(())
     }
+}
+
+/// Events applied to the store whose flush may still be running: the handle an
+/// acknowledgement waits on.
+#[derive(Debug)]
+#[must_use = "the events are not durable until the append is waited on"]
+pub struct PendingAppend {
+    store: Store,
+    range: Range<u64>,
+    ticket: u64,
+}
+
+impl PendingAppend {
+    /// Sequence numbers of the applied events.
+    pub fn range(&self) -> Range<u64> {
+        self.range.clone()
+    }
+
+    /// Blocks until the events are durable.
+    pub fn wait(self) -> Result<Range<u64>> {
+        self.store.inner.commit.wait(self.ticket)?;
+        Ok(self.range)
+    }
+
+    /// Resolves once the events are durable, without holding a thread meanwhile.
+    pub async fn durable(self) -> Result<Range<u64>> {
+        let rx = self.store.inner.commit.wait_async(self.ticket);
+        match rx.await {
+            Ok(outcome) => outcome.map(|()| self.range),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+}
+
+/// The engine's spaces of records kept beside the event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordSpace {
+    /// Strategy versions and the pointer to the current one.
+    Strategy,
+    /// Snapshots of evicted sessions.
+    Session,
+    /// Opaque blobs (fine-tuned checkpoints, learner state).
+    Blob,
+}
+
+impl RecordSpace {
+    fn byte(self) -> u8 {
+        match self {
+            RecordSpace::Strategy => b's',
+            RecordSpace::Session => b'x',
+            RecordSpace::Blob => b'b',
+        }
+    }
+}
+
+fn record_key(space: RecordSpace, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 2);
+    k.push(keys::RECORD);
+    k.push(space.byte());
+    k.extend_from_slice(key);
+    k
 }
 
 /// Ids that a batch introduces, copied into the writer's maps only once the batch is

@@ -1,0 +1,543 @@
+//! The inference actor and its dynamic batcher.
+//!
+//! Sessions send [`Score`] messages to the [`InferenceActor`]; it puts each request on a
+//! bounded crossbeam queue (a full queue answers [`Error::Overloaded`] at once) and the
+//! reply comes back on a oneshot channel. Dedicated compute threads, never the async
+//! arbiters, drain the queue into batches the way Triton's dynamic batcher does: a batch
+//! leaves as soon as it holds `max_batch` requests or its oldest request has waited
+//! `max_queue_delay`. A batch brings each session's cached model state up to date (the
+//! pending events pushed incrementally, or a full encode when the state is cold or was
+//! built by another model), scores every user of the batch against the catalogue in one
+//! matrix product, and blends the model's task scores with the baseline sources by the
+//! strategy's weights. The model, the sources and the strategy are read once per batch
+//! from `Arc` snapshots, so a hot swap never shows a request half of two models.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::metrics::Metrics;
+use super::sources::{SourceSnapshot, KNN_HISTORY, MARKOV_WEIGHTS};
+use super::strategy::{Exploration, N_SOURCES};
+use super::{Catalog, Live, ModelSlot, Shared};
+use crate::error::{Error, Result};
+use crate::event::ItemId;
+use crate::model::SessionState;
+
+/// A scoring request from a session.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// The user's recent interactions (store item ids), oldest first.
+    pub history: Vec<ItemId>,
+    /// Items never to recommend (sorted).
+    pub exclude: Vec<ItemId>,
+    /// The session's model state, if it holds one (moved here while the request runs).
+    pub state: Option<Box<SessionState>>,
+    /// Interactions recorded since `state` was last brought up to date.
+    pub pending: Vec<ItemId>,
+    /// Items wanted.
+    pub k: usize,
+    /// Only items with one of these tags (empty: any).
+    pub include_tags: Arc<[String]>,
+    /// Never items with these tags.
+    pub exclude_tags: Arc<[String]>,
+    /// Seed of this request's exploration.
+    pub seed: u64,
+    pub enqueued: Instant,
+    pub reply: tokio::sync::oneshot::Sender<JobOutcome>,
+}
+
+/// What a job gives back: the ranking, and the session's model state to keep.
+#[derive(Debug)]
+pub(crate) struct JobOutcome {
+    pub result: Result<Scored>,
+    pub state: Option<Box<SessionState>>,
+}
+
+/// One recommended item, in store ids.
+#[derive(Debug, Clone)]
+pub(crate) struct ScoredItem {
+    pub item: ItemId,
+    pub score: f32,
+    pub features: [f32; N_SOURCES],
+    pub explored: bool,
+}
+
+/// A ranking and what produced it.
+#[derive(Debug, Clone)]
+pub(crate) struct Scored {
+    pub items: Vec<ScoredItem>,
+    pub strategy_version: u64,
+    pub weights: [f32; N_SOURCES],
+    pub model_version: u64,
+    pub fallback: Option<&'static str>,
+}
+
+/// The message a session sends.
+#[derive(Message)]
+#[rtype(result = "Result<JobOutcomeOrBack>")]
+pub(crate) struct Score(pub Job);
+
+/// A refused job hands the session's state back with the error.
+#[derive(Debug)]
+pub(crate) enum JobOutcomeOrBack {
+    Done(JobOutcome),
+    Refused(Error, Option<Box<SessionState>>),
+}
+
+/// The actor in front of the batcher.
+pub(crate) struct InferenceActor {
+    tx: Sender<Job>,
+    capacity: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Actor for InferenceActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Score> for InferenceActor {
+    type Result = ResponseFuture<Result<JobOutcomeOrBack>>;
+
+    fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut job = msg.0;
+        job.reply = tx;
+        job.enqueued = Instant::now();
+        match self.tx.try_send(job) {
+            Ok(()) => Box::pin(async move {
+                match rx.await {
+                    Ok(outcome) => Ok(JobOutcomeOrBack::Done(outcome)),
+                    Err(_) => Err(Error::ActorFailed(
+                        "a compute thread dropped the request".into(),
+                    )),
+                }
+            }),
+            Err(TrySendError::Full(job)) => {
+                Metrics::add(&self.metrics.overloaded, 1);
+                let capacity = self.capacity;
+                Box::pin(async move {
+                    Ok(JobOutcomeOrBack::Refused(
+                        Error::Overloaded { queue: capacity },
+                        job.state,
+                    ))
+                })
+            }
+            Err(TrySendError::Disconnected(job)) => {
+                Box::pin(async move { Ok(JobOutcomeOrBack::Refused(Error::ShutDown, job.state)) })
+            }
+        }
+    }
+}
+
+/// Starts the compute threads and the actor; the threads end when the actor (and with it
+/// the queue's sender) is gone.
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    capacity: usize,
+    threads: usize,
+) -> Result<(Addr<InferenceActor>, Vec<std::thread::JoinHandle<()>>)> {
+    let (tx, rx) = crossbeam_channel::bounded::<Job>(capacity);
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let rx: Receiver<Job> = rx.clone();
+        let shared = Arc::clone(shared);
+        let h = std::thread::Builder::new()
+            .name(format!("attune-compute-{t}"))
+            .spawn(move || compute_loop(&shared, &rx))
+            .map_err(|e| Error::io("attune-compute thread", e))?;
+        handles.push(h);
+    }
+    let metrics = Arc::clone(&shared.metrics);
+    let addr = InferenceActor {
+        tx,
+        capacity,
+        metrics,
+    }
+    .start();
+    Ok((addr, handles))
+}
+
+/// Per-thread scratch buffers, reused across requests.
+#[derive(Default)]
+struct Scratch {
+    gen: u32,
+    cand_mark: Vec<u32>,
+    excl_mark: Vec<u32>,
+    knn: Vec<f32>,
+    markov: Vec<f32>,
+    candidates: Vec<ItemId>,
+    order: Vec<(f32, ItemId)>,
+}
+
+impl Scratch {
+    fn reset(&mut self, n: usize) {
+        if self.cand_mark.len() < n {
+            self.cand_mark.resize(n, 0);
+            self.excl_mark.resize(n, 0);
+            self.knn.resize(n, 0.0);
+            self.markov.resize(n, 0.0);
+        }
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            self.cand_mark.fill(0);
+            self.excl_mark.fill(0);
+            self.gen = 1;
+        }
+        for &c in &self.candidates {
+            self.knn[c as usize] = 0.0;
+            self.markov[c as usize] = 0.0;
+        }
+        self.candidates.clear();
+    }
+
+    fn excluded(&self, item: ItemId) -> bool {
+        self.excl_mark.get(item as usize) == Some(&self.gen)
+    }
+
+    /// Adds a candidate unless excluded or already in; returns whether it is in now.
+    fn add(&mut self, item: ItemId) -> bool {
+        let i = item as usize;
+        if i >= self.cand_mark.len() || self.excl_mark[i] == self.gen {
+            return false;
+        }
+        if self.cand_mark[i] != self.gen {
+            self.cand_mark[i] = self.gen;
+            self.candidates.push(item);
+        }
+        true
+    }
+}
+
+fn compute_loop(shared: &Shared, rx: &Receiver<Job>) {
+    let mut scratch = Scratch::default();
+    while let Ok(first) = rx.recv() {
+        let knobs = shared.live().strategy.batching;
+        let deadline = first.enqueued + Duration::from_micros(knobs.max_queue_delay_us);
+        let mut batch = vec![first];
+        while batch.len() < knobs.max_batch {
+            if let Ok(j) = rx.try_recv() {
+                batch.push(j);
+                continue;
+            }
+            match rx.recv_deadline(deadline) {
+                Ok(j) => batch.push(j),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let started = Instant::now();
+        let m = &shared.metrics;
+        m.batch_size.record(batch.len() as u64);
+        for j in &batch {
+            m.queue_delay
+                .record_duration(started.saturating_duration_since(j.enqueued));
+        }
+        run_batch(shared, batch, &mut scratch);
+        m.compute_time.record_duration(started.elapsed());
+    }
+}
+
+/// Brings a job's model state up to date and returns its user vector.
+fn prepare_state(model: &ModelSlot, job: &mut Job) -> Result<Option<Vec<f32>>> {
+    let fast = &model.fast;
+    let mapped = |items: &[ItemId]| -> Vec<u32> {
+        items.iter().filter_map(|&i| model.to_model(i)).collect()
+    };
+    let current = job.state.as_deref().is_some_and(|s| fast.is_current(s));
+    if current {
+        let state = job.state.as_deref_mut().expect("checked above");
+        for idx in mapped(&job.pending) {
+            fast.push(state, idx)?;
+        }
+    } else {
+        let items = mapped(&job.history);
+        job.state = if items.is_empty() {
+            None
+        } else {
+            Some(Box::new(fast.encode(&items)?))
+        };
+    }
+    job.pending.clear();
+    Ok(job
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.user_vector().map(<[f32]>::to_vec)))
+}
+
+fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
+    let model = shared.model();
+    let sources = shared.sources();
+    let live = shared.live();
+    let catalog = shared.catalog();
+    // Bring states up to date, collect the user vectors.
+    let mut vecs: Vec<Option<Vec<f32>>> = Vec::with_capacity(batch.len());
+    let mut errors: Vec<Option<Error>> = Vec::with_capacity(batch.len());
+    for job in &mut batch {
+        match model.as_deref().map(|m| prepare_state(m, job)) {
+            None => {
+                vecs.push(None);
+                errors.push(None);
+            }
+            Some(Ok(v)) => {
+                vecs.push(v);
+                errors.push(None);
+            }
+            Some(Err(e)) => {
+                vecs.push(None);
+                errors.push(Some(e));
+            }
+        }
+    }
+    // One matrix product for every user with a vector.
+    let mut rows: Vec<Option<std::ops::Range<usize>>> = vec![None; batch.len()];
+    let mut logits = Vec::new();
+    if let Some(m) = model.as_deref() {
+        let n = m.fast.n_items();
+        let users: Vec<usize> = (0..batch.len()).filter(|&i| vecs[i].is_some()).collect();
+        if !users.is_empty() {
+            let mut u = Vec::with_capacity(users.len() * m.fast.dim());
+            for &i in &users {
+                u.extend_from_slice(vecs[i].as_deref().expect("filtered"));
+            }
+            logits = vec![0.0f32; users.len() * n];
+            m.fast.score_batch(&u, &mut logits);
+            for (r, &i) in users.iter().enumerate() {
+                rows[i] = Some(r * n..(r + 1) * n);
+            }
+        }
+    }
+    for (i, mut job) in batch.into_iter().enumerate() {
+        let result = match errors[i].take() {
+            Some(e) => Err(e),
+            None => Ok(blend(
+                &job,
+                model.as_deref(),
+                vecs[i].as_deref(),
+                rows[i].clone().map(|r| &logits[r]),
+                &sources,
+                &live,
+                &catalog,
+                scratch,
+            )),
+        };
+        let state = job.state.take();
+        // The session may have gone away meanwhile; then nobody waits for the answer.
+        let _ = job.reply.send(JobOutcome { result, state });
+    }
+}
+
+/// Ranks the candidates of one request.
+#[allow(clippy::too_many_arguments)]
+fn blend(
+    job: &Job,
+    model: Option<&ModelSlot>,
+    user_vec: Option<&[f32]>,
+    logits: Option<&[f32]>,
+    src: &SourceSnapshot,
+    live: &Live,
+    catalog: &Catalog,
+    s: &mut Scratch,
+) -> Scored {
+    let strategy = &live.strategy;
+    let n = catalog.len().max(src.n_items());
+    s.reset(n);
+    for &e in &job.exclude {
+        if let Some(m) = s.excl_mark.get_mut(e as usize) {
+            *m = s.gen;
+        }
+    }
+    if !job.include_tags.is_empty() || !job.exclude_tags.is_empty() {
+        for item in 0..catalog.len() {
+            let tags = catalog.tags(item as ItemId);
+            let keep = (job.include_tags.is_empty()
+                || tags.iter().any(|t| job.include_tags.contains(t)))
+                && !tags.iter().any(|t| job.exclude_tags.contains(t));
+            if !keep {
+                s.excl_mark[item] = s.gen;
+            }
+        }
+    }
+    let c = strategy.candidates;
+    // Model candidates: the best `c` logits among items not excluded.
+    let mut max_logit = f32::NEG_INFINITY;
+    if let (Some(m), Some(row)) = (model, logits) {
+        s.order.clear();
+        for (idx, &l) in row.iter().enumerate() {
+            max_logit = max_logit.max(l);
+            let item = m.from_model[idx];
+            if !s.excluded(item) && l.is_finite() {
+                s.order.push((l, item));
+            }
+        }
+        let take = c.min(s.order.len());
+        if take > 0 && take < s.order.len() {
+            s.order
+                .select_nth_unstable_by(take - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        }
+        for k in 0..take {
+            let item = s.order[k].1;
+            s.add(item);
+        }
+    }
+    // Transitions out of the last three items, co-occurrence of the last few.
+    let hist = &job.history;
+    let mut max_markov = 0.0f32;
+    for (w, &h) in MARKOV_WEIGHTS.iter().zip(hist.iter().rev()) {
+        if let Some(row) = src.successors.get(h as usize) {
+            for &(j, p) in row.iter() {
+                if s.add(j) {
+                    let v = &mut s.markov[j as usize];
+                    *v += w * p;
+                    max_markov = max_markov.max(*v);
+                }
+            }
+        }
+    }
+    let mut max_knn = 0.0f32;
+    let mut used = 0;
+    for (k, &h) in hist.iter().enumerate().rev() {
+        if used == KNN_HISTORY {
+            break;
+        }
+        if hist[k + 1..].contains(&h) {
+            continue;
+        }
+        used += 1;
+        if let Some(row) = src.neighbours.get(h as usize) {
+            for &(j, sim) in row.iter() {
+                if s.add(j) {
+                    let v = &mut s.knn[j as usize];
+                    *v += sim;
+                    max_knn = max_knn.max(*v);
+                }
+            }
+        }
+    }
+    let before_pop = s.candidates.len();
+    let mut added = 0;
+    for &p in &src.pop_top {
+        if added == c {
+            break;
+        }
+        if s.add(p) {
+            added += 1;
+        }
+    }
+    let mut fallback = None;
+    if hist.is_empty() || (before_pop == 0 && user_vec.is_none()) {
+        fallback = Some("popularity");
+    }
+    if s.candidates.is_empty() {
+        // Nothing counted yet: the catalogue in order.
+        for item in 0..n as ItemId {
+            if s.candidates.len() >= c {
+                break;
+            }
+            s.add(item);
+        }
+        fallback = Some("catalogue");
+    }
+    // Features of every candidate.
+    let cands = std::mem::take(&mut s.candidates);
+    let mut feats: Vec<[f32; N_SOURCES]> = vec![[0.0; N_SOURCES]; cands.len()];
+    if let (Some(m), Some(row), Some(u)) = (model, logits, user_vec) {
+        let mut in_model: Vec<(usize, u32)> = Vec::new();
+        for (ci, &item) in cands.iter().enumerate() {
+            if let Some(idx) = m.to_model(item) {
+                feats[ci][0] = (row[idx as usize] - max_logit).exp();
+                in_model.push((ci, idx));
+            }
+        }
+        if m.has_task_heads {
+            let ids: Vec<u32> = in_model.iter().map(|p| p.1).collect();
+            if let Ok(ts) = m.fast.task_scores(u, &ids) {
+                for ((ci, _), t) in in_model.iter().zip(ts) {
+                    feats[*ci][1] = t.like;
+                    feats[*ci][2] = t.purchase;
+                }
+            }
+        }
+    }
+    for (ci, &item) in cands.iter().enumerate() {
+        let i = item as usize;
+        if max_knn > 0.0 {
+            feats[ci][3] = s.knn[i] / max_knn;
+        }
+        if max_markov > 0.0 {
+            feats[ci][4] = s.markov[i] / max_markov;
+        }
+        feats[ci][5] = src.pop.get(i).copied().unwrap_or(0.0);
+    }
+    s.candidates = cands;
+    // Weights of this request.
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(job.seed);
+    let mut weights = live.weights;
+    if let Exploration::Thompson { scale } = strategy.exploration {
+        let drawn: [f32; N_SOURCES] = std::array::from_fn(|j| {
+            let sd = scale / (1.0 + live.evidence[j]).sqrt();
+            weights[j] + sd * gaussian(&mut rng)
+        });
+        weights = strategy.bound(drawn);
+    }
+    s.order.clear();
+    for (ci, &item) in s.candidates.iter().enumerate() {
+        let score: f32 = feats[ci].iter().zip(&weights).map(|(f, w)| f * w).sum();
+        s.order.push((score, item));
+    }
+    let index_of: std::collections::HashMap<ItemId, usize> = s
+        .candidates
+        .iter()
+        .enumerate()
+        .map(|(ci, &item)| (item, ci))
+        .collect();
+    s.order
+        .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let k = job.k.min(s.order.len());
+    let mut picked: Vec<ScoredItem> = s.order[..k]
+        .iter()
+        .map(|&(score, item)| ScoredItem {
+            item,
+            score,
+            features: feats[index_of[&item]],
+            explored: false,
+        })
+        .collect();
+    if let Exploration::Epsilon { epsilon } = strategy.exploration {
+        let rest = &s.order[k..];
+        let mut pool: Vec<usize> = (0..rest.len()).collect();
+        for slot in picked.iter_mut() {
+            if pool.is_empty() {
+                break;
+            }
+            if rng.gen::<f32>() < epsilon {
+                let p = pool.swap_remove(rng.gen_range(0..pool.len()));
+                let (score, item) = rest[p];
+                *slot = ScoredItem {
+                    item,
+                    score,
+                    features: feats[index_of[&item]],
+                    explored: true,
+                };
+            }
+        }
+    }
+    Scored {
+        items: picked,
+        strategy_version: live.version,
+        weights,
+        model_version: model.map_or(0, |m| m.version),
+        fallback,
+    }
+}
+
+fn gaussian(rng: &mut impl Rng) -> f32 {
+    // Box–Muller.
+    let u1: f32 = rng.gen_range(f32::EPSILON..1.0);
+    let u2: f32 = rng.gen();
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}

@@ -1,0 +1,1186 @@
+//! The embeddable engine: actix session actors, a dynamic-batching inference actor, an
+//! online learner and live strategies over the durable store.
+//!
+//! [`Engine::open`] starts an actix `System` on a thread of its own (plus one arbiter
+//! thread per `arbiters`), the inference compute threads and the learner thread, and
+//! returns a cheap, cloneable handle. The handle's async methods only send messages to
+//! actor addresses, so they can be awaited from any executor (tokio, actix, a plain
+//! `block_on`); [`BlockingEngine`] wraps them for hosts without an async runtime.
+//!
+//! ```text
+//! record ─▶ SessionActor(user) ─append─▶ Store (group commit) ─ack─▶ caller
+//!                │  └──────────────▶ Learner (crossbeam): counts, feedback join, FTRL
+//! recommend ─▶ SessionActor ─Score─▶ InferenceActor ─bounded queue─▶ compute threads
+//!                ◀─────────── ranking + state ◀─── dynamic batches ◀┘
+//! ```
+
+pub mod inference;
+pub mod learner;
+pub mod metrics;
+pub mod session;
+pub mod sources;
+pub mod strategy;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use candle_core::{DType, Device};
+use serde::{Deserialize, Serialize};
+
+use self::inference::InferenceActor;
+use self::learner::{Learner, LearnerMsg};
+use self::metrics::{Metrics, MetricsSnapshot};
+use self::session::{EntryStats, SessionActor, SessionInfo};
+use self::sources::{OnlineCounts, SourceSnapshot};
+use self::strategy::{SourceWeights, Strategy, StrategyBook, StrategyVersion, N_SOURCES};
+use crate::error::{Error, Result};
+use crate::event::{Action, EventKind, Item, ItemId, RawEvent};
+use crate::model::train::{fine_tune, FineTuneConfig};
+use crate::model::{Checkpoint, FastModel};
+use crate::store::{Store, StoreConfig};
+
+/// Everything [`Engine::open`] needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Store directory (created if missing).
+    pub store: PathBuf,
+    /// Store tuning.
+    pub store_config: StoreConfig,
+    /// Checkpoint directory of the attention model (none: baselines only).
+    pub model: Option<PathBuf>,
+    /// Strategy written as version 1 when the store has none.
+    pub strategy: Strategy,
+    /// Capacity of the inference queue; beyond it requests get `Overloaded`.
+    pub queue_capacity: usize,
+    /// Compute threads running the batches.
+    pub compute_threads: usize,
+    /// Arbiter threads hosting the session actors.
+    pub arbiters: usize,
+    /// Idle time after which a session is evicted, in seconds.
+    pub session_ttl_s: f64,
+    /// Bytes the live sessions may hold before the least recently used are evicted.
+    pub session_budget_bytes: u64,
+    /// How often the janitor checks TTLs and the budget, in milliseconds.
+    pub sweep_every_ms: u64,
+    /// Capacity of the learner's queue (beyond it, learner messages are dropped).
+    pub learner_queue: usize,
+    /// Fine-tune the model every this many interactions (0: never).
+    pub finetune_every: u64,
+    /// Fine-tuning settings.
+    pub finetune: FineTuneConfig,
+    /// Seed of exploration.
+    pub seed: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            store: PathBuf::from("data/store"),
+            store_config: StoreConfig::default(),
+            model: None,
+            strategy: Strategy::default(),
+            queue_capacity: 4096,
+            compute_threads: 1,
+            arbiters: 1,
+            session_ttl_s: 600.0,
+            session_budget_bytes: 1 << 30,
+            sweep_every_ms: 1000,
+            learner_queue: 1 << 16,
+            finetune_every: 0,
+            finetune: FineTuneConfig::default(),
+            seed: 42,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks every knob.
+    pub fn validate(&self) -> Result<()> {
+        self.strategy.validate()?;
+        self.store_config.validate()?;
+        let range = |field: &str, v: u64, lo: u64, hi: u64| -> Result<()> {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::config(
+                    field,
+                    format!("must be in [{lo}, {hi}], got {v}"),
+                ))
+            }
+        };
+        range("queue_capacity", self.queue_capacity as u64, 1, 1 << 24)?;
+        range("compute_threads", self.compute_threads as u64, 1, 256)?;
+        range("arbiters", self.arbiters as u64, 1, 256)?;
+        range("sweep_every_ms", self.sweep_every_ms, 1, 3_600_000)?;
+        range("learner_queue", self.learner_queue as u64, 1, 1 << 24)?;
+        range(
+            "session_budget_bytes",
+            self.session_budget_bytes,
+            1 << 16,
+            u64::MAX,
+        )?;
+        if !(self.session_ttl_s.is_finite() && self.session_ttl_s > 0.0) {
+            return Err(Error::config(
+                "session_ttl_s",
+                format!(
+                    "must be a positive number of seconds, got {}",
+                    self.session_ttl_s
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Per-request options of [`Engine::recommend`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Context {
+    /// Only items with one of these tags (overrides the strategy's include list).
+    pub include_tags: Vec<String>,
+    /// Never items with these tags (added to the strategy's).
+    pub exclude_tags: Vec<String>,
+    /// Never these items.
+    pub exclude_items: Vec<String>,
+    /// Log the impression (and let the learner join feedback to it).
+    pub log_impression: bool,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context {
+            include_tags: Vec::new(),
+            exclude_tags: Vec::new(),
+            exclude_items: Vec::new(),
+            log_impression: true,
+        }
+    }
+}
+
+/// One recommended item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecItem {
+    /// The item's external id.
+    pub item: String,
+    /// Blended score (higher first).
+    pub score: f32,
+    /// The normalised score of each task and source that went into the blend.
+    pub breakdown: SourceWeights,
+    /// Put in by exploration rather than by score.
+    pub explored: bool,
+}
+
+/// The answer to [`Engine::recommend`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// Id of this request (feedback may name it).
+    pub request_id: String,
+    /// The user.
+    pub user: String,
+    /// Best first.
+    pub items: Vec<RecItem>,
+    /// Strategy version that ranked them.
+    pub strategy_version: u64,
+    /// Blend weights used.
+    pub weights: SourceWeights,
+    /// Version of the model that scored them (0: none).
+    pub model_version: u64,
+    /// Set when the user was cold: `popularity` or `catalogue`.
+    pub fallback: Option<String>,
+}
+
+/// Feedback on a recommendation (a click, cart, purchase, rating or skip).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// The user.
+    pub user: String,
+    /// The item acted on.
+    pub item: String,
+    /// `click`, `view`, `cart`, `purchase`, `rating` or `skip`.
+    pub kind: EventKind,
+    /// Rating value, price or dwell, by kind.
+    #[serde(default)]
+    pub value: Option<f32>,
+    /// The recommendation it answers, if known.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// When (ms since the epoch; default now).
+    #[serde(default)]
+    pub ts: Option<i64>,
+}
+
+impl Feedback {
+    fn into_event(self) -> Result<(RawEvent, Option<String>)> {
+        let item = self.item;
+        let action = match self.kind {
+            EventKind::View => Action::View {
+                item,
+                dwell_ms: self.value.map(|v| v as u32),
+            },
+            EventKind::Click => Action::Click { item },
+            EventKind::Cart => Action::Cart {
+                item,
+                price: self.value,
+            },
+            EventKind::Purchase => Action::Purchase {
+                item,
+                price: self.value,
+            },
+            EventKind::Rating => Action::Rating {
+                item,
+                value: self
+                    .value
+                    .ok_or_else(|| Error::BadRequest("rating feedback needs a value".into()))?,
+            },
+            EventKind::Skip => Action::Skip { item },
+            EventKind::Impression => {
+                return Err(Error::BadRequest(
+                    "impressions are logged by the engine, not sent as feedback".into(),
+                ))
+            }
+        };
+        Ok((
+            RawEvent {
+                user: self.user,
+                ts: self.ts.unwrap_or_else(crate::store::now_ms),
+                action,
+            },
+            self.request_id,
+        ))
+    }
+}
+
+/// The strategy in force and the weights the learner has set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrategyView {
+    /// Version in force.
+    pub version: u64,
+    /// The strategy as set.
+    pub strategy: Strategy,
+    /// Blend weights now (learned, within bounds).
+    pub weights: SourceWeights,
+}
+
+/// The attention model serving now, with its item mapping.
+#[derive(Debug)]
+pub(crate) struct ModelSlot {
+    pub fast: FastModel,
+    pub version: u64,
+    /// Store item id → model item index (`u32::MAX`: unknown to the model).
+    pub to_model: Vec<u32>,
+    /// Model item index → store item id.
+    pub from_model: Vec<ItemId>,
+    pub has_task_heads: bool,
+    pub checkpoint: Checkpoint,
+    /// The safetensors file holding these weights (fine-tuning starts from it).
+    pub weights: PathBuf,
+}
+
+impl ModelSlot {
+    pub fn to_model(&self, item: ItemId) -> Option<u32> {
+        self.to_model
+            .get(item as usize)
+            .copied()
+            .filter(|&i| i != u32::MAX)
+    }
+}
+
+/// The strategy and weights every request reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    pub version: u64,
+    pub strategy: Arc<Strategy>,
+    pub weights: [f32; N_SOURCES],
+    pub evidence: [f32; N_SOURCES],
+    pub version_record: Arc<StrategyVersion>,
+}
+
+/// Names and tags of the catalogue, by store item id.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    names: Vec<Arc<str>>,
+    tags: Vec<Arc<[String]>>,
+}
+
+impl Catalog {
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn name(&self, item: ItemId) -> &str {
+        self.names.get(item as usize).map_or("?", |n| n)
+    }
+
+    pub fn tags(&self, item: ItemId) -> &[String] {
+        self.tags.get(item as usize).map_or(&[], |t| t)
+    }
+
+    /// This catalogue extended with the store's items it lacks.
+    fn extended(&self, store: &Store) -> Catalog {
+        let n = store.n_items();
+        let mut names = self.names.clone();
+        let mut tags = self.tags.clone();
+        for id in names.len()..n {
+            let id = id as ItemId;
+            names.push(Arc::from(store.item_name(id).unwrap_or_default()));
+            let t: Vec<String> = store
+                .item(id)
+                .ok()
+                .flatten()
+                .map(|i| i.tags)
+                .unwrap_or_default();
+            tags.push(t.into());
+        }
+        Catalog { names, tags }
+    }
+}
+
+pub(crate) struct Entry {
+    addr: Addr<SessionActor>,
+    stats: Arc<EntryStats>,
+}
+
+/// Live session actors by user.
+#[derive(Default)]
+pub(crate) struct Registry {
+    map: Mutex<HashMap<Arc<str>, Entry>>,
+    pub total_bytes: AtomicU64,
+    next_arbiter: AtomicUsize,
+}
+
+/// State shared by the handle, the actors and the threads.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub registry: Registry,
+    book: StrategyBook,
+    live: RwLock<Arc<Live>>,
+    model: RwLock<Option<Arc<ModelSlot>>>,
+    sources: RwLock<Arc<SourceSnapshot>>,
+    catalog: RwLock<Arc<Catalog>>,
+    inference: RwLock<Option<Addr<InferenceActor>>>,
+    arbiters: Vec<ArbiterHandle>,
+    learner: crossbeam_channel::Sender<LearnerMsg>,
+    started: Instant,
+    start_ms: i64,
+    requests: AtomicU64,
+    model_versions: AtomicU64,
+    config: EngineConfig,
+    closed: AtomicBool,
+    finetune: FineTuneConfig,
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    lock.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn write<T>(lock: &RwLock<T>, v: T) {
+    *lock.write().unwrap_or_else(|e| e.into_inner()) = v;
+}
+
+impl Shared {
+    pub fn live(&self) -> Arc<Live> {
+        read(&self.live)
+    }
+
+    pub fn model(&self) -> Option<Arc<ModelSlot>> {
+        read(&self.model)
+    }
+
+    pub fn sources(&self) -> Arc<SourceSnapshot> {
+        read(&self.sources)
+    }
+
+    pub fn set_sources(&self, s: SourceSnapshot) {
+        write(&self.sources, Arc::new(s));
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        read(&self.catalog)
+    }
+
+    /// The catalogue, extended from the store first if it lacks `item`.
+    pub fn catalog_for(&self, item: Option<ItemId>) -> Arc<Catalog> {
+        let c = self.catalog();
+        match item {
+            Some(i) if i as usize >= c.len() => {
+                let mut w = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+                if i as usize >= w.len() {
+                    *w = Arc::new(w.extended(&self.store));
+                }
+                Arc::clone(&w)
+            }
+            _ => c,
+        }
+    }
+
+    pub fn inference(&self) -> Option<Addr<InferenceActor>> {
+        read(&self.inference)
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn next_request_id(&self) -> String {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        format!("{:x}-{n}", self.start_ms)
+    }
+
+    pub fn request_seed(&self, user: &str, n: u64) -> u64 {
+        // FNV-1a over the user, mixed with the engine seed and the user's request count.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ self.config.seed;
+        for b in user.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    pub fn learn(&self, msg: LearnerMsg) {
+        if self.learner.try_send(msg).is_err() {
+            Metrics::add(&self.metrics.learner_dropped, 1);
+        }
+    }
+
+    /// Sets the learned weights, unless the strategy changed meanwhile.
+    pub fn publish_weights(
+        &self,
+        version: u64,
+        weights: [f32; N_SOURCES],
+        evidence: [f32; N_SOURCES],
+    ) {
+        let mut w = self.live.write().unwrap_or_else(|e| e.into_inner());
+        if w.version == version {
+            let mut next = (**w).clone();
+            next.weights = weights;
+            next.evidence = evidence;
+            *w = Arc::new(next);
+        }
+    }
+
+    fn set_live_version(&self, v: StrategyVersion) {
+        let v = Arc::new(v);
+        write(&self.live, Arc::new(learner::initial_live(Arc::clone(&v))));
+        self.learn(LearnerMsg::Strategy(v));
+    }
+
+    /// Builds a serving slot for a checkpoint, interning its items into the store.
+    fn model_slot(&self, ck: Checkpoint, weights: PathBuf) -> Result<ModelSlot> {
+        let missing: Vec<Item> = ck
+            .items
+            .iter()
+            .filter(|name| self.store.item_id(name).is_none())
+            .map(|name| Item {
+                id: name.clone(),
+                title: String::new(),
+                tags: Vec::new(),
+                attrs: Default::default(),
+            })
+            .collect();
+        if !missing.is_empty() {
+            self.store.put_items(&missing)?;
+        }
+        let mut from_model = Vec::with_capacity(ck.items.len());
+        let mut to_model = vec![u32::MAX; self.store.n_items()];
+        for (idx, name) in ck.items.iter().enumerate() {
+            let id = self.store.item_id(name).ok_or_else(|| Error::Checkpoint {
+                path: ck.dir.clone(),
+                message: format!("item {name} could not be added to the store"),
+            })?;
+            from_model.push(id);
+            to_model[id as usize] = idx as u32;
+        }
+        let fast = FastModel::from_model(&ck.model)?;
+        let tasks = &ck.config.tasks;
+        Ok(ModelSlot {
+            fast,
+            version: self.model_versions.fetch_add(1, Ordering::Relaxed) + 1,
+            to_model,
+            from_model,
+            has_task_heads: tasks.like > 0.0 || tasks.purchase > 0.0,
+            checkpoint: ck,
+            weights,
+        })
+    }
+
+    fn swap_in(&self, slot: ModelSlot) -> u64 {
+        let v = slot.version;
+        write(&self.model, Some(Arc::new(slot)));
+        Metrics::add(&self.metrics.model_swaps, 1);
+        v
+    }
+
+    /// Fine-tunes a copy of `base`'s weights on `sequences`, checkpoints the result into
+    /// the store's directory (`finetuned/`) and swaps it in; returns the new version.
+    pub fn fine_tune_and_swap(&self, base: &ModelSlot, sequences: &[Vec<u32>]) -> Result<u64> {
+        let ck = &base.checkpoint;
+        let mut varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = crate::model::SeqRec::load(vb, &ck.config)?;
+        varmap.load(&base.weights)?;
+        let loss = fine_tune(&varmap, &model, sequences, &self.finetune)?;
+        let dir = self.store.path().join("finetuned");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let version = self.model_versions.load(Ordering::Relaxed) + 1;
+        let file = dir.join(format!("model-v{version}.safetensors"));
+        let tmp = dir.join(format!(".model-v{version}.safetensors.tmp"));
+        varmap.save(&tmp)?;
+        std::fs::rename(&tmp, &file).map_err(|e| Error::io(&file, e))?;
+        tracing::debug!(loss, file = %file.display(), "fine-tuning pass");
+        let new_ck = Checkpoint {
+            model,
+            ..ck.clone()
+        };
+        let slot = self.model_slot(new_ck, file)?;
+        let v = self.swap_in(slot);
+        // Keep the two newest fine-tuned checkpoints.
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            let mut files: Vec<(u64, PathBuf)> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter_map(|p| {
+                    let n = p.file_name()?.to_str()?;
+                    let v = n.strip_prefix("model-v")?.strip_suffix(".safetensors")?;
+                    Some((v.parse().ok()?, p))
+                })
+                .collect();
+            files.sort();
+            let keep = files.len().saturating_sub(2);
+            for (_, p) in files.into_iter().take(keep) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// The janitor: evicts idle sessions and keeps the live ones inside the memory budget.
+struct Janitor {
+    shared: Arc<Shared>,
+}
+
+impl Actor for Janitor {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let every = Duration::from_millis(self.shared.config.sweep_every_ms);
+        ctx.run_interval(every, |act, _ctx| {
+            act.shared.sweep(false);
+        });
+    }
+}
+
+impl Shared {
+    /// Evicts sessions idle past the TTL, then the least recently used until the live ones
+    /// fit in 90% of the budget (`all`: every session).
+    fn sweep(&self, all: bool) -> usize {
+        let now = self.now_ms();
+        let ttl = (self.config.session_ttl_s * 1000.0) as u64;
+        let budget = self.config.session_budget_bytes;
+        let mut victims = Vec::new();
+        {
+            let mut map = self.registry.map.lock().unwrap_or_else(|e| e.into_inner());
+            let mut total = self.registry.total_bytes.load(Ordering::Relaxed);
+            let mut live: Vec<(u64, u64, Arc<str>)> = Vec::new();
+            for (name, e) in map.iter() {
+                let last = e.stats.last_used_ms.load(Ordering::Relaxed);
+                let bytes = e.stats.bytes.load(Ordering::Relaxed);
+                if all || now.saturating_sub(last) > ttl || !e.addr.connected() {
+                    victims.push(Arc::clone(name));
+                    total = total.saturating_sub(bytes);
+                } else {
+                    live.push((last, bytes, Arc::clone(name)));
+                }
+            }
+            if total > budget {
+                live.sort_unstable();
+                let target = budget / 10 * 9;
+                for (_, bytes, name) in live {
+                    if total <= target {
+                        break;
+                    }
+                    total = total.saturating_sub(bytes);
+                    victims.push(name);
+                }
+            }
+            for name in &victims {
+                if let Some(e) = map.remove(name) {
+                    e.addr.do_send(session::Evict);
+                }
+            }
+        }
+        if !victims.is_empty() {
+            tracing::debug!(evicted = victims.len(), "sessions evicted");
+        }
+        victims.len()
+    }
+}
+
+/// Handles of the threads the engine runs.
+struct Threads {
+    system: Option<System>,
+    system_thread: Option<JoinHandle<()>>,
+    compute: Vec<JoinHandle<()>>,
+    learner: Option<JoinHandle<()>>,
+}
+
+/// The embeddable engine; clones share one runtime.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    threads: Arc<Mutex<Threads>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.shared.store.path())
+            .finish()
+    }
+}
+
+fn check_user(user: &str) -> Result<()> {
+    crate::wire::check_id(user).map_err(|e| Error::BadRequest(format!("user: {e}")))
+}
+
+impl Engine {
+    /// Opens the store, loads the model, counts the log into the baseline sources and
+    /// starts the actors. Blocks until the engine serves.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        config.validate()?;
+        let store = Store::open(&config.store, config.store_config.clone())?;
+        let book = StrategyBook::open(store.clone(), &config.strategy)?;
+        let current = book
+            .current()?
+            .ok_or_else(|| Error::config("strategy", "the store holds no current strategy"))?;
+        let checkpoint = match &config.model {
+            Some(dir) => Some(Checkpoint::load(dir, &Device::Cpu, DType::F32)?),
+            None => None,
+        };
+        let (ltx, lrx) = crossbeam_channel::bounded(config.learner_queue);
+
+        // The actix system and its arbiters, on their own threads.
+        let (sys_tx, sys_rx) = std::sync::mpsc::channel();
+        let arbiters_n = config.arbiters;
+        let system_thread = std::thread::Builder::new()
+            .name("attune-actix".into())
+            .spawn(move || {
+                let sys = System::new();
+                let arbiters: Vec<Arbiter> = (0..arbiters_n).map(|_| Arbiter::new()).collect();
+                let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+                let _ = sys_tx.send((System::current(), handles));
+                if let Err(e) = sys.run() {
+                    tracing::error!(error = %e, "the actix system stopped with an error");
+                }
+                for a in arbiters {
+                    a.stop();
+                    let _ = a.join();
+                }
+            })
+            .map_err(|e| Error::io("attune-actix thread", e))?;
+        let (system, arbiters) = sys_rx
+            .recv()
+            .map_err(|_| Error::ActorFailed("the actix system failed to start".into()))?;
+
+        let live = learner::initial_live(Arc::new(current));
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            metrics: Arc::default(),
+            registry: Registry::default(),
+            book,
+            live: RwLock::new(Arc::new(live)),
+            model: RwLock::new(None),
+            sources: RwLock::new(Arc::default()),
+            catalog: RwLock::new(Arc::default()),
+            inference: RwLock::new(None),
+            arbiters,
+            learner: ltx,
+            started: Instant::now(),
+            start_ms: crate::store::now_ms(),
+            requests: AtomicU64::new(0),
+            model_versions: AtomicU64::new(0),
+            finetune: config.finetune.clone(),
+            config: config.clone(),
+            closed: AtomicBool::new(false),
+        });
+        if let Some(ck) = checkpoint {
+            let weights = ck.dir.join(crate::model::checkpoint::WEIGHTS);
+            let slot = shared.model_slot(ck, weights)?;
+            write(&shared.model, Some(Arc::new(slot)));
+        }
+        write(
+            &shared.catalog,
+            Arc::new(Catalog::default().extended(&store)),
+        );
+        // Count the log into the sources.
+        let counts = count_log(&store)?;
+        let mut counts = counts;
+        counts.ensure_items(store.n_items());
+        shared.set_sources(counts.snapshot(None));
+
+        // The inference actor lives on the system's own arbiter; compute threads beside.
+        let (itx, irx) = std::sync::mpsc::channel();
+        let sh = Arc::clone(&shared);
+        let (capacity, threads) = (config.queue_capacity, config.compute_threads);
+        system.arbiter().spawn(async move {
+            let started = inference::start(&sh, capacity, threads);
+            let janitor = Janitor {
+                shared: Arc::clone(&sh),
+            }
+            .start();
+            let _ = itx.send(started.map(|(addr, handles)| (addr, handles, janitor)));
+        });
+        let (addr, compute, _janitor) = irx
+            .recv()
+            .map_err(|_| Error::ActorFailed("the inference actor failed to start".into()))??;
+        write(&shared.inference, Some(addr));
+
+        let learner = {
+            let learner = Learner::new(Arc::clone(&shared), counts, config.finetune_every);
+            std::thread::Builder::new()
+                .name("attune-learner".into())
+                .spawn(move || learner.run(&lrx))
+                .map_err(|e| Error::io("attune-learner thread", e))?
+        };
+        tracing::info!(store = %store.path().display(), model = ?config.model, "engine open");
+        Ok(Engine {
+            shared,
+            threads: Arc::new(Mutex::new(Threads {
+                system: Some(system),
+                system_thread: Some(system_thread),
+                compute,
+                learner: Some(learner),
+            })),
+        })
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            Err(Error::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The store under the engine.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The session actor of `user`, started (and restored) on first use.
+    fn session(&self, user: &str) -> Result<(Addr<SessionActor>, Arc<EntryStats>)> {
+        self.check_open()?;
+        let mut map = self
+            .shared
+            .registry
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = map.get(user) {
+            if e.addr.connected() {
+                return Ok((e.addr.clone(), Arc::clone(&e.stats)));
+            }
+        }
+        let name: Arc<str> = Arc::from(user);
+        let stats = Arc::new(EntryStats::default());
+        let n = self.shared.arbiters.len();
+        let arbiter = &self.shared.arbiters[self
+            .shared
+            .registry
+            .next_arbiter
+            .fetch_add(1, Ordering::Relaxed)
+            % n];
+        let (sh, nm, st) = (
+            Arc::clone(&self.shared),
+            Arc::clone(&name),
+            Arc::clone(&stats),
+        );
+        let addr =
+            SessionActor::start_in_arbiter(arbiter, move |_ctx| SessionActor::new(nm, sh, st));
+        Metrics::add(&self.shared.metrics.sessions_started, 1);
+        map.insert(
+            name,
+            Entry {
+                addr: addr.clone(),
+                stats: Arc::clone(&stats),
+            },
+        );
+        Ok((addr, stats))
+    }
+
+    /// Sends to the user's session; a session that went away by eviction is restarted and
+    /// the message sent again, one that crashed gives an error (and restarts next time).
+    async fn ask<M>(&self, user: &str, make: impl Fn() -> M) -> Result<M::Result>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        SessionActor: Handler<M>,
+    {
+        for _ in 0..2 {
+            let (addr, _) = self.session(user)?;
+            match addr.send(make()).await {
+                Ok(r) => return Ok(r),
+                Err(_) => {
+                    let mut map = self
+                        .shared
+                        .registry
+                        .map
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let same = map.get(user).is_some_and(|e| e.addr == addr);
+                    if same {
+                        // Still registered, so not evicted: it crashed.
+                        map.remove(user);
+                        Metrics::add(&self.shared.metrics.session_crashes, 1);
+                        Metrics::add(&self.shared.metrics.errors, 1);
+                        return Err(Error::ActorFailed(format!(
+                            "the session of user {user} crashed while handling the request; it restarts on the next request"
+                        )));
+                    }
+                }
+            }
+        }
+        Err(Error::ActorFailed(format!(
+            "the session of user {user} stopped twice in a row"
+        )))
+    }
+
+    /// Records an event; returns its sequence number once it is durable. A recommendation
+    /// requested after this returns sees the event.
+    pub async fn record(&self, event: RawEvent) -> Result<u64> {
+        self.record_with(event, None).await
+    }
+
+    async fn record_with(&self, event: RawEvent, request_id: Option<String>) -> Result<u64> {
+        check_user(&event.user)?;
+        if let Some(item) = event.action.item() {
+            crate::wire::check_id(item).map_err(|e| Error::BadRequest(format!("item: {e}")))?;
+        }
+        if event.action.kind() == EventKind::Impression {
+            return Err(Error::BadRequest(
+                "impressions are logged by the engine itself".into(),
+            ));
+        }
+        let user = event.user.clone();
+        let r = self
+            .ask(&user, || session::Record {
+                event: event.clone(),
+                request_id: request_id.clone(),
+            })
+            .await?;
+        if r.is_err() {
+            Metrics::add(&self.shared.metrics.errors, 1);
+        }
+        r
+    }
+
+    /// Records feedback on a recommendation (durable on return) and lets the learner
+    /// join it to the impression it answers.
+    pub async fn feedback(&self, feedback: Feedback) -> Result<u64> {
+        let (event, request_id) = feedback.into_event()?;
+        self.record_with(event, request_id).await
+    }
+
+    /// The `k` best items for `user` now.
+    pub async fn recommend(
+        &self,
+        user: &str,
+        k: usize,
+        context: Context,
+    ) -> Result<Recommendation> {
+        check_user(user)?;
+        if !(1..=1000).contains(&k) {
+            return Err(Error::BadRequest(format!(
+                "k must be in [1, 1000], got {k}"
+            )));
+        }
+        let r = self
+            .ask(user, || session::Recommend {
+                k,
+                context: context.clone(),
+            })
+            .await?;
+        if let Err(e) = &r {
+            if !matches!(e, Error::Overloaded { .. }) {
+                Metrics::add(&self.shared.metrics.errors, 1);
+            }
+        }
+        r
+    }
+
+    /// What the session of `user` holds.
+    pub async fn session_info(&self, user: &str) -> Result<SessionInfo> {
+        check_user(user)?;
+        self.ask(user, || session::Inspect).await
+    }
+
+    /// The strategy in force and the weights the learner has set.
+    pub fn strategy(&self) -> StrategyView {
+        let live = self.shared.live();
+        StrategyView {
+            version: live.version,
+            strategy: (*live.strategy).clone(),
+            weights: SourceWeights::from_array(live.weights),
+        }
+    }
+
+    /// Validates and stores a new strategy version; the next request uses it.
+    pub fn set_strategy(&self, strategy: Strategy) -> Result<StrategyVersion> {
+        self.check_open()?;
+        let v = self.shared.book.set(strategy)?;
+        self.shared.set_live_version(v.clone());
+        Ok(v)
+    }
+
+    /// Every strategy version, oldest first.
+    pub fn strategy_history(&self) -> Result<Vec<StrategyVersion>> {
+        self.shared.book.history()
+    }
+
+    /// Makes a copy of version `to` the current strategy.
+    pub fn rollback_strategy(&self, to: u64) -> Result<StrategyVersion> {
+        self.check_open()?;
+        let v = self.shared.book.rollback(to)?;
+        self.shared.set_live_version(v.clone());
+        Ok(v)
+    }
+
+    /// Loads a checkpoint and swaps it in atomically; returns its model version.
+    pub fn swap_model(&self, dir: impl AsRef<std::path::Path>) -> Result<u64> {
+        self.check_open()?;
+        let ck = Checkpoint::load(dir.as_ref(), &Device::Cpu, DType::F32)?;
+        let weights = ck.dir.join(crate::model::checkpoint::WEIGHTS);
+        let slot = self.shared.model_slot(ck, weights)?;
+        Ok(self.shared.swap_in(slot))
+    }
+
+    /// Runs one fine-tuning pass on the sequences of the given users now (blocking), and
+    /// swaps the result in; returns the new model version.
+    pub fn fine_tune_now(&self, users: &[&str]) -> Result<u64> {
+        let model = self
+            .shared
+            .model()
+            .ok_or_else(|| Error::config("model", "the engine serves no attention model"))?;
+        let mut sequences = Vec::new();
+        for u in users {
+            if let Some(uid) = self.shared.store.user_id(u) {
+                let seq: Vec<u32> = self
+                    .shared
+                    .store
+                    .user_history(uid)?
+                    .iter()
+                    .filter(|e| e.kind.is_interaction())
+                    .filter_map(|e| model.to_model(e.item))
+                    .collect();
+                sequences.push(seq);
+            }
+        }
+        self.shared.fine_tune_and_swap(&model, &sequences)
+    }
+
+    /// Lets the learner apply everything sent so far (sources, weights); for tests and
+    /// simulations that need a consistent point.
+    pub fn sync_learner(&self) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.shared
+            .learner
+            .send(LearnerMsg::Flush(tx))
+            .map_err(|_| Error::ShutDown)?;
+        rx.recv_timeout(Duration::from_secs(60))
+            .map_err(|_| Error::ActorFailed("the learner did not answer".into()))
+    }
+
+    /// Evicts every session now (persisting their state), as the janitor would.
+    pub fn evict_all(&self) -> usize {
+        self.shared.sweep(true)
+    }
+
+    /// Live figures.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let m = &self.shared.metrics;
+        let live = self.shared.live();
+        let active = self
+            .shared
+            .registry
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u64;
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            uptime_s: self.shared.started.elapsed().as_secs_f64(),
+            recommendations: l(&m.recommendations),
+            events: l(&m.events),
+            overloaded: l(&m.overloaded),
+            errors: l(&m.errors),
+            active_sessions: active,
+            session_bytes: l(&self.shared.registry.total_bytes),
+            sessions_started: l(&m.sessions_started),
+            sessions_evicted: l(&m.sessions_evicted),
+            sessions_restored: l(&m.sessions_restored),
+            session_crashes: l(&m.session_crashes),
+            queue_depth: 0,
+            feedback_joined: l(&m.feedback_joined),
+            learner_dropped: l(&m.learner_dropped),
+            reward: l(&m.reward_milli) as f64 / 1000.0,
+            model_swaps: l(&m.model_swaps),
+            model_version: self.shared.model().map_or(0, |s| s.version),
+            strategy_version: live.version,
+            weights: SourceWeights::from_array(live.weights),
+            recommend_latency_us: m.recommend_latency.snapshot(),
+            record_latency_us: m.record_latency.snapshot(),
+            batch_size: m.batch_size.snapshot(),
+            queue_delay_us: m.queue_delay.snapshot(),
+            compute_time_us: m.compute_time.snapshot(),
+        }
+    }
+
+    /// Makes the session actor of `user` panic (fault injection for supervision tests).
+    #[doc(hidden)]
+    pub async fn crash_session(&self, user: &str) -> Result<()> {
+        let (addr, _) = self.session(user)?;
+        addr.send(session::Crash)
+            .await
+            .map_err(|e| Error::ActorFailed(e.to_string()))
+    }
+
+    /// Stops accepting work, persists every session, lets the learner finish, stops the
+    /// threads and closes the store. Idempotent.
+    pub async fn shutdown(&self) -> Result<()> {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let addrs: Vec<Addr<SessionActor>> = {
+            let mut map = self
+                .shared
+                .registry
+                .map
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            map.drain().map(|(_, e)| e.addr).collect()
+        };
+        for a in addrs {
+            let _ = a.send(session::Evict).await;
+        }
+        let shared = Arc::clone(&self.shared);
+        let threads = Arc::clone(&self.threads);
+        // Joining threads blocks; do it off the caller's executor.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(shutdown_threads(&shared, &threads));
+        });
+        rx.await
+            .map_err(|_| Error::ActorFailed("shutdown thread died".into()))?
+    }
+
+    /// Blocking wrappers of the async methods.
+    pub fn blocking(&self) -> BlockingEngine {
+        BlockingEngine(self.clone())
+    }
+}
+
+fn shutdown_threads(shared: &Shared, threads: &Mutex<Threads>) -> Result<()> {
+    let mut t = threads.lock().unwrap_or_else(|e| e.into_inner());
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    if shared.learner.send(LearnerMsg::Shutdown(tx)).is_ok() {
+        let _ = rx.recv_timeout(Duration::from_secs(30));
+    }
+    if let Some(h) = t.learner.take() {
+        let _ = h.join();
+    }
+    // Dropping the inference actor's address and stopping the system drops the queue's
+    // sender; the compute threads then finish their batch and end.
+    write(&shared.inference, None);
+    if let Some(sys) = t.system.take() {
+        sys.stop();
+    }
+    if let Some(h) = t.system_thread.take() {
+        let _ = h.join();
+    }
+    for h in t.compute.drain(..) {
+        let _ = h.join();
+    }
+    shared.store.close()
+}
+
+/// Counts every interaction of the log, in log order, into fresh source counts.
+fn count_log(store: &Store) -> Result<OnlineCounts> {
+    let mut counts = OnlineCounts::default();
+    let mut recent: HashMap<u32, Vec<ItemId>> = HashMap::new();
+    for ev in store.all_events() {
+        let (_, ev) = ev?;
+        if !ev.action.kind().is_interaction() {
+            continue;
+        }
+        let Some(&item) = ev.action.item() else {
+            continue;
+        };
+        let prev = recent.entry(ev.user).or_default();
+        counts.observe(item, prev);
+        prev.push(item);
+        if prev.len() > 2 * sources::CO_WINDOW {
+            prev.drain(..sources::CO_WINDOW);
+        }
+    }
+    Ok(counts)
+}
+
+/// [`Engine`] for hosts without an async runtime: each call blocks until done.
+#[derive(Debug, Clone)]
+pub struct BlockingEngine(Engine);
+
+impl BlockingEngine {
+    /// See [`Engine::record`].
+    pub fn record(&self, event: RawEvent) -> Result<u64> {
+        futures_executor::block_on(self.0.record(event))
+    }
+
+    /// See [`Engine::recommend`].
+    pub fn recommend(&self, user: &str, k: usize, context: Context) -> Result<Recommendation> {
+        futures_executor::block_on(self.0.recommend(user, k, context))
+    }
+
+    /// See [`Engine::feedback`].
+    pub fn feedback(&self, feedback: Feedback) -> Result<u64> {
+        futures_executor::block_on(self.0.feedback(feedback))
+    }
+
+    /// See [`Engine::session_info`].
+    pub fn session_info(&self, user: &str) -> Result<SessionInfo> {
+        futures_executor::block_on(self.0.session_info(user))
+    }
+
+    /// See [`Engine::strategy`].
+    pub fn strategy(&self) -> StrategyView {
+        self.0.strategy()
+    }
+
+    /// See [`Engine::set_strategy`].
+    pub fn set_strategy(&self, strategy: Strategy) -> Result<StrategyVersion> {
+        self.0.set_strategy(strategy)
+    }
+
+    /// See [`Engine::metrics`].
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.0.metrics()
+    }
+
+    /// See [`Engine::shutdown`].
+    pub fn shutdown(&self) -> Result<()> {
+        futures_executor::block_on(self.0.shutdown())
+    }
+
+    /// The async engine behind this wrapper.
+    pub fn engine(&self) -> &Engine {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests;

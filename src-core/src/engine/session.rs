@@ -1,0 +1,475 @@
+//! Session actors: one actix actor per active user, holding the user's recent sequence,
+//! the items they have seen and the model's incremental state.
+//!
+//! An actor is created on the user's first request (restoring what an earlier eviction
+//! persisted) and handles the user's messages one at a time: `record` is an atomic
+//! response, so the mailbox waits until the event is durable and applied, and a
+//! recommendation requested after an acknowledged event always sees it. A recommendation
+//! moves the model state into the inference request and takes it back with the answer; a
+//! second request while the state is away encodes afresh, and the fresher state is kept.
+//! Idle actors are evicted by the janitor (TTL, memory budget); they persist their model
+//! window so that a restored session scores exactly as before.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::inference::{Job, JobOutcomeOrBack, Score, Scored};
+use super::learner::LearnerMsg;
+use super::sources::CO_WINDOW;
+use super::{Context as RecContext, RecItem, Recommendation, Shared};
+use crate::error::{Error, Result};
+use crate::event::{Action, EventKind, Impression, ItemId, RawEvent};
+use crate::model::SessionState;
+use crate::store::RecordSpace;
+
+/// Most recent interactions a session keeps (the model reads at most its `max_len`).
+pub const HISTORY_CAP: usize = 200;
+
+/// Per-session figures the registry reads without messaging the actor.
+#[derive(Debug, Default)]
+pub(crate) struct EntryStats {
+    /// Engine-relative milliseconds of the last message.
+    pub last_used_ms: AtomicU64,
+    /// Estimated bytes held.
+    pub bytes: AtomicU64,
+}
+
+/// What an eviction persists.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    /// Interactions the state covers.
+    covers: u64,
+    /// The model window (restored cold, re-encoded exactly on first use).
+    state: SessionState,
+}
+
+/// A user's session.
+pub(crate) struct SessionActor {
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    stats: Arc<EntryStats>,
+    history: VecDeque<ItemId>,
+    seen: HashSet<ItemId>,
+    interactions: u64,
+    state: Option<(Box<SessionState>, u64)>,
+    requests: u64,
+    bytes: u64,
+}
+
+impl SessionActor {
+    pub fn new(name: Arc<str>, shared: Arc<Shared>, stats: Arc<EntryStats>) -> Self {
+        SessionActor {
+            name,
+            shared,
+            stats,
+            history: VecDeque::new(),
+            seen: HashSet::new(),
+            interactions: 0,
+            state: None,
+            requests: 0,
+            bytes: 0,
+        }
+    }
+
+    fn load(&mut self) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let store = &shared.store;
+        let Some(uid) = store.user_id(&self.name) else {
+            return Ok(());
+        };
+        for e in store.user_history(uid)? {
+            if e.kind.is_interaction() {
+                self.push_history(e.item);
+            }
+        }
+        if let Some(bytes) = store.get_record(RecordSpace::Session, self.name.as_bytes())? {
+            match bincode::deserialize::<Snapshot>(&bytes) {
+                Ok(s) if s.covers == self.interactions => {
+                    self.state = Some((Box::new(s.state), s.covers));
+                    super::metrics::Metrics::add(&self.shared.metrics.sessions_restored, 1);
+                }
+                Ok(_) => {} // older than the log: re-encoded from the history instead
+                Err(e) => {
+                    tracing::warn!(user = %self.name, error = %e, "unreadable session snapshot; re-encoding")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn push_history(&mut self, item: ItemId) {
+        if self.history.len() == HISTORY_CAP {
+            self.history.pop_front();
+        }
+        self.history.push_back(item);
+        self.seen.insert(item);
+        self.interactions += 1;
+    }
+
+    fn touch(&self) {
+        self.stats
+            .last_used_ms
+            .store(self.shared.now_ms(), Ordering::Relaxed);
+    }
+
+    fn update_bytes(&mut self) {
+        let state = self.state.as_ref().map_or(0, |(s, _)| s.approx_bytes()) as u64;
+        let b = 256
+            + self.name.len() as u64
+            + 4 * self.history.capacity() as u64
+            + 12 * self.seen.capacity() as u64
+            + state;
+        let old = std::mem::replace(&mut self.bytes, b);
+        self.stats.bytes.store(b, Ordering::Relaxed);
+        let total = &self.shared.registry.total_bytes;
+        if b >= old {
+            total.fetch_add(b - old, Ordering::Relaxed);
+        } else {
+            total.fetch_sub(old - b, Ordering::Relaxed);
+        }
+    }
+
+    fn persist(&self) {
+        let Some((state, covers)) = &self.state else {
+            return;
+        };
+        let snap = Snapshot {
+            covers: *covers,
+            state: (**state).clone(),
+        };
+        let result = bincode::serialize(&snap)
+            .map_err(|e| Error::ActorFailed(format!("encoding a session snapshot: {e}")))
+            .and_then(|b| {
+                self.shared
+                    .store
+                    .put_record(RecordSpace::Session, self.name.as_bytes(), &b)
+            });
+        if let Err(e) = result {
+            tracing::warn!(user = %self.name, error = %e, "could not persist the session");
+        }
+    }
+
+    /// Applies an acknowledged event to the session and tells the learner.
+    fn apply(
+        &mut self,
+        item: Option<ItemId>,
+        kind: EventKind,
+        value: f32,
+        request_id: Option<String>,
+    ) {
+        let Some(item) = item else { return };
+        let previous: Vec<ItemId> = self
+            .history
+            .iter()
+            .rev()
+            .take(CO_WINDOW)
+            .rev()
+            .copied()
+            .collect();
+        if kind.is_interaction() {
+            self.push_history(item);
+        }
+        self.shared.learn(LearnerMsg::Interaction {
+            user: Arc::clone(&self.name),
+            item,
+            kind,
+            value,
+            previous,
+            request_id,
+        });
+        self.update_bytes();
+    }
+
+    fn job(&mut self, k: usize, ctx: &RecContext) -> Job {
+        let strategy = &self.shared.live().strategy;
+        let mut exclude: Vec<ItemId> = if strategy.filters.exclude_seen {
+            self.seen.iter().copied().collect()
+        } else {
+            Vec::new()
+        };
+        for name in &ctx.exclude_items {
+            if let Some(id) = self.shared.store.item_id(name) {
+                exclude.push(id);
+            }
+        }
+        let include_tags: Arc<[String]> = if ctx.include_tags.is_empty() {
+            strategy.filters.include_tags.clone().into()
+        } else {
+            ctx.include_tags.clone().into()
+        };
+        let mut ex_tags = strategy.filters.exclude_tags.clone();
+        ex_tags.extend(ctx.exclude_tags.iter().cloned());
+        let history: Vec<ItemId> = self.history.iter().copied().collect();
+        let (state, pending) = match self.state.take() {
+            Some((s, covers)) => {
+                let behind = (self.interactions - covers) as usize;
+                if behind <= history.len() {
+                    (Some(s), history[history.len() - behind..].to_vec())
+                } else {
+                    (None, Vec::new())
+                }
+            }
+            None => (None, Vec::new()),
+        };
+        self.requests += 1;
+        let seed = self.shared.request_seed(&self.name, self.requests);
+        let (reply, _) = tokio::sync::oneshot::channel();
+        Job {
+            history,
+            exclude,
+            state,
+            pending,
+            k,
+            include_tags,
+            exclude_tags: ex_tags.into(),
+            seed,
+            enqueued: std::time::Instant::now(),
+            reply,
+        }
+    }
+
+    fn take_back(&mut self, state: Option<Box<SessionState>>, covers: u64) {
+        if let Some(s) = state {
+            let fresher = self.state.as_ref().is_none_or(|(_, c)| *c < covers);
+            if fresher && !s.is_empty() {
+                self.state = Some((s, covers));
+            }
+        }
+        self.update_bytes();
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        if let Err(e) = self.load() {
+            tracing::warn!(user = %self.name, error = %e, "could not load the session; starting empty");
+        }
+        self.touch();
+        self.update_bytes();
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.shared
+            .registry
+            .total_bytes
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+        self.bytes = 0;
+    }
+}
+
+/// Records an event (acknowledged once durable).
+#[derive(Message)]
+#[rtype(result = "Result<u64>")]
+pub(crate) struct Record {
+    pub event: RawEvent,
+    pub request_id: Option<String>,
+}
+
+impl Handler<Record> for SessionActor {
+    type Result = AtomicResponse<Self, Result<u64>>;
+
+    fn handle(&mut self, msg: Record, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let started = std::time::Instant::now();
+        let kind = msg.event.action.kind();
+        let value = msg.event.action.value();
+        let item_name = msg.event.action.item().cloned();
+        let pending = self
+            .shared
+            .store
+            .append_nowait(std::slice::from_ref(&msg.event));
+        let request_id = msg.request_id;
+        AtomicResponse::new(Box::pin(
+            async move { pending?.durable().await }
+                .into_actor(self)
+                .map(move |res, act, _ctx| {
+                    let range = res?;
+                    let item = item_name.and_then(|n| act.shared.store.item_id(&n));
+                    act.apply(item, kind, value, request_id);
+                    let m = &act.shared.metrics;
+                    super::metrics::Metrics::add(&m.events, 1);
+                    m.record_latency.record_duration(started.elapsed());
+                    Ok(range.start)
+                }),
+        ))
+    }
+}
+
+/// Asks for a recommendation.
+#[derive(Message)]
+#[rtype(result = "Result<Recommendation>")]
+pub(crate) struct Recommend {
+    pub k: usize,
+    pub context: RecContext,
+}
+
+impl Handler<Recommend> for SessionActor {
+    type Result = ResponseActFuture<Self, Result<Recommendation>>;
+
+    fn handle(&mut self, msg: Recommend, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let started = std::time::Instant::now();
+        let covers = self.interactions;
+        let job = self.job(msg.k, &msg.context);
+        let inference = self.shared.inference();
+        let log = msg.context.log_impression;
+        Box::pin(
+            async move {
+                match inference {
+                    Some(addr) => addr
+                        .send(Score(job))
+                        .await
+                        .map_err(|e| Error::ActorFailed(format!("inference actor: {e}")))?,
+                    None => Err(Error::ShutDown),
+                }
+            }
+            .into_actor(self)
+            .map(move |res, act, _ctx| {
+                let outcome = match res {
+                    Ok(JobOutcomeOrBack::Done(o)) => o,
+                    Ok(JobOutcomeOrBack::Refused(e, state)) => {
+                        act.take_back(state, covers);
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
+                act.take_back(outcome.state, covers);
+                let scored = outcome.result?;
+                let rec = act.finish(scored, log)?;
+                let m = &act.shared.metrics;
+                super::metrics::Metrics::add(&m.recommendations, 1);
+                m.recommend_latency.record_duration(started.elapsed());
+                Ok(rec)
+            }),
+        )
+    }
+}
+
+impl SessionActor {
+    /// Names the items, logs the impression and tells the learner what was shown.
+    fn finish(&mut self, scored: Scored, log: bool) -> Result<Recommendation> {
+        let catalog = self
+            .shared
+            .catalog_for(scored.items.iter().map(|i| i.item).max());
+        let request_id = self.shared.next_request_id();
+        let items: Vec<RecItem> = scored
+            .items
+            .iter()
+            .map(|s| RecItem {
+                item: catalog.name(s.item).to_string(),
+                score: s.score,
+                breakdown: super::strategy::SourceWeights::from_array(s.features),
+                explored: s.explored,
+            })
+            .collect();
+        if log && !items.is_empty() {
+            let ev = RawEvent {
+                user: self.name.to_string(),
+                ts: crate::store::now_ms(),
+                action: Action::Impression(Impression {
+                    request_id: request_id.clone(),
+                    items: items.iter().map(|i| i.item.clone()).collect(),
+                    scores: items.iter().map(|i| i.score).collect(),
+                    strategy_version: scored.strategy_version,
+                }),
+            };
+            // Impressions are logged without waiting for the flush: the next one makes
+            // them durable, and the answer does not wait for the disk.
+            match self.shared.store.append_nowait(&[ev]) {
+                Ok(p) => drop(p),
+                Err(e) => tracing::warn!(error = %e, "could not log an impression"),
+            }
+        }
+        self.shared.learn(LearnerMsg::Impression {
+            user: Arc::clone(&self.name),
+            request_id: request_id.clone(),
+            items: scored.items.iter().map(|s| (s.item, s.features)).collect(),
+        });
+        Ok(Recommendation {
+            request_id,
+            user: self.name.to_string(),
+            items,
+            strategy_version: scored.strategy_version,
+            weights: super::strategy::SourceWeights::from_array(scored.weights),
+            model_version: scored.model_version,
+            fallback: scored.fallback.map(str::to_owned),
+        })
+    }
+}
+
+/// Persists the session and stops the actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Evict;
+
+impl Handler<Evict> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Evict, ctx: &mut Self::Context) {
+        self.persist();
+        super::metrics::Metrics::add(&self.shared.metrics.sessions_evicted, 1);
+        ctx.stop();
+    }
+}
+
+/// What `Engine::session` reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The user.
+    pub user: String,
+    /// Interactions known.
+    pub interactions: u64,
+    /// Most recent interactions, oldest first (at most 50).
+    pub recent: Vec<String>,
+    /// Whether a model state is cached (false while a request holds it).
+    pub has_state: bool,
+    /// Items in the model window.
+    pub state_len: usize,
+    /// Estimated bytes held.
+    pub bytes: u64,
+}
+
+/// Reports the session.
+#[derive(Message)]
+#[rtype(result = "SessionInfo")]
+pub(crate) struct Inspect;
+
+impl Handler<Inspect> for SessionActor {
+    type Result = MessageResult<Inspect>;
+
+    fn handle(&mut self, _msg: Inspect, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let recent: Vec<ItemId> = self.history.iter().rev().take(50).rev().copied().collect();
+        let catalog = self.shared.catalog_for(recent.iter().copied().max());
+        MessageResult(SessionInfo {
+            user: self.name.to_string(),
+            interactions: self.interactions,
+            recent: recent
+                .iter()
+                .map(|&i| catalog.name(i).to_string())
+                .collect(),
+            has_state: self.state.is_some(),
+            state_len: self.state.as_ref().map_or(0, |(s, _)| s.len()),
+            bytes: self.bytes,
+        })
+    }
+}
+
+/// Makes the actor panic (fault-injection for the supervision tests).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Crash;
+
+impl Handler<Crash> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Crash, _ctx: &mut Self::Context) {
+        panic!("injected crash of the session of {}", self.name);
+    }
+}

@@ -1,0 +1,209 @@
+//! The baseline sources of the blend, kept current while serving: popularity, sequential
+//! transitions and item-to-item co-occurrence (item-kNN), counted online from every
+//! interaction by the learner and published to the compute threads as immutable
+//! snapshots (an `Arc` swapped in whole), so scoring never waits on a lock held by an
+//! update.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::event::ItemId;
+
+/// Items back in a user's history that co-occur with a new interaction.
+pub const CO_WINDOW: usize = 5;
+/// Neighbours and successors kept per item in a snapshot.
+pub const TOP_M: usize = 50;
+/// Most popular items kept as popularity candidates.
+pub const POP_TOP: usize = 1000;
+/// Weights of the transitions out of the last three items.
+pub const MARKOV_WEIGHTS: [f32; 3] = [1.0, 0.5, 0.25];
+/// History items whose neighbours are item-kNN candidates.
+pub const KNN_HISTORY: usize = 10;
+
+/// A row of `(item, value)`, best first.
+pub type Row = Arc<[(ItemId, f32)]>;
+
+/// What the compute threads read: immutable, replaced whole.
+#[derive(Debug, Default)]
+pub struct SourceSnapshot {
+    /// Popularity of each item scaled into `[0, 1]` (1 = most popular).
+    pub pop: Vec<f32>,
+    /// The most popular items, best first.
+    pub pop_top: Vec<ItemId>,
+    /// Per item, the likeliest next items with their transition probability.
+    pub successors: Vec<Row>,
+    /// Per item, the most similar items by co-occurrence cosine.
+    pub neighbours: Vec<Row>,
+    /// Interactions counted so far.
+    pub interactions: u64,
+}
+
+impl SourceSnapshot {
+    /// Items the snapshot knows.
+    pub fn n_items(&self) -> usize {
+        self.pop.len()
+    }
+}
+
+/// The online counts (owned by the learner).
+#[derive(Debug, Default)]
+pub struct OnlineCounts {
+    count: Vec<f32>,
+    transitions: Vec<HashMap<ItemId, f32>>,
+    co: Vec<HashMap<ItemId, f32>>,
+    dirty: Vec<bool>,
+    dirty_list: Vec<ItemId>,
+    interactions: u64,
+}
+
+impl OnlineCounts {
+    fn grow(&mut self, item: ItemId) {
+        let n = item as usize + 1;
+        if self.count.len() < n {
+            self.count.resize(n, 0.0);
+            self.transitions.resize_with(n, HashMap::new);
+            self.co.resize_with(n, HashMap::new);
+            self.dirty.resize(n, false);
+        }
+    }
+
+    fn touch(&mut self, item: ItemId) {
+        if !self.dirty[item as usize] {
+            self.dirty[item as usize] = true;
+            self.dirty_list.push(item);
+        }
+    }
+
+    /// Items known (the highest id seen plus one, at least `n`).
+    pub fn ensure_items(&mut self, n: usize) {
+        if n > 0 {
+            self.grow(n as ItemId - 1);
+        }
+    }
+
+    /// Counts one interaction with `item`, given the user's previous items (oldest first).
+    pub fn observe(&mut self, item: ItemId, previous: &[ItemId]) {
+        self.grow(item);
+        self.interactions += 1;
+        self.count[item as usize] += 1.0;
+        self.touch(item);
+        if let Some(&last) = previous.last() {
+            if last != item {
+                self.grow(last);
+                *self.transitions[last as usize].entry(item).or_insert(0.0) += 1.0;
+                self.touch(last);
+            }
+        }
+        let start = previous.len().saturating_sub(CO_WINDOW);
+        for &p in &previous[start..] {
+            if p == item {
+                continue;
+            }
+            self.grow(p);
+            *self.co[p as usize].entry(item).or_insert(0.0) += 1.0;
+            *self.co[item as usize].entry(p).or_insert(0.0) += 1.0;
+            self.touch(p);
+        }
+    }
+
+    /// Interactions counted so far.
+    pub fn interactions(&self) -> u64 {
+        self.interactions
+    }
+
+    /// A snapshot reflecting every interaction so far; rows of items untouched since
+    /// `previous` are shared with it.
+    pub fn snapshot(&mut self, previous: Option<&SourceSnapshot>) -> SourceSnapshot {
+        let n = self.count.len();
+        let max = self.count.iter().copied().fold(0.0f32, f32::max);
+        let pop: Vec<f32> = if max > 0.0 {
+            self.count.iter().map(|c| c / max).collect()
+        } else {
+            vec![0.0; n]
+        };
+        let mut order: Vec<ItemId> = (0..n as ItemId)
+            .filter(|&i| pop[i as usize] > 0.0)
+            .collect();
+        let top = POP_TOP.min(order.len());
+        if top > 0 && top < order.len() {
+            order.select_nth_unstable_by(top - 1, |a, b| {
+                pop[*b as usize].total_cmp(&pop[*a as usize]).then(a.cmp(b))
+            });
+        }
+        order.truncate(top);
+        order.sort_by(|a, b| pop[*b as usize].total_cmp(&pop[*a as usize]).then(a.cmp(b)));
+
+        let (mut successors, mut neighbours) = match previous {
+            Some(p) if p.successors.len() <= n => (p.successors.clone(), p.neighbours.clone()),
+            _ => {
+                self.dirty_list = (0..n as ItemId).collect();
+                (Vec::new(), Vec::new())
+            }
+        };
+        let empty: Row = Arc::from(Vec::new());
+        successors.resize(n, empty.clone());
+        neighbours.resize(n, empty);
+        for item in std::mem::take(&mut self.dirty_list) {
+            let i = item as usize;
+            self.dirty[i] = false;
+            let total: f32 = self.transitions[i].values().sum();
+            successors[i] = top_row(self.transitions[i].iter().map(|(&j, &c)| (j, c / total)));
+            let ci = self.count[i].max(1.0);
+            let count = &self.count;
+            neighbours[i] = top_row(
+                self.co[i]
+                    .iter()
+                    .map(|(&j, &c)| (j, c / (ci * count[j as usize].max(1.0)).sqrt())),
+            );
+        }
+        SourceSnapshot {
+            pop,
+            pop_top: order,
+            successors,
+            neighbours,
+            interactions: self.interactions,
+        }
+    }
+}
+
+/// The `TOP_M` highest entries, best first (ties: lower id first).
+fn top_row(entries: impl Iterator<Item = (ItemId, f32)>) -> Row {
+    let mut v: Vec<(ItemId, f32)> = entries.filter(|e| e.1 > 0.0).collect();
+    let by = |a: &(ItemId, f32), b: &(ItemId, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if v.len() > TOP_M {
+        v.select_nth_unstable_by(TOP_M - 1, by);
+        v.truncate(TOP_M);
+    }
+    v.sort_by(by);
+    Arc::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_become_rows_and_stay_current() {
+        let mut c = OnlineCounts::default();
+        // A user walking 0 → 1 → 2, twice, and another 0 → 2.
+        for _ in 0..2 {
+            c.observe(0, &[]);
+            c.observe(1, &[0]);
+            c.observe(2, &[0, 1]);
+        }
+        c.observe(0, &[]);
+        c.observe(2, &[0]);
+        let s = c.snapshot(None);
+        assert_eq!(s.n_items(), 3);
+        assert_eq!(s.pop_top[0], 0); // 3 interactions, as 2; tie broken by id
+        assert_eq!(s.successors[0][0].0, 1); // 0→1 twice, 0→2 once
+        assert!((s.successors[0][0].1 - 2.0 / 3.0).abs() < 1e-6);
+        assert!(s.neighbours[1].iter().any(|(j, _)| *j == 2));
+        // A new transition shows in the next snapshot; untouched rows are shared.
+        c.observe(7, &[2]);
+        let s2 = c.snapshot(Some(&s));
+        assert_eq!(s2.n_items(), 8);
+        assert_eq!(s2.successors[2][0].0, 7);
+        assert!(Arc::ptr_eq(&s.successors[1], &s2.successors[1]));
+    }
+}

@@ -1,0 +1,482 @@
+//! Behaviour of the engine's actors: batching, overload, ordering, supervision, live
+//! strategies, hot swaps, eviction and restore.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::strategy::{Batching, Learning, SourceWeights, Strategy};
+use super::*;
+use crate::event::{Action, RawEvent};
+use crate::synth::{Generator, SynthConfig};
+
+fn checkpoint() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/synthetic-default")
+}
+
+/// A store holding the catalogue and the first `users` users of the default synthetic
+/// data (the world the shipped checkpoint was trained on).
+fn fixture(users: usize) -> (tempfile::TempDir, EngineConfig) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    {
+        let store = Store::open(&path, StoreConfig::default()).expect("store");
+        let gen = Generator::new(SynthConfig::default()).expect("generator");
+        store
+            .put_items(&gen.items().collect::<Vec<_>>())
+            .expect("items");
+        let events: Vec<RawEvent> = (0..users).flat_map(|u| gen.user_events(u)).collect();
+        store.append(&events).expect("append");
+        store.close().expect("close");
+    }
+    let config = EngineConfig {
+        store: path,
+        model: Some(checkpoint()),
+        strategy: Strategy {
+            learning: Learning {
+                adaptive: false,
+                ..Learning::default()
+            },
+            ..Strategy::default()
+        },
+        ..EngineConfig::default()
+    };
+    (dir, config)
+}
+
+fn click(user: &str, item: &str) -> RawEvent {
+    RawEvent {
+        user: user.into(),
+        ts: crate::store::now_ms(),
+        action: Action::Click { item: item.into() },
+    }
+}
+
+fn quiet() -> Context {
+    Context {
+        log_impression: false,
+        ..Context::default()
+    }
+}
+
+#[actix::test]
+async fn recommends_with_a_breakdown_and_cold_users_fall_back() {
+    let (_dir, config) = fixture(50);
+    let engine = Engine::open(config).expect("open");
+    let rec = engine
+        .recommend("u0", 10, Context::default())
+        .await
+        .expect("rec");
+    assert_eq!(rec.items.len(), 10);
+    assert_eq!(rec.strategy_version, 1);
+    assert!(rec.model_version >= 1);
+    assert!(rec.fallback.is_none(), "{:?}", rec.fallback);
+    assert!(rec.items.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(rec.items.iter().any(|i| i.breakdown.seq > 0.0));
+    // A user never seen: popularity.
+    let cold = engine
+        .recommend("nobody", 5, Context::default())
+        .await
+        .expect("cold");
+    assert_eq!(cold.fallback.as_deref(), Some("popularity"));
+    assert_eq!(cold.items.len(), 5);
+    // Bad requests are refused with a clear error.
+    let e = engine
+        .recommend("", 5, Context::default())
+        .await
+        .expect_err("empty user");
+    assert!(e.to_string().contains("user"), "{e}");
+    let e = engine
+        .recommend("u0", 0, Context::default())
+        .await
+        .expect_err("k = 0");
+    assert!(e.to_string().contains("k must be"), "{e}");
+    engine.shutdown().await.expect("shutdown");
+    assert!(matches!(
+        engine.recommend("u0", 5, Context::default()).await,
+        Err(Error::ShutDown)
+    ));
+}
+
+#[actix::test]
+async fn read_your_writes_after_record() {
+    let (_dir, config) = fixture(20);
+    let engine = Engine::open(config).expect("open");
+    let gen = Generator::new(SynthConfig::default()).expect("gen");
+    let items: Vec<String> = gen.items().map(|i| i.id).collect();
+    for (n, item) in items.iter().step_by(7).take(30).enumerate() {
+        engine.record(click("u3", item)).await.expect("record");
+        let rec = engine.recommend("u3", 20, quiet()).await.expect("rec");
+        assert!(
+            rec.items.iter().all(|i| &i.item != item),
+            "round {n}: the item just clicked was recommended"
+        );
+        let info = engine.session_info("u3").await.expect("info");
+        assert_eq!(info.recent.last(), Some(item), "round {n}");
+    }
+    engine.shutdown().await.expect("shutdown");
+}
+
+#[actix::test]
+async fn batches_form_under_load_and_flush_on_the_deadline() {
+    let (_dir, mut config) = fixture(100);
+    config.strategy.batching = Batching {
+        max_batch: 32,
+        max_queue_delay_us: 20_000,
+    };
+    let engine = Engine::open(config).expect("open");
+    // Light load: one request alone leaves on the deadline, not when a batch fills.
+    let t = Instant::now();
+    engine.recommend("u1", 10, quiet()).await.expect("rec");
+    let alone = t.elapsed();
+    assert!(alone >= Duration::from_millis(18), "{alone:?}");
+    assert!(alone < Duration::from_secs(2), "{alone:?}");
+    let m = engine.metrics();
+    assert_eq!(m.batch_size.max, 1.0);
+    // Concurrent load: requests share batches.
+    let futs: Vec<_> = (0..96)
+        .map(|u| {
+            let e = engine.clone();
+            async move { e.recommend(&format!("u{u}"), 10, quiet()).await }
+        })
+        .collect();
+    for r in futures_join_all(futs).await {
+        r.expect("rec");
+    }
+    let m = engine.metrics();
+    assert!(
+        m.batch_size.max >= 8.0,
+        "largest batch {}",
+        m.batch_size.max
+    );
+    assert!(
+        m.batch_size.count < 97,
+        "{} batches for 97 requests",
+        m.batch_size.count
+    );
+    engine.shutdown().await.expect("shutdown");
+}
+
+/// Awaits every future concurrently (spawned on the current actix arbiter).
+async fn futures_join_all<F, T>(futs: Vec<F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + 'static,
+    T: 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(actix::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+#[actix::test]
+async fn a_flood_gets_overloaded_at_once() {
+    let (_dir, mut config) = fixture(50);
+    config.queue_capacity = 2;
+    config.strategy.batching = Batching {
+        max_batch: 1,
+        max_queue_delay_us: 0,
+    };
+    let engine = Engine::open(config).expect("open");
+    let futs: Vec<_> = (0..300)
+        .map(|u| {
+            let e = engine.clone();
+            async move { e.recommend(&format!("u{}", u % 50), 10, quiet()).await }
+        })
+        .collect();
+    let results = futures_join_all(futs).await;
+    let overloaded = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::Overloaded { .. })))
+        .count();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert!(overloaded > 0, "no request was refused");
+    assert!(ok > 0, "every request was refused");
+    assert_eq!(
+        ok + overloaded,
+        300,
+        "other errors: {:?}",
+        results
+            .iter()
+            .find(|r| matches!(r, Err(e) if !matches!(e, Error::Overloaded{..})))
+    );
+    assert_eq!(engine.metrics().overloaded, overloaded as u64);
+    // Once the flood is over, requests pass again.
+    engine
+        .recommend("u1", 10, quiet())
+        .await
+        .expect("after the flood");
+    engine.shutdown().await.expect("shutdown");
+}
+
+#[actix::test]
+async fn a_crashed_session_restarts() {
+    let (_dir, config) = fixture(20);
+    let engine = Engine::open(config).expect("open");
+    let before = engine.recommend("u2", 10, quiet()).await.expect("rec");
+    assert!(engine.crash_session("u2").await.is_err());
+    // The next request gets a fresh actor, restored from the store.
+    let after = engine
+        .recommend("u2", 10, quiet())
+        .await
+        .expect("after crash");
+    assert_eq!(
+        before.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
+        after.items.iter().map(|i| &i.item).collect::<Vec<_>>()
+    );
+    assert!(engine.metrics().sessions_started >= 2);
+    engine.shutdown().await.expect("shutdown");
+}
+
+#[actix::test]
+async fn a_crash_in_the_middle_of_a_request_is_an_error_not_a_hang() {
+    let (_dir, config) = fixture(5);
+    let engine = Engine::open(config).expect("open");
+    let (addr, _) = engine.session("u1").expect("session");
+    // Queue a request behind the crash: both callers must get an answer.
+    let crash = addr.send(session::Crash);
+    let e2 = engine.clone();
+    let rec = async move { e2.recommend("u1", 5, quiet()).await };
+    let (c, r) = futures_join2(crash, rec).await;
+    assert!(c.is_err());
+    let _ = r; // the request either ran on a fresh actor or failed; it did not hang
+    engine
+        .recommend("u1", 5, quiet())
+        .await
+        .expect("afterwards");
+    engine.shutdown().await.expect("shutdown");
+}
+
+async fn futures_join2<A, B>(a: A, b: B) -> (A::Output, B::Output)
+where
+    A: std::future::Future + 'static,
+    B: std::future::Future + 'static,
+    A::Output: 'static,
+    B::Output: 'static,
+{
+    let ha = actix::spawn(a);
+    let hb = actix::spawn(b);
+    let ra = tokio::time::timeout(Duration::from_secs(30), ha).await;
+    let rb = tokio::time::timeout(Duration::from_secs(30), hb).await;
+    (
+        ra.expect("first did not hang").expect("task"),
+        rb.expect("second did not hang").expect("task"),
+    )
+}
+
+#[actix::test]
+async fn a_strategy_change_applies_to_the_next_request() {
+    let (_dir, config) = fixture(100);
+    let engine = Engine::open(config).expect("open");
+    let first = engine.recommend("u5", 10, quiet()).await.expect("rec");
+    assert_eq!(first.strategy_version, 1);
+    let pop_only = Strategy {
+        weights: SourceWeights {
+            seq: 0.0,
+            like: 0.0,
+            purchase: 0.0,
+            itemknn: 0.0,
+            markov: 0.0,
+            pop: 1.0,
+        },
+        learning: Learning {
+            adaptive: false,
+            ..Learning::default()
+        },
+        ..Strategy::default()
+    };
+    let v = engine.set_strategy(pop_only).expect("set");
+    assert_eq!(v.version, 2);
+    let second = engine.recommend("u5", 10, quiet()).await.expect("rec");
+    assert_eq!(second.strategy_version, 2);
+    assert!(second
+        .items
+        .windows(2)
+        .all(|w| w[0].breakdown.pop >= w[1].breakdown.pop));
+    // A bad strategy is refused and changes nothing.
+    let bad = Strategy {
+        candidates: 0,
+        ..Strategy::default()
+    };
+    let e = engine.set_strategy(bad).expect_err("bad");
+    assert!(e.to_string().contains("candidates"), "{e}");
+    assert_eq!(engine.strategy().version, 2);
+    let back = engine.rollback_strategy(1).expect("rollback");
+    assert_eq!(back.version, 3);
+    let third = engine.recommend("u5", 10, quiet()).await.expect("rec");
+    assert_eq!(third.strategy_version, 3);
+    assert_eq!(
+        first.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
+        third.items.iter().map(|i| &i.item).collect::<Vec<_>>()
+    );
+    engine.shutdown().await.expect("shutdown");
+}
+
+#[actix::test]
+async fn a_hot_swap_under_load_loses_no_request() {
+    let (_dir, config) = fixture(100);
+    let engine = Engine::open(config).expect("open");
+    let v0 = engine.metrics().model_version;
+    let futs: Vec<_> = (0..400)
+        .map(|n| {
+            let e = engine.clone();
+            async move {
+                if n % 100 == 50 {
+                    e.swap_model(checkpoint()).map(|_| ())
+                } else {
+                    e.recommend(&format!("u{}", n % 100), 10, quiet())
+                        .await
+                        .map(|_| ())
+                }
+            }
+        })
+        .collect();
+    for r in futures_join_all(futs).await {
+        r.expect("no request lost");
+    }
+    assert_eq!(engine.metrics().model_version, v0 + 4);
+    assert_eq!(engine.metrics().errors, 0);
+    engine.shutdown().await.expect("shutdown");
+}
+
+#[actix::test]
+async fn eviction_and_restore_give_the_same_recommendations() {
+    let (_dir, config) = fixture(30);
+    let engine = Engine::open(config).expect("open");
+    let gen = Generator::new(SynthConfig::default()).expect("gen");
+    let items: Vec<String> = gen.items().map(|i| i.id).collect();
+    // A session whose model state has rebased (more than max_len = 50 pushes).
+    for (n, item) in items.iter().skip(3).step_by(3).take(70).enumerate() {
+        engine.record(click("walker", item)).await.expect("record");
+        if n % 5 == 0 {
+            engine.recommend("walker", 10, quiet()).await.expect("rec");
+        }
+    }
+    engine.recommend("walker", 10, quiet()).await.expect("warm");
+    for item in items.iter().skip(1).step_by(11).take(5) {
+        engine.record(click("walker", item)).await.expect("record");
+    }
+    engine.sync_learner().expect("sync");
+    let before = engine
+        .recommend("walker", 10, quiet())
+        .await
+        .expect("before");
+    assert!(engine.evict_all() >= 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = engine
+        .recommend("walker", 10, quiet())
+        .await
+        .expect("after");
+    assert!(engine.metrics().sessions_restored >= 1);
+    assert_eq!(before.items.len(), after.items.len());
+    for (b, a) in before.items.iter().zip(&after.items) {
+        assert_eq!(b.item, a.item);
+        assert!(
+            (b.score - a.score).abs() < 1e-4,
+            "{} vs {}",
+            b.score,
+            a.score
+        );
+    }
+    engine.shutdown().await.expect("shutdown");
+}
+
+#[actix::test]
+async fn idle_sessions_are_evicted_and_the_budget_holds() {
+    let (_dir, mut config) = fixture(200);
+    config.session_ttl_s = 0.2;
+    config.sweep_every_ms = 50;
+    config.session_budget_bytes = 200_000;
+    let engine = Engine::open(config).expect("open");
+    for u in 0..200 {
+        engine
+            .recommend(&format!("u{u}"), 5, quiet())
+            .await
+            .expect("rec");
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let m = engine.metrics();
+    assert!(m.sessions_evicted > 0, "nothing evicted over budget");
+    assert!(m.session_bytes <= 400_000, "{} bytes live", m.session_bytes);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let m = engine.metrics();
+    assert_eq!(m.active_sessions, 0, "idle sessions outlived their TTL");
+    engine.shutdown().await.expect("shutdown");
+}
+
+#[test]
+fn blocking_wrappers_work_without_a_runtime() {
+    let (_dir, config) = fixture(20);
+    let engine = Engine::open(config).expect("open").blocking();
+    let seq = engine.record(click("host", "i1")).expect("record");
+    assert!(seq > 0);
+    let rec = engine
+        .recommend("host", 5, Context::default())
+        .expect("rec");
+    assert_eq!(rec.items.len(), 5);
+    let fb = Feedback {
+        user: "host".into(),
+        item: rec.items[0].item.clone(),
+        kind: crate::event::EventKind::Purchase,
+        value: Some(9.5),
+        request_id: Some(rec.request_id.clone()),
+        ts: None,
+    };
+    engine.feedback(fb).expect("feedback");
+    engine.engine().sync_learner().expect("sync");
+    let m = engine.metrics();
+    assert_eq!(m.feedback_joined, 1);
+    assert!((m.reward - 5.0).abs() < 1e-9, "{}", m.reward);
+    engine.shutdown().expect("shutdown");
+}
+
+#[test]
+fn the_learner_moves_weights_toward_what_pays() {
+    let (_dir, mut config) = fixture(100);
+    config.strategy = Strategy {
+        learning: Learning {
+            adaptive: true,
+            learning_rate: 0.5,
+            update_every: 16,
+        },
+        ..Strategy::default()
+    };
+    let engine = Engine::open(config).expect("open").blocking();
+    let start = engine.strategy().weights;
+    // Users click only the most popular item shown.
+    for n in 0..300 {
+        let user = format!("u{}", n % 100);
+        let rec = engine
+            .recommend(&user, 10, Context::default())
+            .expect("rec");
+        let best = rec
+            .items
+            .iter()
+            .max_by(|a, b| a.breakdown.pop.total_cmp(&b.breakdown.pop))
+            .expect("items");
+        engine
+            .feedback(Feedback {
+                user,
+                item: best.item.clone(),
+                kind: crate::event::EventKind::Click,
+                value: None,
+                request_id: Some(rec.request_id.clone()),
+                ts: None,
+            })
+            .expect("feedback");
+    }
+    engine.engine().sync_learner().expect("sync");
+    let end = engine.strategy().weights;
+    assert!(end.pop > start.pop, "pop {} → {}", start.pop, end.pop);
+    assert_eq!(engine.strategy().version, 1);
+    engine.shutdown().expect("shutdown");
+}
+
+#[test]
+fn bad_engine_config_is_refused() {
+    let (_dir, mut config) = fixture(1);
+    config.compute_threads = 0;
+    let e = Engine::open(config).expect_err("0 threads");
+    assert!(e.to_string().contains("compute_threads"), "{e}");
+}
