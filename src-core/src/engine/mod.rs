@@ -591,7 +591,11 @@ impl Shared {
             for (name, e) in map.iter() {
                 let last = e.stats.last_used_ms.load(Ordering::Relaxed);
                 let bytes = e.stats.bytes.load(Ordering::Relaxed);
-                if all || now.saturating_sub(last) > ttl || !e.addr.connected() {
+                if all
+                    || now.saturating_sub(last) > ttl
+                    || !e.addr.connected()
+                    || e.stats.crashed.load(Ordering::Acquire)
+                {
                     victims.push(Arc::clone(name));
                     total = total.saturating_sub(bytes);
                 } else {
@@ -783,7 +787,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(e) = map.get(user) {
-            if e.addr.connected() {
+            if e.addr.connected() && !e.stats.crashed.load(Ordering::Acquire) {
                 return Ok((e.addr.clone(), Arc::clone(&e.stats)));
             }
         }

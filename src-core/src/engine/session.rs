@@ -36,6 +36,20 @@ pub(crate) struct EntryStats {
     pub last_used_ms: AtomicU64,
     /// Estimated bytes held.
     pub bytes: AtomicU64,
+    /// Set while a handler of the actor unwinds from a panic: the actor is dead even if
+    /// its mailbox has not closed yet.
+    pub crashed: std::sync::atomic::AtomicBool,
+}
+
+/// Marks the session crashed if dropped while panicking (held by every handler).
+struct CrashGuard(Arc<EntryStats>);
+
+impl Drop for CrashGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.crashed.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// What an eviction persists.
@@ -108,6 +122,10 @@ impl SessionActor {
         self.history.push_back(item);
         self.seen.insert(item);
         self.interactions += 1;
+    }
+
+    fn guard(&self) -> CrashGuard {
+        CrashGuard(Arc::clone(&self.stats))
     }
 
     fn touch(&self) {
@@ -275,6 +293,7 @@ impl Handler<Record> for SessionActor {
     type Result = AtomicResponse<Self, Result<u64>>;
 
     fn handle(&mut self, msg: Record, _ctx: &mut Self::Context) -> Self::Result {
+        let _guard = self.guard();
         self.touch();
         let started = std::time::Instant::now();
         let kind = msg.event.action.kind();
@@ -289,6 +308,7 @@ impl Handler<Record> for SessionActor {
             async move { pending?.durable().await }
                 .into_actor(self)
                 .map(move |res, act, _ctx| {
+                    let _guard = act.guard();
                     let range = res?;
                     let item = item_name.and_then(|n| act.shared.store.item_id(&n));
                     act.apply(item, kind, value, request_id);
@@ -313,6 +333,7 @@ impl Handler<Recommend> for SessionActor {
     type Result = ResponseActFuture<Self, Result<Recommendation>>;
 
     fn handle(&mut self, msg: Recommend, _ctx: &mut Self::Context) -> Self::Result {
+        let _guard = self.guard();
         self.touch();
         let started = std::time::Instant::now();
         let covers = self.interactions;
@@ -331,6 +352,7 @@ impl Handler<Recommend> for SessionActor {
             }
             .into_actor(self)
             .map(move |res, act, _ctx| {
+                let _guard = act.guard();
                 let outcome = match res {
                     Ok(JobOutcomeOrBack::Done(o)) => o,
                     Ok(JobOutcomeOrBack::Refused(e, state)) => {
@@ -444,6 +466,7 @@ impl Handler<Inspect> for SessionActor {
     type Result = MessageResult<Inspect>;
 
     fn handle(&mut self, _msg: Inspect, _ctx: &mut Self::Context) -> Self::Result {
+        let _guard = self.guard();
         self.touch();
         let recent: Vec<ItemId> = self.history.iter().rev().take(50).rev().copied().collect();
         let catalog = self.shared.catalog_for(recent.iter().copied().max());
@@ -470,6 +493,7 @@ impl Handler<Crash> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Crash, _ctx: &mut Self::Context) {
+        let _guard = self.guard();
         panic!("injected crash of the session of {}", self.name);
     }
 }

@@ -224,18 +224,28 @@ impl Store {
                 std::io::Error::other("not a directory; a store is a directory"),
             ));
         }
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(config.cache_capacity)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
+        // sled releases its file lock from a background thread shortly after the last
+        // handle of a closed store is dropped, so a reopen in the same process retries
+        // for a moment before reporting the store as held.
+        let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(&path)
+                .cache_capacity(config.cache_capacity)
+                .flush_every_ms(None)
+                .open();
+            match opened {
+                Ok(db) => break db,
                 // sled reports a held lock as an `Other` error with this text.
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    Error::Locked(path.clone())
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(Error::Locked(path.clone()));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                e => Error::Sled(e),
-            })?;
+                Err(e) => return Err(Error::Sled(e)),
+            }
+        };
         check_schema(&db, &path)?;
         rollback_pending_import(&db)?;
         let writer = Writer {
