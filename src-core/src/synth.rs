@@ -501,7 +501,7 @@ impl Generator {
     }
 
     /// The item's own quality in [0, 1), the same for every user.
-    fn quality(&self, item: u32) -> f64 {
+    pub fn quality(&self, item: u32) -> f64 {
         unit(splitmix64(self.item_hash(item as usize)))
     }
 

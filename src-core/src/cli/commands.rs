@@ -16,7 +16,8 @@ use attune::wire;
 
 use super::progress;
 use super::{
-    AppendLoopArgs, CrashTestArgs, DataArgs, EvalArgs, GenerateArgs, ImportArgs, TrainArgs,
+    AppendLoopArgs, CrashTestArgs, DataArgs, EvalArgs, GenerateArgs, ImportArgs, SimulateArgs,
+    TrainArgs,
 };
 use attune::model::train::{TrainConfig, TrainEvent};
 use attune::model::Config as ModelConfig;
@@ -376,5 +377,112 @@ fn tempdir() -> Result<PathBuf> {
 pub fn append_loop(a: AppendLoopArgs) -> Result<()> {
     let store = Store::open(&a.store, StoreConfig::default())?;
     durability::append_loop(&store, a.writers, &a.tag, std::io::stdout())?;
+    Ok(())
+}
+
+/// The checkpoint shipped for the default synthetic world, if it is where it should be.
+pub(crate) fn default_checkpoint() -> Option<PathBuf> {
+    let here = PathBuf::from("models/synthetic-default");
+    if here.join("config.json").is_file() {
+        return Some(here);
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .map(|a| a.join("models/synthetic-default"))
+        .find(|p| p.join("config.json").is_file())
+}
+
+pub fn simulate(a: SimulateArgs) -> Result<()> {
+    let mut strategies = Vec::new();
+    for path in &a.strategies {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading strategy {}", path.display()))?;
+        let mut s = attune::engine::strategy::Strategy::from_json(&text)
+            .with_context(|| format!("strategy {}", path.display()))?;
+        if s.name.is_empty() || s.name == "default" {
+            s.name = path
+                .file_stem()
+                .map_or_else(|| "strategy".into(), |n| n.to_string_lossy().into_owned());
+        }
+        strategies.push(s);
+    }
+    let default_world = a.items == 500 && a.seed == 42;
+    let model = if a.no_model {
+        None
+    } else if a.model.is_some() {
+        a.model.clone()
+    } else if default_world {
+        default_checkpoint()
+    } else {
+        None
+    };
+    let cfg = attune::simulate::SimConfig {
+        steps: a.steps,
+        users: a.users,
+        items: a.items,
+        seed: a.seed,
+        k: a.k,
+        model: model.clone(),
+        strategies,
+        change_at: a.change_at,
+        ..Default::default()
+    };
+    let n = if cfg.strategies.is_empty() {
+        2
+    } else {
+        cfg.strategies.len()
+    };
+    let bar = progress::count((a.steps * n) as u64, "simulating");
+    let started = Instant::now();
+    let report = attune::simulate::simulate(&cfg, &mut |s, step| {
+        bar.set_position((s * a.steps + step) as u64);
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} steps per strategy, {} users, {} items, seed {}, model {}, tastes change at {:.0}% ({:.1} s)",
+        a.steps,
+        a.users,
+        a.items,
+        a.seed,
+        model.map_or_else(|| "none".into(), |m| m.display().to_string()),
+        a.change_at * 100.0,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<12} {:>10} {:>8} {:>9} {:>14} {:>14}  weights at the end (seq like purchase itemknn markov pop)",
+        "strategy", "reward", "ctr", "purchases", "before change", "after change"
+    );
+    for s in &report.strategies {
+        let w = s.weights_end;
+        println!(
+            "{:<12} {:>10.0} {:>8.3} {:>9} {:>14.0} {:>14.0}  {:.2} {:.2} {:.2} {:.2} {:.2} {:.2}",
+            s.name,
+            s.reward,
+            s.ctr,
+            s.purchases,
+            s.reward_before_change,
+            s.reward_after_change,
+            w.seq,
+            w.like,
+            w.purchase,
+            w.itemknn,
+            w.markov,
+            w.pop
+        );
+    }
+    if let [first, second, ..] = report.strategies.as_slice() {
+        if second.reward > 0.0 {
+            println!(
+                "{} earns {:+.1}% reward against {}",
+                first.name,
+                (first.reward / second.reward - 1.0) * 100.0,
+                second.name
+            );
+        }
+    }
     Ok(())
 }

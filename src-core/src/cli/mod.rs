@@ -33,6 +33,8 @@ enum Command {
     Eval(EvalArgs),
     /// Train the attention model; writes weights, config.json and a model card to --out.
     Train(TrainArgs),
+    /// Simulate users responding to the engine's slates; compare strategies on reward.
+    Simulate(SimulateArgs),
     /// Kill a writer with SIGKILL at random moments and check every acknowledged event survives.
     CrashTest(CrashTestArgs),
     /// (internal) Append events in a loop, printing acknowledgements; the crash test's child.
@@ -175,6 +177,41 @@ pub struct TrainArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Recommendations per strategy.
+    #[arg(long, default_value_t = 20_000)]
+    pub steps: usize,
+    /// Simulated users.
+    #[arg(long, default_value_t = 1_000)]
+    pub users: usize,
+    /// Catalogue size.
+    #[arg(long, default_value_t = 500)]
+    pub items: usize,
+    /// Seed of the world, the users and their responses.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Slate size.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// A strategy file (JSON); repeat to compare several. Default: `adaptive` and `frozen`.
+    #[arg(long = "strategy")]
+    pub strategies: Vec<PathBuf>,
+    /// Attention model checkpoint. Default: models/synthetic-default for the default world
+    /// (500 items, seed 42), none otherwise.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Serve without the attention model (baselines only).
+    #[arg(long, conflicts_with = "model")]
+    pub no_model: bool,
+    /// Share of the run after which the users' tastes change.
+    #[arg(long, default_value_t = 0.5)]
+    pub change_at: f64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct CrashTestArgs {
     /// Number of kill-and-reopen rounds.
     #[arg(long, default_value_t = 50)]
@@ -210,6 +247,7 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => commands::generate(a),
         Command::Eval(a) => commands::eval(a),
         Command::Train(a) => commands::train(a),
+        Command::Simulate(a) => commands::simulate(a),
         Command::CrashTest(a) => commands::crash_test(a),
         Command::AppendLoop(a) => commands::append_loop(a),
     };

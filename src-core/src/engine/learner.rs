@@ -58,7 +58,7 @@ pub(crate) enum LearnerMsg {
     },
     /// A new strategy version: restart the weights from it.
     Strategy(Arc<StrategyVersion>),
-    /// Publish everything now and answer.
+    /// Publish the sources now and answer (the weights move only by `update_every`).
     Flush(crossbeam_channel::Sender<()>),
     /// Publish, checkpoint and stop.
     Shutdown(crossbeam_channel::Sender<()>),
@@ -138,7 +138,6 @@ impl Learner {
                     return;
                 }
                 Ok(LearnerMsg::Flush(done)) => {
-                    self.fit();
                     self.publish_sources();
                     let _ = done.send(());
                 }

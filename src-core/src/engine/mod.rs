@@ -74,6 +74,9 @@ pub struct EngineConfig {
     pub finetune_every: u64,
     /// Fine-tuning settings.
     pub finetune: FineTuneConfig,
+    /// Interactions over which the popularity source halves an item's past interactions
+    /// (0: all-time counts).
+    pub pop_half_life: u64,
     /// Seed of exploration.
     pub seed: u64,
 }
@@ -94,6 +97,7 @@ impl Default for EngineConfig {
             learner_queue: 1 << 16,
             finetune_every: 0,
             finetune: FineTuneConfig::default(),
+            pop_half_life: 100_000,
             seed: 42,
         }
     }
@@ -723,7 +727,7 @@ impl Engine {
             Arc::new(Catalog::default().extended(&store)),
         );
         // Count the log into the sources.
-        let counts = count_log(&store)?;
+        let counts = count_log(&store, config.pop_half_life)?;
         let mut counts = counts;
         counts.ensure_items(store.n_items());
         shared.set_sources(counts.snapshot(None));
@@ -1114,8 +1118,8 @@ fn shutdown_threads(shared: &Shared, threads: &Mutex<Threads>) -> Result<()> {
 }
 
 /// Counts every interaction of the log, in log order, into fresh source counts.
-fn count_log(store: &Store) -> Result<OnlineCounts> {
-    let mut counts = OnlineCounts::default();
+fn count_log(store: &Store, half_life: u64) -> Result<OnlineCounts> {
+    let mut counts = OnlineCounts::with_half_life(half_life);
     let mut recent: HashMap<u32, Vec<ItemId>> = HashMap::new();
     for ev in store.all_events() {
         let (_, ev) = ev?;

@@ -49,6 +49,12 @@ impl SourceSnapshot {
 #[derive(Debug, Default)]
 pub struct OnlineCounts {
     count: Vec<f32>,
+    /// Recency-weighted interaction counts (scaled by `inc`), behind `pop`.
+    recent: Vec<f64>,
+    /// Weight of the next interaction; grows by `1 / decay` per interaction.
+    inc: f64,
+    /// Per-interaction decay factor of `recent` (1: plain counts).
+    decay: f64,
     transitions: Vec<HashMap<ItemId, f32>>,
     co: Vec<HashMap<ItemId, f32>>,
     dirty: Vec<bool>,
@@ -57,10 +63,24 @@ pub struct OnlineCounts {
 }
 
 impl OnlineCounts {
+    /// Counts whose popularity halves every `half_life` interactions (0: never).
+    pub fn with_half_life(half_life: u64) -> Self {
+        OnlineCounts {
+            inc: 1.0,
+            decay: if half_life == 0 {
+                1.0
+            } else {
+                0.5f64.powf(1.0 / half_life as f64)
+            },
+            ..OnlineCounts::default()
+        }
+    }
+
     fn grow(&mut self, item: ItemId) {
         let n = item as usize + 1;
         if self.count.len() < n {
             self.count.resize(n, 0.0);
+            self.recent.resize(n, 0.0);
             self.transitions.resize_with(n, HashMap::new);
             self.co.resize_with(n, HashMap::new);
             self.dirty.resize(n, false);
@@ -86,6 +106,17 @@ impl OnlineCounts {
         self.grow(item);
         self.interactions += 1;
         self.count[item as usize] += 1.0;
+        if self.inc == 0.0 {
+            (self.inc, self.decay) = (1.0, 1.0);
+        }
+        self.recent[item as usize] += self.inc;
+        if self.decay < 1.0 {
+            self.inc /= self.decay;
+            if self.inc > 1e200 {
+                self.recent.iter_mut().for_each(|r| *r /= self.inc);
+                self.inc = 1.0;
+            }
+        }
         self.touch(item);
         if let Some(&last) = previous.last() {
             if last != item {
@@ -115,9 +146,9 @@ impl OnlineCounts {
     /// `previous` are shared with it.
     pub fn snapshot(&mut self, previous: Option<&SourceSnapshot>) -> SourceSnapshot {
         let n = self.count.len();
-        let max = self.count.iter().copied().fold(0.0f32, f32::max);
+        let max = self.recent.iter().copied().fold(0.0f64, f64::max);
         let pop: Vec<f32> = if max > 0.0 {
-            self.count.iter().map(|c| c / max).collect()
+            self.recent.iter().map(|c| (c / max) as f32).collect()
         } else {
             vec![0.0; n]
         };
@@ -181,6 +212,21 @@ fn top_row(entries: impl Iterator<Item = (ItemId, f32)>) -> Row {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn popularity_decays_with_the_half_life() {
+        let mut c = OnlineCounts::with_half_life(10);
+        for _ in 0..10 {
+            c.observe(0, &[]);
+        }
+        for _ in 0..10 {
+            c.observe(1, &[]);
+        }
+        let s = c.snapshot(None);
+        // Item 0's interactions are 10 to 20 interactions old: about half item 1's.
+        assert_eq!(s.pop_top[0], 1);
+        assert!((s.pop[0] - 0.5).abs() < 0.01, "{}", s.pop[0]);
+    }
 
     #[test]
     fn counts_become_rows_and_stay_current() {

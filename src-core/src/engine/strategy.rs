@@ -183,7 +183,7 @@ impl Default for Learning {
     fn default() -> Self {
         Learning {
             adaptive: true,
-            learning_rate: 0.1,
+            learning_rate: 1.0,
             update_every: 32,
         }
     }

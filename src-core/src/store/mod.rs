@@ -53,6 +53,15 @@ pub struct StoreConfig {
     pub max_flush_delay: Duration,
     /// sled page cache, in bytes. Default 256 MiB.
     pub cache_capacity: u64,
+    /// Acknowledge writes only once they are flushed to disk. Default true; false is for
+    /// scratch stores (simulations, replays), where a write is acknowledged once applied
+    /// and the store is flushed on close.
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for StoreConfig {
@@ -60,6 +69,7 @@ impl Default for StoreConfig {
         StoreConfig {
             max_flush_delay: Duration::ZERO,
             cache_capacity: 256 << 20,
+            fsync: true,
         }
     }
 }
@@ -253,7 +263,7 @@ impl Store {
             users: load_ids(&db, keys::SPACE_USERS)?,
             items: load_ids(&db, keys::SPACE_ITEMS)?,
         };
-        let commit = GroupCommit::start(db.clone(), config.max_flush_delay)?;
+        let commit = GroupCommit::start(db.clone(), config.max_flush_delay, config.fsync)?;
         let indexer = Indexer::start(db.clone(), writer.next_seq)?;
         tracing::debug!(path = %path.display(), next_seq = writer.next_seq, "store opened");
         Ok(Store {
