@@ -1,8 +1,9 @@
 //! The inference actor and its dynamic batcher.
 //!
-//! Sessions send [`Score`] messages to the [`InferenceActor`]; it puts each request on a
-//! bounded crossbeam queue (a full queue answers [`Error::Overloaded`] at once) and the
-//! reply comes back on a oneshot channel. Dedicated compute threads, never the async
+//! The [`InferenceActor`] owns a bounded crossbeam queue and the compute threads that
+//! drain it, and supervises them. Sessions submit jobs straight into the queue through its
+//! [`Batcher`] handle (no mailbox hop on the hot path); a full queue answers
+//! [`Error::Overloaded`] at once, and the reply comes back on a oneshot channel. Dedicated compute threads, never the async
 //! arbiters, drain the queue into batches the way Triton's dynamic batcher does: a batch
 //! leaves as soon as it holds `max_batch` requests or its oldest request has waited
 //! `max_queue_delay`. A batch brings each session's cached model state up to date (the
@@ -77,89 +78,135 @@ pub(crate) struct Scored {
     pub fallback: Option<&'static str>,
 }
 
-/// The message a session sends.
-#[derive(Message)]
-#[rtype(result = "Result<JobOutcomeOrBack>")]
-pub(crate) struct Score(pub Job);
-
-/// A refused job hands the session's state back with the error.
-#[derive(Debug)]
-pub(crate) enum JobOutcomeOrBack {
-    Done(JobOutcome),
-    Refused(Error, Option<Box<SessionState>>),
-}
-
-/// The actor in front of the batcher.
-pub(crate) struct InferenceActor {
+/// The handle sessions submit through: the bounded queue's sender. A full queue refuses
+/// at once, handing the job's model state back with the error.
+#[derive(Clone)]
+pub(crate) struct Batcher {
     tx: Sender<Job>,
     capacity: usize,
     metrics: Arc<Metrics>,
 }
 
-impl Actor for InferenceActor {
-    type Context = Context<Self>;
-}
+/// A refused submission: the error and the session's state.
+pub(crate) type Refused = (Error, Option<Box<SessionState>>);
 
-impl Handler<Score> for InferenceActor {
-    type Result = ResponseFuture<Result<JobOutcomeOrBack>>;
-
-    fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
+impl Batcher {
+    /// Queues `job`; the receiver gets its outcome once its batch ran.
+    pub fn submit(
+        &self,
+        mut job: Job,
+    ) -> std::result::Result<tokio::sync::oneshot::Receiver<JobOutcome>, Refused> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut job = msg.0;
         job.reply = tx;
         job.enqueued = Instant::now();
         match self.tx.try_send(job) {
-            Ok(()) => Box::pin(async move {
-                match rx.await {
-                    Ok(outcome) => Ok(JobOutcomeOrBack::Done(outcome)),
-                    Err(_) => Err(Error::ActorFailed(
-                        "a compute thread dropped the request".into(),
-                    )),
-                }
-            }),
+            Ok(()) => Ok(rx),
             Err(TrySendError::Full(job)) => {
                 Metrics::add(&self.metrics.overloaded, 1);
-                let capacity = self.capacity;
-                Box::pin(async move {
-                    Ok(JobOutcomeOrBack::Refused(
-                        Error::Overloaded { queue: capacity },
-                        job.state,
-                    ))
-                })
+                Err((
+                    Error::Overloaded {
+                        queue: self.capacity,
+                    },
+                    job.state,
+                ))
             }
-            Err(TrySendError::Disconnected(job)) => {
-                Box::pin(async move { Ok(JobOutcomeOrBack::Refused(Error::ShutDown, job.state)) })
-            }
+            Err(TrySendError::Disconnected(job)) => Err((Error::ShutDown, job.state)),
+        }
+    }
+
+    /// Requests waiting now.
+    pub fn depth(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+/// The inference actor: owns the queue's receiving end and the compute threads, and
+/// supervises them — a compute thread that dies (a panic in a kernel) is replaced, and the
+/// requests of its batch get an error through their dropped reply channels.
+pub(crate) struct InferenceActor {
+    shared: Arc<Shared>,
+    rx: Receiver<Job>,
+    threads: Vec<(usize, std::thread::JoinHandle<()>)>,
+    next: usize,
+}
+
+impl InferenceActor {
+    fn spawn(&mut self) {
+        let (rx, shared, id) = (self.rx.clone(), Arc::clone(&self.shared), self.next);
+        self.next += 1;
+        match std::thread::Builder::new()
+            .name(format!("attune-compute-{id}"))
+            .spawn(move || compute_loop(&shared, &rx))
+        {
+            Ok(h) => self.threads.push((id, h)),
+            Err(e) => tracing::error!(error = %e, "could not start a compute thread"),
         }
     }
 }
 
-/// Starts the compute threads and the actor; the threads end when the actor (and with it
-/// the queue's sender) is gone.
+impl Actor for InferenceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_millis(100), |act, _ctx| {
+            let before = act.threads.len();
+            let mut dead = Vec::new();
+            act.threads.retain(|(id, h)| {
+                if h.is_finished() {
+                    dead.push(*id);
+                    false
+                } else {
+                    true
+                }
+            });
+            // Threads end on their own only when the queue closes (shutdown): then none is
+            // replaced. Otherwise an ended thread died.
+            if !dead.is_empty() && act.shared.batcher().is_some() {
+                tracing::error!(threads = ?dead, "compute threads died; replacing them");
+                Metrics::add(&act.shared.metrics.compute_restarts, dead.len() as u64);
+                for _ in 0..before - act.threads.len() {
+                    act.spawn();
+                }
+            }
+        });
+    }
+}
+
+/// Hands the compute threads over (for joining at shutdown).
+#[derive(Message)]
+#[rtype(result = "Vec<std::thread::JoinHandle<()>>")]
+pub(crate) struct TakeThreads;
+
+impl Handler<TakeThreads> for InferenceActor {
+    type Result = MessageResult<TakeThreads>;
+
+    fn handle(&mut self, _msg: TakeThreads, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.threads.drain(..).map(|(_, h)| h).collect())
+    }
+}
+
+/// Creates the queue and starts the actor (on the current arbiter) with its threads.
 pub(crate) fn start(
     shared: &Arc<Shared>,
     capacity: usize,
     threads: usize,
-) -> Result<(Addr<InferenceActor>, Vec<std::thread::JoinHandle<()>>)> {
+) -> (Batcher, Addr<InferenceActor>) {
     let (tx, rx) = crossbeam_channel::bounded::<Job>(capacity);
-    let mut handles = Vec::new();
-    for t in 0..threads {
-        let rx: Receiver<Job> = rx.clone();
-        let shared = Arc::clone(shared);
-        let h = std::thread::Builder::new()
-            .name(format!("attune-compute-{t}"))
-            .spawn(move || compute_loop(&shared, &rx))
-            .map_err(|e| Error::io("attune-compute thread", e))?;
-        handles.push(h);
+    let mut actor = InferenceActor {
+        shared: Arc::clone(shared),
+        rx,
+        threads: Vec::new(),
+        next: 0,
+    };
+    for _ in 0..threads {
+        actor.spawn();
     }
-    let metrics = Arc::clone(&shared.metrics);
-    let addr = InferenceActor {
+    let batcher = Batcher {
         tx,
         capacity,
-        metrics,
-    }
-    .start();
-    Ok((addr, handles))
+        metrics: Arc::clone(&shared.metrics),
+    };
+    (batcher, actor.start())
 }
 
 /// Per-thread scratch buffers, reused across requests.
@@ -171,7 +218,16 @@ struct Scratch {
     knn: Vec<f32>,
     markov: Vec<f32>,
     candidates: Vec<ItemId>,
+    /// Items with a transition or co-occurrence score this request.
+    touched: Vec<ItemId>,
     order: Vec<(f32, ItemId)>,
+}
+
+/// Which accumulator [`Scratch::touch`] returns.
+#[derive(Clone, Copy)]
+enum Acc {
+    Markov,
+    Knn,
 }
 
 impl Scratch {
@@ -188,11 +244,27 @@ impl Scratch {
             self.excl_mark.fill(0);
             self.gen = 1;
         }
-        for &c in &self.candidates {
+        for &c in &self.touched {
             self.knn[c as usize] = 0.0;
             self.markov[c as usize] = 0.0;
         }
+        self.touched.clear();
         self.candidates.clear();
+    }
+
+    /// The accumulator of `item` (None if excluded or unknown), noting it as touched.
+    fn touch(&mut self, item: ItemId, acc: Acc) -> Option<&mut f32> {
+        let i = item as usize;
+        if i >= self.excl_mark.len() || self.excl_mark[i] == self.gen {
+            return None;
+        }
+        if self.knn[i] == 0.0 && self.markov[i] == 0.0 {
+            self.touched.push(item);
+        }
+        Some(match acc {
+            Acc::Markov => &mut self.markov[i],
+            Acc::Knn => &mut self.knn[i],
+        })
     }
 
     fn excluded(&self, item: ItemId) -> bool {
@@ -242,7 +314,7 @@ fn compute_loop(shared: &Shared, rx: &Receiver<Job>) {
 }
 
 /// Brings a job's model state up to date and returns its user vector.
-fn prepare_state(model: &ModelSlot, job: &mut Job) -> Result<Option<Vec<f32>>> {
+fn prepare_state(model: &ModelSlot, job: &mut Job, metrics: &Metrics) -> Result<Option<Vec<f32>>> {
     let fast = &model.fast;
     let mapped = |items: &[ItemId]| -> Vec<u32> {
         items.iter().filter_map(|&i| model.to_model(i)).collect()
@@ -252,9 +324,11 @@ fn prepare_state(model: &ModelSlot, job: &mut Job) -> Result<Option<Vec<f32>>> {
         let state = job.state.as_deref_mut().expect("checked above");
         for idx in mapped(&job.pending) {
             fast.push(state, idx)?;
+            Metrics::add(&metrics.state_pushes, 1);
         }
     } else {
         let items = mapped(&job.history);
+        Metrics::add(&metrics.state_encodes, 1);
         job.state = if items.is_empty() {
             None
         } else {
@@ -278,7 +352,10 @@ fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
     let mut vecs: Vec<Option<Vec<f32>>> = Vec::with_capacity(batch.len());
     let mut errors: Vec<Option<Error>> = Vec::with_capacity(batch.len());
     for job in &mut batch {
-        match model.as_deref().map(|m| prepare_state(m, job)) {
+        match model
+            .as_deref()
+            .map(|m| prepare_state(m, job, &shared.metrics))
+        {
             None => {
                 vecs.push(None);
                 errors.push(None);
@@ -366,32 +443,40 @@ fn blend(
     // Model candidates: the best `c` logits among items not excluded.
     let mut max_logit = f32::NEG_INFINITY;
     if let (Some(m), Some(row)) = (model, logits) {
-        s.order.clear();
+        // The best `c` logits among items not excluded, by a bounded min-heap: most logits
+        // fail the comparison with the heap's minimum and cost one compare.
+        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrdF32, ItemId)>> =
+            std::collections::BinaryHeap::with_capacity(c + 1);
+        max_logit = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut threshold = f32::NEG_INFINITY;
         for (idx, &l) in row.iter().enumerate() {
-            max_logit = max_logit.max(l);
+            if l <= threshold {
+                continue;
+            }
             let item = m.from_model[idx];
-            if !s.excluded(item) && l.is_finite() {
-                s.order.push((l, item));
+            if s.excluded(item) || !l.is_finite() {
+                continue;
+            }
+            heap.push(std::cmp::Reverse((OrdF32(l), item)));
+            if heap.len() > c {
+                heap.pop();
+            }
+            if heap.len() == c {
+                threshold = heap.peek().map_or(f32::NEG_INFINITY, |m| m.0 .0 .0);
             }
         }
-        let take = c.min(s.order.len());
-        if take > 0 && take < s.order.len() {
-            s.order
-                .select_nth_unstable_by(take - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        }
-        for k in 0..take {
-            let item = s.order[k].1;
+        for std::cmp::Reverse((_, item)) in heap {
             s.add(item);
         }
     }
-    // Transitions out of the last three items, co-occurrence of the last few.
+    // Transitions out of the last three items and co-occurrence with the last few, scored
+    // for every item they reach; the best `c` of each source become candidates.
     let hist = &job.history;
     let mut max_markov = 0.0f32;
     for (w, &h) in MARKOV_WEIGHTS.iter().zip(hist.iter().rev()) {
         if let Some(row) = src.successors.get(h as usize) {
             for &(j, p) in row.iter() {
-                if s.add(j) {
-                    let v = &mut s.markov[j as usize];
+                if let Some(v) = s.touch(j, Acc::Markov) {
                     *v += w * p;
                     max_markov = max_markov.max(*v);
                 }
@@ -410,12 +495,32 @@ fn blend(
         used += 1;
         if let Some(row) = src.neighbours.get(h as usize) {
             for &(j, sim) in row.iter() {
-                if s.add(j) {
-                    let v = &mut s.knn[j as usize];
+                if let Some(v) = s.touch(j, Acc::Knn) {
                     *v += sim;
                     max_knn = max_knn.max(*v);
                 }
             }
+        }
+    }
+    for acc in [Acc::Markov, Acc::Knn] {
+        s.order.clear();
+        for &j in &s.touched {
+            let v = match acc {
+                Acc::Markov => s.markov[j as usize],
+                Acc::Knn => s.knn[j as usize],
+            };
+            if v > 0.0 {
+                s.order.push((v, j));
+            }
+        }
+        let take = c.min(s.order.len());
+        if take > 0 && take < s.order.len() {
+            s.order
+                .select_nth_unstable_by(take - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        }
+        for k in 0..take {
+            let item = s.order[k].1;
+            s.add(item);
         }
     }
     let before_pop = s.candidates.len();
@@ -484,31 +589,35 @@ fn blend(
         });
         weights = strategy.bound(drawn);
     }
-    s.order.clear();
-    for (ci, &item) in s.candidates.iter().enumerate() {
-        let score: f32 = feats[ci].iter().zip(&weights).map(|(f, w)| f * w).sum();
-        s.order.push((score, item));
-    }
-    let index_of: std::collections::HashMap<ItemId, usize> = s
+    // Blend, then take the best k (partial selection, then a sort of those k only).
+    let mut ranked: Vec<(f32, u32)> = s
         .candidates
         .iter()
         .enumerate()
-        .map(|(ci, &item)| (item, ci))
-        .collect();
-    s.order
-        .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let k = job.k.min(s.order.len());
-    let mut picked: Vec<ScoredItem> = s.order[..k]
-        .iter()
-        .map(|&(score, item)| ScoredItem {
-            item,
-            score,
-            features: feats[index_of[&item]],
-            explored: false,
+        .map(|(ci, _)| {
+            let score: f32 = feats[ci].iter().zip(&weights).map(|(f, w)| f * w).sum();
+            (score, ci as u32)
         })
         .collect();
+    let cands = &s.candidates;
+    let better = |a: &(f32, u32), b: &(f32, u32)| {
+        b.0.total_cmp(&a.0)
+            .then(cands[a.1 as usize].cmp(&cands[b.1 as usize]))
+    };
+    let k = job.k.min(ranked.len());
+    if k > 0 && k < ranked.len() {
+        ranked.select_nth_unstable_by(k - 1, better);
+    }
+    ranked[..k].sort_unstable_by(better);
+    let item_of = |&(score, ci): &(f32, u32)| ScoredItem {
+        item: cands[ci as usize],
+        score,
+        features: feats[ci as usize],
+        explored: false,
+    };
+    let mut picked: Vec<ScoredItem> = ranked[..k].iter().map(item_of).collect();
     if let Exploration::Epsilon { epsilon } = strategy.exploration {
-        let rest = &s.order[k..];
+        let rest = &ranked[k..];
         let mut pool: Vec<usize> = (0..rest.len()).collect();
         for slot in picked.iter_mut() {
             if pool.is_empty() {
@@ -516,12 +625,9 @@ fn blend(
             }
             if rng.gen::<f32>() < epsilon {
                 let p = pool.swap_remove(rng.gen_range(0..pool.len()));
-                let (score, item) = rest[p];
                 *slot = ScoredItem {
-                    item,
-                    score,
-                    features: feats[index_of[&item]],
                     explored: true,
+                    ..item_of(&rest[p])
                 };
             }
         }
@@ -532,6 +638,24 @@ fn blend(
         weights,
         model_version: model.map_or(0, |m| m.version),
         fallback,
+    }
+}
+
+/// An `f32` ordered by `total_cmp`, for heaps.
+#[derive(Clone, Copy, PartialEq)]
+struct OrdF32(f32);
+
+impl Eq for OrdF32 {}
+
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdF32 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
     }
 }
 

@@ -143,6 +143,8 @@ pub struct Metrics {
     pub sessions_restored: AtomicU64,
     /// Session actors that crashed and were replaced.
     pub session_crashes: AtomicU64,
+    /// Compute threads that died and were replaced.
+    pub compute_restarts: AtomicU64,
     /// Feedback events joined to an impression.
     pub feedback_joined: AtomicU64,
     /// Messages the learner's queue dropped because it was full.
@@ -151,6 +153,10 @@ pub struct Metrics {
     pub reward_milli: AtomicU64,
     /// Model hot swaps.
     pub model_swaps: AtomicU64,
+    /// Session states encoded from the whole window (cold, restored, or after a swap).
+    pub state_encodes: AtomicU64,
+    /// Events pushed incrementally onto cached session states.
+    pub state_pushes: AtomicU64,
     /// End-to-end latency of `recommend`, µs.
     pub recommend_latency: Histogram,
     /// Latency of `record` (until durable), µs.
@@ -195,6 +201,8 @@ pub struct MetricsSnapshot {
     pub sessions_restored: u64,
     /// Crashed session actors replaced.
     pub session_crashes: u64,
+    /// Dead compute threads replaced.
+    pub compute_restarts: u64,
     /// Requests waiting for inference now.
     pub queue_depth: u64,
     /// Feedback joined to impressions.
@@ -205,6 +213,10 @@ pub struct MetricsSnapshot {
     pub reward: f64,
     /// Model hot swaps so far.
     pub model_swaps: u64,
+    /// Session states encoded from the whole window.
+    pub state_encodes: u64,
+    /// Events pushed incrementally onto cached states.
+    pub state_pushes: u64,
     /// Version of the model serving now (0: none).
     pub model_version: u64,
     /// Current strategy version.

@@ -10,12 +10,13 @@
 //! ```text
 //! record ─▶ SessionActor(user) ─append─▶ Store (group commit) ─ack─▶ caller
 //!                │  └──────────────▶ Learner (crossbeam): counts, feedback join, FTRL
-//! recommend ─▶ SessionActor ─Score─▶ InferenceActor ─bounded queue─▶ compute threads
+//! recommend ─▶ SessionActor ─Job─▶ bounded queue (InferenceActor's) ─▶ compute threads
 //!                ◀─────────── ranking + state ◀─── dynamic batches ◀┘
 //! ```
 
 pub mod inference;
 pub mod learner;
+mod log;
 pub mod metrics;
 pub mod session;
 pub mod sources;
@@ -32,7 +33,7 @@ use actix::prelude::*;
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
-use self::inference::InferenceActor;
+use self::inference::{Batcher, InferenceActor};
 use self::learner::{Learner, LearnerMsg};
 use self::metrics::{Metrics, MetricsSnapshot};
 use self::session::{EntryStats, SessionActor, SessionInfo};
@@ -89,7 +90,7 @@ impl Default for EngineConfig {
             model: None,
             strategy: Strategy::default(),
             queue_capacity: 4096,
-            compute_threads: 1,
+            compute_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             arbiters: 1,
             session_ttl_s: 600.0,
             session_budget_bytes: 1 << 30,
@@ -369,8 +370,10 @@ pub(crate) struct Shared {
     sources: RwLock<Arc<SourceSnapshot>>,
     catalog: RwLock<Arc<Catalog>>,
     inference: RwLock<Option<Addr<InferenceActor>>>,
+    batcher: RwLock<Option<Batcher>>,
     arbiters: Vec<ArbiterHandle>,
     learner: crossbeam_channel::Sender<LearnerMsg>,
+    pub(crate) log: crossbeam_channel::Sender<log::LogMsg>,
     started: Instant,
     start_ms: i64,
     requests: AtomicU64,
@@ -424,8 +427,8 @@ impl Shared {
         }
     }
 
-    pub fn inference(&self) -> Option<Addr<InferenceActor>> {
-        read(&self.inference)
+    pub fn batcher(&self) -> Option<Batcher> {
+        read(&self.batcher)
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -501,7 +504,7 @@ impl Shared {
             from_model.push(id);
             to_model[id as usize] = idx as u32;
         }
-        let fast = FastModel::from_model(&ck.model)?;
+        let fast = FastModel::from_model(&ck.model)?.with_gemm(false);
         let tasks = &ck.config.tasks;
         Ok(ModelSlot {
             fast,
@@ -634,8 +637,8 @@ impl Shared {
 struct Threads {
     system: Option<System>,
     system_thread: Option<JoinHandle<()>>,
-    compute: Vec<JoinHandle<()>>,
     learner: Option<JoinHandle<()>>,
+    log: Option<log::LogWriter>,
 }
 
 /// The embeddable engine; clones share one runtime.
@@ -696,6 +699,7 @@ impl Engine {
             .recv()
             .map_err(|_| Error::ActorFailed("the actix system failed to start".into()))?;
 
+        let log_writer = log::LogWriter::start(store.clone())?;
         let live = learner::initial_live(Arc::new(current));
         let shared = Arc::new(Shared {
             store: store.clone(),
@@ -707,8 +711,10 @@ impl Engine {
             sources: RwLock::new(Arc::default()),
             catalog: RwLock::new(Arc::default()),
             inference: RwLock::new(None),
+            batcher: RwLock::new(None),
             arbiters,
             learner: ltx,
+            log: log_writer.tx.clone(),
             started: Instant::now(),
             start_ms: crate::store::now_ms(),
             requests: AtomicU64::new(0),
@@ -726,6 +732,9 @@ impl Engine {
             &shared.catalog,
             Arc::new(Catalog::default().extended(&store)),
         );
+        // Sessions load their user's history on first use: let the per-user index catch
+        // up with the log first, so those loads never scan the log's tail.
+        store.sync_index();
         // Count the log into the sources.
         let counts = count_log(&store, config.pop_half_life)?;
         let mut counts = counts;
@@ -737,16 +746,17 @@ impl Engine {
         let sh = Arc::clone(&shared);
         let (capacity, threads) = (config.queue_capacity, config.compute_threads);
         system.arbiter().spawn(async move {
-            let started = inference::start(&sh, capacity, threads);
-            let janitor = Janitor {
+            let (batcher, addr) = inference::start(&sh, capacity, threads);
+            Janitor {
                 shared: Arc::clone(&sh),
             }
             .start();
-            let _ = itx.send(started.map(|(addr, handles)| (addr, handles, janitor)));
+            let _ = itx.send((batcher, addr));
         });
-        let (addr, compute, _janitor) = irx
+        let (batcher, addr) = irx
             .recv()
-            .map_err(|_| Error::ActorFailed("the inference actor failed to start".into()))??;
+            .map_err(|_| Error::ActorFailed("the inference actor failed to start".into()))?;
+        write(&shared.batcher, Some(batcher));
         write(&shared.inference, Some(addr));
 
         let learner = {
@@ -762,8 +772,8 @@ impl Engine {
             threads: Arc::new(Mutex::new(Threads {
                 system: Some(system),
                 system_thread: Some(system_thread),
-                compute,
                 learner: Some(learner),
+                log: Some(log_writer),
             })),
         })
     }
@@ -1033,11 +1043,14 @@ impl Engine {
             sessions_evicted: l(&m.sessions_evicted),
             sessions_restored: l(&m.sessions_restored),
             session_crashes: l(&m.session_crashes),
-            queue_depth: 0,
+            compute_restarts: l(&m.compute_restarts),
+            queue_depth: self.shared.batcher().map_or(0, |b| b.depth() as u64),
             feedback_joined: l(&m.feedback_joined),
             learner_dropped: l(&m.learner_dropped),
             reward: l(&m.reward_milli) as f64 / 1000.0,
             model_swaps: l(&m.model_swaps),
+            state_encodes: l(&m.state_encodes),
+            state_pushes: l(&m.state_pushes),
             model_version: self.shared.model().map_or(0, |s| s.version),
             strategy_version: live.version,
             weights: SourceWeights::from_array(live.weights),
@@ -1102,8 +1115,18 @@ fn shutdown_threads(shared: &Shared, threads: &Mutex<Threads>) -> Result<()> {
     if let Some(h) = t.learner.take() {
         let _ = h.join();
     }
-    // Dropping the inference actor's address and stopping the system drops the queue's
-    // sender; the compute threads then finish their batch and end.
+    // Closing the queue (the last sender is the shared batcher) ends the compute threads
+    // once their batch is done; the inference actor hands them over for joining.
+    write(&shared.batcher, None);
+    let compute = match read(&shared.inference) {
+        Some(addr) => {
+            futures_executor::block_on(addr.send(inference::TakeThreads)).unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    for h in compute {
+        let _ = h.join();
+    }
     write(&shared.inference, None);
     if let Some(sys) = t.system.take() {
         sys.stop();
@@ -1111,8 +1134,9 @@ fn shutdown_threads(shared: &Shared, threads: &Mutex<Threads>) -> Result<()> {
     if let Some(h) = t.system_thread.take() {
         let _ = h.join();
     }
-    for h in t.compute.drain(..) {
-        let _ = h.join();
+    // Every session has stopped: what they queued is written and acknowledged first.
+    if let Some(w) = t.log.take() {
+        w.stop();
     }
     shared.store.close()
 }

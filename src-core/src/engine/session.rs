@@ -5,20 +5,21 @@
 //! persisted) and handles the user's messages one at a time: `record` is an atomic
 //! response, so the mailbox waits until the event is durable and applied, and a
 //! recommendation requested after an acknowledged event always sees it. A recommendation
-//! moves the model state into the inference request and takes it back with the answer; a
-//! second request while the state is away encodes afresh, and the fresher state is kept.
+//! moves the model state into the inference request and takes it back with the answer;
+//! requests of one user run one after the other, so the state is always at home.
 //! Idle actors are evicted by the janitor (TTL, memory budget); they persist their model
 //! window so that a restored session scores exactly as before.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::inference::{Job, JobOutcomeOrBack, Score, Scored};
+use super::inference::{Job, Scored};
 use super::learner::LearnerMsg;
+use super::log::LogMsg;
 use super::sources::CO_WINDOW;
 use super::{Context as RecContext, RecItem, Recommendation, Shared};
 use crate::error::{Error, Result};
@@ -67,7 +68,8 @@ pub(crate) struct SessionActor {
     shared: Arc<Shared>,
     stats: Arc<EntryStats>,
     history: VecDeque<ItemId>,
-    seen: HashSet<ItemId>,
+    /// Every item interacted with, sorted (the exclude-seen filter's list).
+    seen: Vec<ItemId>,
     interactions: u64,
     state: Option<(Box<SessionState>, u64)>,
     requests: u64,
@@ -81,7 +83,7 @@ impl SessionActor {
             shared,
             stats,
             history: VecDeque::new(),
-            seen: HashSet::new(),
+            seen: Vec::new(),
             interactions: 0,
             state: None,
             requests: 0,
@@ -115,12 +117,20 @@ impl SessionActor {
         Ok(())
     }
 
+    /// Adds an interaction to the sequence. Consecutive interactions with one item (view,
+    /// click, cart, purchase of the same thing) are one step of the sequence, as in
+    /// training; `interactions` counts steps.
     fn push_history(&mut self, item: ItemId) {
+        if let Err(at) = self.seen.binary_search(&item) {
+            self.seen.insert(at, item);
+        }
+        if self.history.back() == Some(&item) {
+            return;
+        }
         if self.history.len() == HISTORY_CAP {
             self.history.pop_front();
         }
         self.history.push_back(item);
-        self.seen.insert(item);
         self.interactions += 1;
     }
 
@@ -139,7 +149,7 @@ impl SessionActor {
         let b = 256
             + self.name.len() as u64
             + 4 * self.history.capacity() as u64
-            + 12 * self.seen.capacity() as u64
+            + 4 * self.seen.capacity() as u64
             + state;
         let old = std::mem::replace(&mut self.bytes, b);
         self.stats.bytes.store(b, Ordering::Relaxed);
@@ -205,7 +215,7 @@ impl SessionActor {
     fn job(&mut self, k: usize, ctx: &RecContext) -> Job {
         let strategy = &self.shared.live().strategy;
         let mut exclude: Vec<ItemId> = if strategy.filters.exclude_seen {
-            self.seen.iter().copied().collect()
+            self.seen.clone()
         } else {
             Vec::new()
         };
@@ -298,25 +308,26 @@ impl Handler<Record> for SessionActor {
         let started = std::time::Instant::now();
         let kind = msg.event.action.kind();
         let value = msg.event.action.value();
-        let item_name = msg.event.action.item().cloned();
-        let pending = self
-            .shared
-            .store
-            .append_nowait(std::slice::from_ref(&msg.event));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self.shared.log.send(LogMsg::Record(msg.event, tx)).is_ok();
         let request_id = msg.request_id;
         AtomicResponse::new(Box::pin(
-            async move { pending?.durable().await }
-                .into_actor(self)
-                .map(move |res, act, _ctx| {
-                    let _guard = act.guard();
-                    let range = res?;
-                    let item = item_name.and_then(|n| act.shared.store.item_id(&n));
-                    act.apply(item, kind, value, request_id);
-                    let m = &act.shared.metrics;
-                    super::metrics::Metrics::add(&m.events, 1);
-                    m.record_latency.record_duration(started.elapsed());
-                    Ok(range.start)
-                }),
+            async move {
+                if !sent {
+                    return Err(Error::ShutDown);
+                }
+                rx.await.map_err(|_| Error::ShutDown)?
+            }
+            .into_actor(self)
+            .map(move |res, act, _ctx| {
+                let _guard = act.guard();
+                let ack = res?;
+                act.apply(ack.item, kind, value, request_id);
+                let m = &act.shared.metrics;
+                super::metrics::Metrics::add(&m.events, 1);
+                m.record_latency.record_duration(started.elapsed());
+                Ok(ack.seq)
+            }),
         ))
     }
 }
@@ -330,7 +341,9 @@ pub(crate) struct Recommend {
 }
 
 impl Handler<Recommend> for SessionActor {
-    type Result = ResponseActFuture<Self, Result<Recommendation>>;
+    // Atomic: a user's requests run one after the other, so each finds the model state at
+    // home (concurrent ones would each re-encode the whole window).
+    type Result = AtomicResponse<Self, Result<Recommendation>>;
 
     fn handle(&mut self, msg: Recommend, _ctx: &mut Self::Context) -> Self::Result {
         let _guard = self.guard();
@@ -338,29 +351,28 @@ impl Handler<Recommend> for SessionActor {
         let started = std::time::Instant::now();
         let covers = self.interactions;
         let job = self.job(msg.k, &msg.context);
-        let inference = self.shared.inference();
         let log = msg.context.log_impression;
-        Box::pin(
+        let submitted = match self.shared.batcher() {
+            Some(b) => b.submit(job),
+            None => Err((Error::ShutDown, job.state)),
+        };
+        let rx = match submitted {
+            Ok(rx) => rx,
+            Err((e, state)) => {
+                self.take_back(state, covers);
+                return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
+            }
+        };
+        AtomicResponse::new(Box::pin(
             async move {
-                match inference {
-                    Some(addr) => addr
-                        .send(Score(job))
-                        .await
-                        .map_err(|e| Error::ActorFailed(format!("inference actor: {e}")))?,
-                    None => Err(Error::ShutDown),
-                }
+                rx.await.map_err(|_| {
+                    Error::ActorFailed("the compute thread running the request died".into())
+                })
             }
             .into_actor(self)
             .map(move |res, act, _ctx| {
                 let _guard = act.guard();
-                let outcome = match res {
-                    Ok(JobOutcomeOrBack::Done(o)) => o,
-                    Ok(JobOutcomeOrBack::Refused(e, state)) => {
-                        act.take_back(state, covers);
-                        return Err(e);
-                    }
-                    Err(e) => return Err(e),
-                };
+                let outcome = res?;
                 act.take_back(outcome.state, covers);
                 let scored = outcome.result?;
                 let rec = act.finish(scored, log)?;
@@ -369,7 +381,7 @@ impl Handler<Recommend> for SessionActor {
                 m.recommend_latency.record_duration(started.elapsed());
                 Ok(rec)
             }),
-        )
+        ))
     }
 }
 
@@ -403,10 +415,7 @@ impl SessionActor {
             };
             // Impressions are logged without waiting for the flush: the next one makes
             // them durable, and the answer does not wait for the disk.
-            match self.shared.store.append_nowait(&[ev]) {
-                Ok(p) => drop(p),
-                Err(e) => tracing::warn!(error = %e, "could not log an impression"),
-            }
+            let _ = self.shared.log.send(LogMsg::Impression(ev));
         }
         self.shared.learn(LearnerMsg::Impression {
             user: Arc::clone(&self.name),
@@ -445,7 +454,8 @@ impl Handler<Evict> for SessionActor {
 pub struct SessionInfo {
     /// The user.
     pub user: String,
-    /// Interactions known.
+    /// Steps of the user's sequence known (consecutive interactions with one item count
+    /// once).
     pub interactions: u64,
     /// Most recent interactions, oldest first (at most 50).
     pub recent: Vec<String>,

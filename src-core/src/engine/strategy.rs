@@ -229,7 +229,7 @@ impl Default for Strategy {
             exploration: Exploration::None,
             filters: Filters::default(),
             reward: Reward::default(),
-            candidates: 100,
+            candidates: 50,
             batching: Batching::default(),
         }
     }

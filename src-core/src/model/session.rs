@@ -217,6 +217,8 @@ pub struct FastModel {
     purchase: Dense,
     purchase_offset: f32,
     half: Option<HalfTable>,
+    /// Score batches of 8 or more through candle's multi-threaded gemm.
+    gemm: bool,
 }
 
 impl fmt::Debug for FastModel {
@@ -424,8 +426,18 @@ impl FastModel {
             purchase: Dense::from_candle(&model.purchase, d, d, "heads.purchase")?,
             purchase_offset: scalar(&model.purchase_offset, "heads.purchase.offset")?,
             half: None,
+            gemm: true,
             cfg,
         })
+    }
+
+    /// The same model scoring batches on the calling thread only (`false`), with the
+    /// panel kernels, instead of through candle's gemm and its thread pool (`true`, the
+    /// default). A server with dedicated compute threads wants the former: the pool's
+    /// threads would compete with every other thread for the cores.
+    pub fn with_gemm(mut self, gemm: bool) -> FastModel {
+        self.gemm = gemm;
+        self
     }
 
     /// The same model scoring the catalogue with an item table in `dtype` (see
@@ -651,7 +663,7 @@ impl FastModel {
         assert_eq!(user_vecs.len() % d, 0, "user vectors are rows of dim = {d}");
         let b = user_vecs.len() / d;
         assert_eq!(out.len(), b * n, "scores of {b} users × {n} items");
-        if self.half.is_none() && b >= GEMM_MIN_BATCH {
+        if self.gemm && self.half.is_none() && b >= GEMM_MIN_BATCH {
             match self.gemm_scores(user_vecs, b, out) {
                 Ok(()) => return,
                 Err(e) => {

@@ -1,0 +1,446 @@
+//! The embedded engine under load: throughput and latency of recommendations with events
+//! interleaved, dynamic batching against batch size 1 at the same offered load, and the
+//! memory of a million users cycled through.
+//!
+//! `cargo bench -p attune-benches --bench engine` runs every part. Environment:
+//! - `ENGINE_BENCH`: `load`, `max`, `memory` or `all` (default `all`);
+//! - `ENGINE_RATE`: offered operations per second of the open-loop runs (default 25000;
+//!   4 of every 5 operations are recommendations, 1 an event);
+//! - `ENGINE_SECS`: seconds per run (default 10);
+//! - `ENGINE_USERS`: users cycled through by the memory run (default 1,000,000), with
+//!   `ENGINE_ACTIVE` of them alive at once (default 100,000).
+//!
+//! The catalogue is ml-1m-sized (3,700 items), the model a 2-layer, d = 64, max_len 200
+//! attention model with random weights (speed does not depend on what it learned), the
+//! store a fresh one warmed with 6,040 synthetic users' histories.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use attune::engine::metrics::Histogram;
+use attune::engine::strategy::{Batching, Strategy};
+use attune::engine::{Context, Engine, EngineConfig};
+use attune::event::{Action, RawEvent};
+use attune::model::{checkpoint, fresh, Config};
+use attune::store::{Store, StoreConfig};
+use attune::synth::{Generator, SynthConfig};
+use attune_benches::rss_kib;
+
+// The allocator the `attune` binary uses; hosts embedding the engine choose their own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const ITEMS: usize = 3700;
+const USERS: usize = 6040;
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A random-weight checkpoint over `i0..i{ITEMS-1}`.
+fn model(dir: &Path) -> PathBuf {
+    let out = dir.join("model");
+    let cfg = Config {
+        n_items: ITEMS,
+        max_len: 200,
+        ..Config::default()
+    };
+    let (varmap, _) = fresh(&cfg, &candle_core::Device::Cpu, 1).expect("model");
+    let items: Vec<String> = (0..ITEMS).map(|i| format!("i{i}")).collect();
+    checkpoint::save(&out, &varmap, &cfg, &items).expect("save");
+    out
+}
+
+/// A store with the catalogue and `users` synthetic histories.
+fn store(dir: &Path, users: usize) -> PathBuf {
+    let path = dir.join("store");
+    let s = Store::open(&path, StoreConfig::default()).expect("store");
+    let gen = Generator::new(SynthConfig {
+        users,
+        items: ITEMS,
+        ..SynthConfig::default()
+    })
+    .expect("generator");
+    s.put_items(&gen.items().collect::<Vec<_>>())
+        .expect("items");
+    let mut batch = Vec::new();
+    for u in 0..users {
+        batch.extend(gen.user_events(u));
+        if batch.len() > 50_000 {
+            s.append(&batch).expect("append");
+            batch.clear();
+        }
+    }
+    s.append(&batch).expect("append");
+    s.close().expect("close");
+    path
+}
+
+fn click(user: usize, item: usize) -> RawEvent {
+    RawEvent {
+        user: format!("u{user}"),
+        ts: attune_benches_now(),
+        action: Action::Click {
+            item: format!("i{item}"),
+        },
+    }
+}
+
+fn attune_benches_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Requests as a service makes them: impressions logged.
+fn quiet() -> Context {
+    Context::default()
+}
+
+struct RunResult {
+    recs: u64,
+    events: u64,
+    overloaded: u64,
+    errors: u64,
+    secs: f64,
+    latency: attune::engine::metrics::HistogramSnapshot,
+    mean_batch: f64,
+}
+
+/// Offers `rate` operations per second for `secs` (open loop: each operation is scheduled
+/// at its time whatever the previous ones did; latency counts from the scheduled time).
+fn open_loop(engine: &Engine, rate: f64, secs: f64, seed: u64) -> RunResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let hist = Rc::new(Histogram::default());
+    let counts = Rc::new(std::cell::Cell::new((0u64, 0u64, 0u64, 0u64)));
+    let before = engine.metrics();
+    let started = Instant::now();
+    local.block_on(&rt, async {
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let mut next = Instant::now();
+        let end = next + Duration::from_secs_f64(secs);
+        let mut n: u64 = seed;
+        let mut handles = Vec::new();
+        while next < end {
+            let now = Instant::now();
+            while next <= now && next < end {
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let user = (n >> 33) as usize % USERS;
+                let item = (n >> 17) as usize % ITEMS;
+                let (e, h, c, scheduled) =
+                    (engine.clone(), Rc::clone(&hist), Rc::clone(&counts), next);
+                let is_event = (n >> 40).is_multiple_of(5);
+                handles.push(tokio::task::spawn_local(async move {
+                    let r = if is_event {
+                        e.record(click(user, item)).await.map(|_| ())
+                    } else {
+                        e.recommend(&format!("u{user}"), 10, quiet())
+                            .await
+                            .map(|_| ())
+                    };
+                    // Single-threaded: nothing runs between this read and the write below.
+                    let (mut recs, mut events, mut over, mut errs) = c.get();
+                    match r {
+                        Ok(()) if is_event => events += 1,
+                        Ok(()) => {
+                            recs += 1;
+                            h.record_duration(scheduled.elapsed());
+                        }
+                        Err(attune::Error::Overloaded { .. }) => over += 1,
+                        Err(_) => errs += 1,
+                    }
+                    c.set((recs, events, over, errs));
+                }));
+                next += interval;
+            }
+            if handles.len() > 4096 {
+                handles.retain(|h| !h.is_finished());
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let after = engine.metrics();
+    let (recs, events, overloaded, errors) = counts.get();
+    let batches = after.batch_size.count - before.batch_size.count;
+    let requests = after.batch_size.mean * after.batch_size.count as f64
+        - before.batch_size.mean * before.batch_size.count as f64;
+    RunResult {
+        recs,
+        events,
+        overloaded,
+        errors,
+        secs,
+        latency: hist.snapshot(),
+        mean_batch: if batches > 0 {
+            requests / batches as f64
+        } else {
+            0.0
+        },
+    }
+}
+
+/// One recommendation for every user, so that every session is live and its model state
+/// built (a session's first request encodes its whole history; later ones are incremental).
+fn warm(engine: &Engine) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let t = Instant::now();
+    local.block_on(&rt, async {
+        for chunk in (0..USERS).collect::<Vec<_>>().chunks(256) {
+            let hs: Vec<_> = chunk
+                .iter()
+                .map(|&u| {
+                    let e = engine.clone();
+                    tokio::task::spawn_local(async move {
+                        e.recommend(&format!("u{u}"), 10, quiet()).await
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.await.expect("task").expect("warm-up recommendation");
+            }
+        }
+    });
+    println!(
+        "warm-up: {USERS} sessions started and encoded in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+fn open(store: &Path, model: &Path, batching: Batching) -> Engine {
+    let strategy = Strategy {
+        batching,
+        ..Strategy::default()
+    };
+    let engine = Engine::open(EngineConfig {
+        store: store.to_path_buf(),
+        model: Some(model.to_path_buf()),
+        strategy: strategy.clone(),
+        queue_capacity: 8192,
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    // The store keeps the strategy of an earlier run: set this run's.
+    engine.set_strategy(strategy).expect("strategy");
+    engine
+}
+
+fn print(label: &str, rate: f64, r: &RunResult) {
+    println!(
+        "{label:<22} offered {:>7.0}/s  recs {:>7.0}/s  events {:>6.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  mean batch {:>5.1}  overloaded {}  errors {}",
+        rate * 0.8,
+        r.recs as f64 / r.secs,
+        r.events as f64 / r.secs,
+        r.latency.p50 / 1000.0,
+        r.latency.p99 / 1000.0,
+        r.mean_batch,
+        r.overloaded,
+        r.errors
+    );
+}
+
+fn load(dir: &Path, store_path: &Path, model_path: &Path) {
+    let rate: f64 = env("ENGINE_RATE", 25_000.0);
+    let secs: f64 = env("ENGINE_SECS", 10.0);
+    println!("== open loop, {ITEMS} items, 4 recommendations : 1 event, {secs} s per run ==");
+    let _ = dir;
+    for (label, batching) in [
+        (
+            "dynamic batching",
+            Batching {
+                max_batch: 64,
+                max_queue_delay_us: 2000,
+            },
+        ),
+        (
+            "batch size 1",
+            Batching {
+                max_batch: 1,
+                max_queue_delay_us: 0,
+            },
+        ),
+    ] {
+        let engine = open(store_path, model_path, batching);
+        warm(&engine);
+        let r = open_loop(&engine, rate, secs, 11);
+        print(label, rate, &r);
+        let m = engine.metrics();
+        println!(
+            "  (engine: compute per batch p50 {:.0} µs p99 {:.0} µs, queue delay p50 {:.0} µs, record p50 {:.0} µs p99 {:.0} µs, {} full encodes, {} pushes, {} evictions)",
+            m.compute_time_us.p50, m.compute_time_us.p99, m.queue_delay_us.p50,
+            m.record_latency_us.p50, m.record_latency_us.p99, m.state_encodes, m.state_pushes, m.sessions_evicted
+        );
+        futures_block(engine.shutdown());
+    }
+}
+
+fn max_throughput(store_path: &Path, model_path: &Path) {
+    let secs: f64 = env("ENGINE_SECS", 10.0);
+    println!("== highest offered load with p99 <= 5 ms (dynamic batching) ==");
+    let engine = open(
+        store_path,
+        model_path,
+        Batching {
+            max_batch: 64,
+            max_queue_delay_us: 2000,
+        },
+    );
+    warm(&engine);
+    let mut best = None;
+    for rate in [
+        10_000.0, 15_000.0, 20_000.0, 25_000.0, 30_000.0, 35_000.0, 40_000.0,
+    ] {
+        let r = open_loop(&engine, rate, secs, 13);
+        print(&format!("offered {rate:.0} ops/s"), rate, &r);
+        if r.latency.p99 <= 5000.0 && r.errors == 0 && r.overloaded == 0 {
+            best = Some(r.recs as f64 / r.secs);
+        } else {
+            break;
+        }
+    }
+    match best {
+        Some(b) => println!("sustained {b:.0} recommendations/s with p99 <= 5 ms"),
+        None => println!("no rate met p99 <= 5 ms"),
+    }
+    futures_block(engine.shutdown());
+}
+
+fn memory(dir: &Path, model_path: &Path) {
+    let users: usize = env("ENGINE_USERS", 1_000_000);
+    let active: usize = env("ENGINE_ACTIVE", 100_000);
+    println!("== {users} users cycled through, {active} alive at once ==");
+    let store_path = dir.join("memory-store");
+    {
+        let s = Store::open(&store_path, StoreConfig::default()).expect("store");
+        let items: Vec<attune::Item> = (0..ITEMS)
+            .map(|i| attune::Item {
+                id: format!("i{i}"),
+                title: String::new(),
+                tags: Vec::new(),
+                attrs: Default::default(),
+            })
+            .collect();
+        s.put_items(&items).expect("items");
+        s.close().expect("close");
+    }
+    // A budget for `active` sessions of three events each: measured per session below.
+    let per_session: u64 = env("ENGINE_SESSION_BYTES", 12_000);
+    let budget = per_session * active as u64;
+    let engine = Engine::open(EngineConfig {
+        store: store_path.clone(),
+        model: Some(model_path.to_path_buf()),
+        session_budget_bytes: budget,
+        session_ttl_s: 3600.0,
+        sweep_every_ms: 200,
+        queue_capacity: 65_536,
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    let (rss0, _) = rss_kib();
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let peak_active = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    local.block_on(&rt, async {
+        let chunk = 2000;
+        for start in (0..users).step_by(chunk) {
+            let mut handles = Vec::with_capacity(chunk);
+            for u in start..(start + chunk).min(users) {
+                let e = engine.clone();
+                handles.push(tokio::task::spawn_local(async move {
+                    for j in 0..3 {
+                        e.record(click(u, (u * 31 + j * 7) % ITEMS))
+                            .await
+                            .expect("record");
+                    }
+                    e.recommend(&format!("u{u}"), 10, quiet())
+                        .await
+                        .expect("recommend");
+                }));
+            }
+            for h in handles {
+                h.await.expect("task");
+            }
+            let m = engine.metrics();
+            peak_active.fetch_max(m.active_sessions, std::sync::atomic::Ordering::Relaxed);
+            if start.is_multiple_of(100_000) {
+                let (rss, _) = rss_kib();
+                println!(
+                    "  {:>8} users  {:>7} active  {:>7.1} MiB in sessions  RSS {:>7.1} MiB  {:.0} s",
+                    start,
+                    m.active_sessions,
+                    m.session_bytes as f64 / 1048576.0,
+                    rss as f64 / 1024.0,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+    });
+    let m = engine.metrics();
+    let (rss, peak) = rss_kib();
+    println!(
+        "cycled {users} users in {:.0} s: peak {} active sessions, {} evicted, budget {:.0} MiB, sessions now {:.1} MiB; RSS {:.0} MiB (peak {:.0} MiB, {:.0} MiB before)",
+        started.elapsed().as_secs_f64(),
+        peak_active.load(std::sync::atomic::Ordering::Relaxed),
+        m.sessions_evicted,
+        budget as f64 / 1048576.0,
+        m.session_bytes as f64 / 1048576.0,
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        rss0 as f64 / 1024.0
+    );
+    futures_block(engine.shutdown());
+}
+
+fn futures_block<F: std::future::Future<Output = attune::Result<()>>>(f: F) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(f).expect("shutdown");
+}
+
+fn main() {
+    let mode: String = env("ENGINE_BENCH", "all".to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model_path = model(dir.path());
+    if mode == "memory" || mode == "all" {
+        memory(dir.path(), &model_path);
+    }
+    if mode == "memory" {
+        return;
+    }
+    let t = Instant::now();
+    let store_path = store(dir.path(), USERS);
+    println!(
+        "warm-up store: {USERS} users' histories in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    if mode == "load" || mode == "all" {
+        load(dir.path(), &store_path, &model_path);
+    }
+    if mode == "max" || mode == "all" {
+        max_throughput(&store_path, &model_path);
+    }
+}

@@ -1,0 +1,180 @@
+//! The log writer: every event the engine writes (recorded events and impressions) goes
+//! through one thread that appends whatever has queued up as a single batch, so a thousand
+//! concurrent sessions cost one sled batch and share one flush instead of a thousand.
+//! A second thread waits for each batch's flush and acknowledges its recorded events;
+//! meanwhile the writer is already applying the next batch (group commit, pipelined).
+//! Impressions are applied in the same batches but nobody waits for them.
+
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::error::{Error, Result};
+use crate::event::{ItemId, RawEvent};
+use crate::store::{PendingAppend, Store};
+
+/// Most events applied as one batch.
+const MAX_BATCH: usize = 4096;
+
+/// What a recorded event's acknowledgement carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ack {
+    /// Sequence number in the log.
+    pub seq: u64,
+    /// The event's item, interned.
+    pub item: Option<ItemId>,
+}
+
+pub(crate) type AckSender = tokio::sync::oneshot::Sender<Result<Ack>>;
+
+pub(crate) enum LogMsg {
+    /// An event to make durable; the sender gets its sequence number once it is.
+    Record(RawEvent, AckSender),
+    /// An impression: logged, not waited for.
+    Impression(RawEvent),
+    /// Finish what came before, then stop both threads.
+    Stop,
+}
+
+/// The writer's and the acknowledger's threads.
+pub(crate) struct LogWriter {
+    pub tx: Sender<LogMsg>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+enum Applied {
+    Batch {
+        pending: PendingAppend,
+        acks: Vec<(usize, Option<ItemId>, AckSender)>,
+    },
+    Stop,
+}
+
+impl LogWriter {
+    pub fn start(store: Store) -> Result<LogWriter> {
+        let (tx, rx) = crossbeam_channel::unbounded::<LogMsg>();
+        let (atx, arx) = crossbeam_channel::unbounded::<Applied>();
+        let writer = std::thread::Builder::new()
+            .name("attune-log-writer".into())
+            .spawn(move || write_loop(&store, &rx, &atx))
+            .map_err(|e| Error::io("attune-log-writer thread", e))?;
+        let acker = std::thread::Builder::new()
+            .name("attune-log-acks".into())
+            .spawn(move || ack_loop(&arx))
+            .map_err(|e| Error::io("attune-log-acks thread", e))?;
+        Ok(LogWriter {
+            tx,
+            threads: vec![writer, acker],
+        })
+    }
+
+    /// Stops after everything queued before is written and acknowledged.
+    pub fn stop(self) {
+        let _ = self.tx.send(LogMsg::Stop);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn write_loop(store: &Store, rx: &Receiver<LogMsg>, acks: &Sender<Applied>) {
+    let mut stopping = false;
+    while !stopping {
+        let Ok(first) = rx.recv() else { break };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut events = Vec::with_capacity(batch.len());
+        let mut senders = Vec::new();
+        for m in batch {
+            match m {
+                LogMsg::Record(ev, tx) => {
+                    senders.push((events.len(), tx));
+                    events.push(ev);
+                }
+                LogMsg::Impression(ev) => events.push(ev),
+                LogMsg::Stop => stopping = true,
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        match store.append_nowait(&events) {
+            Ok(pending) => {
+                let acks_batch = senders
+                    .into_iter()
+                    .map(|(i, tx)| {
+                        let item = events[i].action.item().and_then(|n| store.item_id(n));
+                        (i, item, tx)
+                    })
+                    .collect();
+                let _ = acks.send(Applied::Batch {
+                    pending,
+                    acks: acks_batch,
+                });
+            }
+            Err(_) if events.len() > 1 => {
+                // One bad event must not fail its neighbours: write them one by one.
+                let mut senders = senders.into_iter().peekable();
+                for (i, ev) in events.iter().enumerate() {
+                    let tx = match senders.peek() {
+                        Some((j, _)) if *j == i => senders.next().map(|(_, tx)| tx),
+                        _ => None,
+                    };
+                    match (store.append_nowait(std::slice::from_ref(ev)), tx) {
+                        (Ok(pending), Some(tx)) => {
+                            let item = ev.action.item().and_then(|n| store.item_id(n));
+                            let _ = acks.send(Applied::Batch {
+                                pending,
+                                acks: vec![(0, item, tx)],
+                            });
+                        }
+                        (Ok(pending), None) => drop(pending),
+                        (Err(e), Some(tx)) => {
+                            let _ = tx.send(Err(e));
+                        }
+                        (Err(e), None) => {
+                            tracing::warn!(error = %e, "could not log an impression")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, tx) in senders {
+                    let _ = tx.send(Err(Error::ActorFailed(format!("writing the event: {msg}"))));
+                }
+                if let Some(ev) = events.first() {
+                    tracing::warn!(error = %msg, user = %ev.user, "could not log an event");
+                }
+            }
+        }
+    }
+    let _ = acks.send(Applied::Stop);
+}
+
+fn ack_loop(rx: &Receiver<Applied>) {
+    while let Ok(Applied::Batch { pending, acks }) = rx.recv() {
+        let first = pending.range().start;
+        match pending.wait() {
+            Ok(_) => {
+                for (i, item, tx) in acks {
+                    let _ = tx.send(Ok(Ack {
+                        seq: first + i as u64,
+                        item,
+                    }));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, _, tx) in acks {
+                    let _ = tx.send(Err(Error::Flush(msg.clone())));
+                }
+            }
+        }
+    }
+}
