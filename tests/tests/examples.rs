@@ -4,7 +4,11 @@ use std::process::Command;
 
 fn example(name: &str) -> std::path::PathBuf {
     let bin = attune_tests::attune_bin();
-    let dir = bin.parent().expect("target dir").join("examples").join(name);
+    let dir = bin
+        .parent()
+        .expect("target dir")
+        .join("examples")
+        .join(name);
     assert!(
         dir.is_file(),
         "{} is missing: `cargo test --workspace` builds the examples of the attune crate",
@@ -19,7 +23,11 @@ fn the_blocking_host_example_runs() {
         .output()
         .expect("run example");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("after clicking i7:"), "{stdout}");
     assert!(stdout.contains("bob's session: 5 steps"), "{stdout}");
 }
@@ -30,7 +38,11 @@ fn the_async_host_example_runs() {
         .output()
         .expect("run example");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("alice bought"), "{stdout}");
     assert!(stdout.contains("1 recommendations, 5 events"), "{stdout}");
 }

@@ -447,22 +447,28 @@ fn blend(
         // fail the comparison with the heap's minimum and cost one compare.
         let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrdF32, ItemId)>> =
             std::collections::BinaryHeap::with_capacity(c + 1);
-        max_logit = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        max_logit = crate::model::ops::max_of(row);
         let mut threshold = f32::NEG_INFINITY;
-        for (idx, &l) in row.iter().enumerate() {
-            if l <= threshold {
+        // Chunks of 16 whose maximum cannot enter the heap are skipped whole.
+        for (ci, chunk) in row.chunks(16).enumerate() {
+            if crate::model::ops::max_of(chunk) <= threshold {
                 continue;
             }
-            let item = m.from_model[idx];
-            if s.excluded(item) || !l.is_finite() {
-                continue;
-            }
-            heap.push(std::cmp::Reverse((OrdF32(l), item)));
-            if heap.len() > c {
-                heap.pop();
-            }
-            if heap.len() == c {
-                threshold = heap.peek().map_or(f32::NEG_INFINITY, |m| m.0 .0 .0);
+            for (j, &l) in chunk.iter().enumerate() {
+                if l <= threshold {
+                    continue;
+                }
+                let item = m.from_model[ci * 16 + j];
+                if s.excluded(item) || !l.is_finite() {
+                    continue;
+                }
+                heap.push(std::cmp::Reverse((OrdF32(l), item)));
+                if heap.len() > c {
+                    heap.pop();
+                }
+                if heap.len() == c {
+                    threshold = heap.peek().map_or(f32::NEG_INFINITY, |m| m.0 .0 .0);
+                }
             }
         }
         for std::cmp::Reverse((_, item)) in heap {

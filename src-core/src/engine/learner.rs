@@ -102,14 +102,38 @@ fn warm_ftrl(weights: [f32; N_SOURCES], alpha: f32) -> Ftrl<f32> {
     serde_json::from_value(json).expect("a well-formed FTRL state")
 }
 
+/// Key of the learner's checkpoint in the store's blob space.
+const CHECKPOINT: &[u8] = b"learner.json";
+
+/// What the learner persists at shutdown: its FTRL state, for the strategy version it
+/// learned under.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    strategy_version: u64,
+    ftrl: Ftrl<f32>,
+}
+
 impl Learner {
     pub fn new(shared: Arc<Shared>, counts: OnlineCounts, finetune_every: u64) -> Self {
         let strategy = Arc::clone(&shared.live().version_record);
-        let ftrl = warm_ftrl(
-            strategy.strategy.weights.to_array(),
-            strategy.strategy.learning.learning_rate,
-        );
-        Learner {
+        let restored = shared
+            .store
+            .get_record(crate::store::RecordSpace::Blob, CHECKPOINT)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
+            .filter(|c| c.strategy_version == strategy.version);
+        let ftrl = match restored {
+            Some(c) => {
+                tracing::info!(version = c.strategy_version, "learner state restored");
+                c.ftrl
+            }
+            None => warm_ftrl(
+                strategy.strategy.weights.to_array(),
+                strategy.strategy.learning.learning_rate,
+            ),
+        };
+        let learner = Learner {
             shared,
             counts,
             last_publish: Instant::now(),
@@ -123,6 +147,41 @@ impl Learner {
             finetune_every,
             finetune_running: Arc::default(),
             recent: VecDeque::new(),
+        };
+        learner.publish_weights();
+        learner
+    }
+
+    /// Publishes the FTRL coefficients as the blend weights (adaptive strategies only).
+    fn publish_weights(&self) {
+        if !self.strategy.strategy.learning.adaptive {
+            return;
+        }
+        let w = self.ftrl.get_weights();
+        let n = self.ftrl.n();
+        let learned: [f32; N_SOURCES] = std::array::from_fn(|j| w[j]);
+        let evidence: [f32; N_SOURCES] = std::array::from_fn(|j| n[j]);
+        let weights = self.strategy.strategy.bound(learned);
+        self.shared
+            .publish_weights(self.strategy.version, weights, evidence);
+    }
+
+    /// Writes the FTRL state into the store (restored by the next engine on this store
+    /// while the strategy version is the same).
+    fn checkpoint(&self) {
+        let c = Checkpoint {
+            strategy_version: self.strategy.version,
+            ftrl: self.ftrl.clone(),
+        };
+        let written = serde_json::to_vec(&c)
+            .map_err(crate::error::Error::from)
+            .and_then(|b| {
+                self.shared
+                    .store
+                    .put_record(crate::store::RecordSpace::Blob, CHECKPOINT, &b)
+            });
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not checkpoint the learner");
         }
     }
 
@@ -133,7 +192,9 @@ impl Learner {
                 .saturating_sub(self.last_publish.elapsed());
             match rx.recv_timeout(timeout) {
                 Ok(LearnerMsg::Shutdown(done)) => {
+                    self.fit();
                     self.publish_sources();
+                    self.checkpoint();
                     let _ = done.send(());
                     return;
                 }

@@ -1072,7 +1072,8 @@ impl Engine {
     }
 
     /// Stops accepting work, persists every session, lets the learner finish, stops the
-    /// threads and closes the store. Idempotent.
+    /// threads and closes the store (everything is flushed; the directory's lock is
+    /// released when the last clone of the handle is dropped). Idempotent.
     pub async fn shutdown(&self) -> Result<()> {
         if self.shared.closed.swap(true, Ordering::AcqRel) {
             return Ok(());

@@ -442,6 +442,7 @@ fn the_learner_moves_weights_toward_what_pays() {
         },
         ..Strategy::default()
     };
+    let reopen = config.clone();
     let engine = Engine::open(config).expect("open").blocking();
     let start = engine.strategy().weights;
     // Users click only the most popular item shown.
@@ -471,6 +472,17 @@ fn the_learner_moves_weights_toward_what_pays() {
     assert!(end.pop > start.pop, "pop {} → {}", start.pop, end.pop);
     assert_eq!(engine.strategy().version, 1);
     engine.shutdown().expect("shutdown");
+    drop(engine); // the store's lock goes with the last handle
+                  // The learner's state was checkpointed into the store: a restart resumes from it.
+    let again = Engine::open(reopen).expect("reopen").blocking();
+    let resumed = again.strategy().weights;
+    assert!(
+        (resumed.pop - end.pop).abs() < 0.05,
+        "pop {} after the restart, {} before",
+        resumed.pop,
+        end.pop
+    );
+    again.shutdown().expect("shutdown");
 }
 
 #[test]
@@ -479,4 +491,57 @@ fn bad_engine_config_is_refused() {
     config.compute_threads = 0;
     let e = Engine::open(config).expect_err("0 threads");
     assert!(e.to_string().contains("compute_threads"), "{e}");
+}
+
+#[test]
+fn fine_tuning_runs_in_the_background_and_swaps_the_model_in() {
+    let (_dir, mut config) = fixture(50);
+    config.finetune_every = 150;
+    config.finetune = crate::model::train::FineTuneConfig {
+        steps: 3,
+        batch: 8,
+        ..Default::default()
+    };
+    let store_dir = config.store.clone();
+    let engine = Engine::open(config).expect("open").blocking();
+    let v0 = engine.metrics().model_version;
+    let before = engine.recommend("u1", 10, quiet()).expect("rec");
+    let gen = Generator::new(SynthConfig::default()).expect("gen");
+    // 40 users walk successor chains: 200 interactions, enough to trigger a pass.
+    for u in 0..40 {
+        let mut item = (u * 13) % 500;
+        for _ in 0..5 {
+            engine
+                .record(click(&format!("w{u}"), &format!("i{item}")))
+                .expect("record");
+            item = gen.successors(item)[0] as usize;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine.metrics().model_version == v0 {
+        assert!(
+            Instant::now() < deadline,
+            "no fine-tuned model was swapped in"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = engine.recommend("u1", 10, quiet()).expect("rec");
+    assert!(after.model_version > before.model_version);
+    // The new weights score differently, and they were checkpointed into the store.
+    assert_ne!(
+        before.items.iter().map(|i| i.score).collect::<Vec<_>>(),
+        after.items.iter().map(|i| i.score).collect::<Vec<_>>()
+    );
+    let files: Vec<_> = std::fs::read_dir(store_dir.join("finetuned"))
+        .expect("finetuned dir")
+        .flatten()
+        .collect();
+    assert!(!files.is_empty());
+    // And an explicit pass works the same way.
+    let v = engine
+        .engine()
+        .fine_tune_now(&["w1", "w2"])
+        .expect("fine-tune");
+    assert!(v > after.model_version);
+    engine.shutdown().expect("shutdown");
 }

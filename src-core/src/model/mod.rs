@@ -11,7 +11,7 @@
 
 mod layers;
 mod loss;
-mod ops;
+pub(crate) mod ops;
 mod seqrec;
 
 pub mod checkpoint;
