@@ -228,6 +228,7 @@ fn warm(engine: &Engine) {
 fn open(store: &Path, model: &Path, batching: Batching) -> Engine {
     let strategy = Strategy {
         batching,
+        candidates: env("ENGINE_CANDIDATES", Strategy::default().candidates),
         ..Strategy::default()
     };
     let engine = Engine::open(EngineConfig {

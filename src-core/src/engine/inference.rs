@@ -443,37 +443,7 @@ fn blend(
     // Model candidates: the best `c` logits among items not excluded.
     let mut max_logit = f32::NEG_INFINITY;
     if let (Some(m), Some(row)) = (model, logits) {
-        // The best `c` logits among items not excluded, by a bounded min-heap: most logits
-        // fail the comparison with the heap's minimum and cost one compare.
-        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrdF32, ItemId)>> =
-            std::collections::BinaryHeap::with_capacity(c + 1);
-        max_logit = crate::model::ops::max_of(row);
-        let mut threshold = f32::NEG_INFINITY;
-        // Chunks of 16 whose maximum cannot enter the heap are skipped whole.
-        for (ci, chunk) in row.chunks(16).enumerate() {
-            if crate::model::ops::max_of(chunk) <= threshold {
-                continue;
-            }
-            for (j, &l) in chunk.iter().enumerate() {
-                if l <= threshold {
-                    continue;
-                }
-                let item = m.from_model[ci * 16 + j];
-                if s.excluded(item) || !l.is_finite() {
-                    continue;
-                }
-                heap.push(std::cmp::Reverse((OrdF32(l), item)));
-                if heap.len() > c {
-                    heap.pop();
-                }
-                if heap.len() == c {
-                    threshold = heap.peek().map_or(f32::NEG_INFINITY, |m| m.0 .0 .0);
-                }
-            }
-        }
-        for std::cmp::Reverse((_, item)) in heap {
-            s.add(item);
-        }
+        max_logit = top_logits(row, c, &m.from_model, s);
     }
     // Transitions out of the last three items and co-occurrence with the last few, scored
     // for every item they reach; the best `c` of each source become candidates.
@@ -484,7 +454,9 @@ fn blend(
             for &(j, p) in row.iter() {
                 if let Some(v) = s.touch(j, Acc::Markov) {
                     *v += w * p;
-                    max_markov = max_markov.max(*v);
+                    if *v > max_markov {
+                        max_markov = *v;
+                    }
                 }
             }
         }
@@ -503,7 +475,9 @@ fn blend(
             for &(j, sim) in row.iter() {
                 if let Some(v) = s.touch(j, Acc::Knn) {
                     *v += sim;
-                    max_knn = max_knn.max(*v);
+                    if *v > max_knn {
+                        max_knn = *v;
+                    }
                 }
             }
         }
@@ -556,21 +530,12 @@ fn blend(
     // Features of every candidate.
     let cands = std::mem::take(&mut s.candidates);
     let mut feats: Vec<[f32; N_SOURCES]> = vec![[0.0; N_SOURCES]; cands.len()];
-    if let (Some(m), Some(row), Some(u)) = (model, logits, user_vec) {
+    if let (Some(m), Some(row), Some(_)) = (model, logits, user_vec) {
         let mut in_model: Vec<(usize, u32)> = Vec::new();
         for (ci, &item) in cands.iter().enumerate() {
             if let Some(idx) = m.to_model(item) {
-                feats[ci][0] = (row[idx as usize] - max_logit).exp();
+                feats[ci][0] = crate::model::ops::fast_exp(row[idx as usize] - max_logit);
                 in_model.push((ci, idx));
-            }
-        }
-        if m.has_task_heads {
-            let ids: Vec<u32> = in_model.iter().map(|p| p.1).collect();
-            if let Ok(ts) = m.fast.task_scores(u, &ids) {
-                for ((ci, _), t) in in_model.iter().zip(ts) {
-                    feats[*ci][1] = t.like;
-                    feats[*ci][2] = t.purchase;
-                }
             }
         }
     }
@@ -595,16 +560,43 @@ fn blend(
         });
         weights = strategy.bound(drawn);
     }
-    // Blend, then take the best k (partial selection, then a sort of those k only).
-    let mut ranked: Vec<(f32, u32)> = s
-        .candidates
-        .iter()
-        .enumerate()
-        .map(|(ci, _)| {
-            let score: f32 = feats[ci].iter().zip(&weights).map(|(f, w)| f * w).sum();
-            (score, ci as u32)
+    // Blend. The task heads (like, purchase) each need the candidate's embedding, so they
+    // are computed in order of the rest of the score, and only while a candidate can still
+    // reach the top k: its score without them plus the most they can add (a probability
+    // below 1 times the positive weights) must beat the k-th best complete score so far.
+    let w = weights;
+    let heads = match (model, user_vec) {
+        (Some(m), Some(u)) if m.has_task_heads && (w[1] != 0.0 || w[2] != 0.0) => {
+            Some((m, m.fast.task_heads(u)))
+        }
+        _ => None,
+    };
+    let mut ranked: Vec<(f32, u32)> = (0..s.candidates.len())
+        .map(|ci| {
+            let f = &feats[ci];
+            (
+                f[0] * w[0] + f[3] * w[3] + f[4] * w[4] + f[5] * w[5],
+                ci as u32,
+            )
         })
         .collect();
+    let mut done = vec![heads.is_none(); s.candidates.len()];
+    if heads.is_some() {
+        let bound = w[1].max(0.0) + w[2].max(0.0);
+        ranked.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let mut tops: Vec<f32> = Vec::with_capacity(job.k + 1);
+        for r in ranked.iter_mut() {
+            if tops.len() >= job.k && r.0 + bound < tops[job.k - 1] {
+                break;
+            }
+            let ci = r.1 as usize;
+            r.0 += task_features(&heads, s.candidates[ci], &w, &mut feats[ci]);
+            done[ci] = true;
+            let at = tops.partition_point(|&x| x >= r.0);
+            tops.insert(at, r.0);
+            tops.truncate(job.k);
+        }
+    }
     let cands = &s.candidates;
     let better = |a: &(f32, u32), b: &(f32, u32)| {
         b.0.total_cmp(&a.0)
@@ -631,9 +623,14 @@ fn blend(
             }
             if rng.gen::<f32>() < epsilon {
                 let p = pool.swap_remove(rng.gen_range(0..pool.len()));
+                let (score, ci) = rest[p];
+                let mut item = item_of(&(score, ci));
+                if !done[ci as usize] {
+                    item.score += task_features(&heads, item.item, &w, &mut item.features);
+                }
                 *slot = ScoredItem {
                     explored: true,
-                    ..item_of(&rest[p])
+                    ..item
                 };
             }
         }
@@ -647,22 +644,87 @@ fn blend(
     }
 }
 
-/// An `f32` ordered by `total_cmp`, for heaps.
-#[derive(Clone, Copy, PartialEq)]
-struct OrdF32(f32);
-
-impl Eq for OrdF32 {}
-
-impl PartialOrd for OrdF32 {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+/// Fills the like and purchase features of `item` from the task heads and returns what
+/// they add to its score under weights `w`.
+fn task_features(
+    heads: &Option<(&ModelSlot, crate::model::session::TaskHeads)>,
+    item: ItemId,
+    w: &[f32; N_SOURCES],
+    f: &mut [f32; N_SOURCES],
+) -> f32 {
+    let Some((m, h)) = heads else { return 0.0 };
+    let Some(idx) = m.to_model(item) else {
+        return 0.0;
+    };
+    match m.fast.task_probs(h, idx) {
+        Ok((like, buy)) => {
+            f[1] = like;
+            f[2] = buy;
+            w[1] * like + w[2] * buy
+        }
+        Err(_) => 0.0,
     }
 }
 
-impl Ord for OrdF32 {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
+/// Adds the `c` items of highest logit (not excluded) to the candidates and returns the
+/// highest logit of the row.
+///
+/// Two passes instead of a heap over the whole row: the maxima of chunks of 16 give a
+/// threshold that at least `c` items reach (the `c`-th largest chunk maximum), then only
+/// the items at or above it (typically about `c` to `2c`) are selected among. Excluded
+/// items can make that threshold too high; then a plain selection over the row decides.
+fn top_logits(row: &[f32], c: usize, from_model: &[ItemId], s: &mut Scratch) -> f32 {
+    const CHUNK: usize = 16;
+    let gt = |x: f32, m: f32| if x > m { x } else { m };
+    let maxima: Vec<f32> = row
+        .chunks(CHUNK)
+        .map(|ch| ch.iter().fold(f32::NEG_INFINITY, |m, &x| gt(x, m)))
+        .collect();
+    let max_logit = maxima.iter().fold(f32::NEG_INFINITY, |m, &x| gt(x, m));
+    if c == 0 {
+        return max_logit;
     }
+    let threshold = if c < maxima.len() {
+        let mut sorted = maxima.clone();
+        let (_, t, _) = sorted.select_nth_unstable_by(c - 1, |a, b| b.total_cmp(a));
+        *t
+    } else {
+        f32::NEG_INFINITY
+    };
+    s.order.clear();
+    for (ci, ch) in row.chunks(CHUNK).enumerate() {
+        if maxima[ci] < threshold {
+            continue;
+        }
+        for (j, &l) in ch.iter().enumerate() {
+            if l >= threshold && l.is_finite() {
+                let item = from_model[ci * CHUNK + j];
+                if !s.excluded(item) {
+                    s.order.push((l, item));
+                }
+            }
+        }
+    }
+    if s.order.len() < c && threshold > f32::NEG_INFINITY {
+        // Exclusions thinned the items above the threshold: select over the whole row.
+        s.order.clear();
+        for (idx, &l) in row.iter().enumerate() {
+            let item = from_model[idx];
+            if l.is_finite() && !s.excluded(item) {
+                s.order.push((l, item));
+            }
+        }
+    }
+    let take = c.min(s.order.len());
+    if take > 0 && take < s.order.len() {
+        s.order
+            .select_nth_unstable_by(take - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    }
+    for k in 0..take {
+        let item = s.order[k].1;
+        s.add(item);
+    }
+    max_logit
 }
 
 fn gaussian(rng: &mut impl Rng) -> f32 {

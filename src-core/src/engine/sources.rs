@@ -18,7 +18,7 @@ pub const POP_TOP: usize = 1000;
 /// Weights of the transitions out of the last three items.
 pub const MARKOV_WEIGHTS: [f32; 3] = [1.0, 0.5, 0.25];
 /// History items whose neighbours are item-kNN candidates.
-pub const KNN_HISTORY: usize = 10;
+pub const KNN_HISTORY: usize = 5;
 
 /// A row of `(item, value)`, best first.
 pub type Row = Arc<[(ItemId, f32)]>;

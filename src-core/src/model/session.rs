@@ -62,6 +62,13 @@ pub enum ScoreDtype {
     BF16,
 }
 
+/// A user vector projected by the task heads (see [`FastModel::task_heads`]).
+#[derive(Debug, Clone)]
+pub struct TaskHeads {
+    like: Vec<f32>,
+    purchase: Vec<f32>,
+}
+
 /// Next-item logit and task probabilities of one candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TaskScores {
@@ -765,6 +772,30 @@ impl FastModel {
             .collect()
     }
 
+    /// The task heads' projections of a user vector (`W h + b` of the like and purchase
+    /// heads), for scoring candidates one at a time with [`FastModel::task_probs`].
+    ///
+    /// # Panics
+    /// If `user_vec` does not hold `dim` values.
+    pub fn task_heads(&self, user_vec: &[f32]) -> TaskHeads {
+        self.check_user_vec(user_vec);
+        let d = self.cfg.dim;
+        let (mut like, mut purchase) = (vec![0.0; d], vec![0.0; d]);
+        self.like.forward(user_vec, &mut like);
+        self.purchase.forward(user_vec, &mut purchase);
+        TaskHeads { like, purchase }
+    }
+
+    /// Like and purchase probabilities of one candidate (dense id), as
+    /// [`FastModel::task_scores`] gives them.
+    pub fn task_probs(&self, heads: &TaskHeads, item: u32) -> Result<(f32, f32)> {
+        let e = self.item_row(item)?;
+        Ok((
+            sigmoid(dot(&heads.like, e) + self.like_offset),
+            sigmoid(dot(&heads.purchase, e) + self.purchase_offset),
+        ))
+    }
+
     /// The `k` best items for one user vector, best first (ties: lower id first), never
     /// any of `exclude` (ids outside the catalogue there are ignored).
     ///
@@ -915,7 +946,7 @@ fn add_assign(x: &mut [f32], y: &[f32]) {
 }
 
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + super::ops::fast_exp(-x))
 }
 
 /// The lanes of an accumulator, summed. Kept out of line on purpose: inlined, LLVM's SLP
