@@ -8,7 +8,10 @@
 //!   4 of every 5 operations are recommendations, 1 an event);
 //! - `ENGINE_SECS`: seconds per run (default 10);
 //! - `ENGINE_USERS`: users cycled through by the memory run (default 1,000,000), with
-//!   `ENGINE_ACTIVE` of them alive at once (default 100,000).
+//!   `ENGINE_ACTIVE` of them alive at once (default 100,000);
+//! - `ENGINE_DEVICE`: `cpu` (default) or `cuda` (build with `--features attune/cuda`):
+//!   where the model runs; `ENGINE_INCREMENTAL=false` runs the batched re-encoding path
+//!   (the one a GPU takes) on the CPU.
 //!
 //! The catalogue is ml-1m-sized (3,700 items), the model a 2-layer, d = 64, max_len 200
 //! attention model with random weights (speed does not depend on what it learned), the
@@ -231,11 +234,14 @@ fn open(store: &Path, model: &Path, batching: Batching) -> Engine {
         candidates: env("ENGINE_CANDIDATES", Strategy::default().candidates),
         ..Strategy::default()
     };
+    let device: String = env("ENGINE_DEVICE", "cpu".to_string());
     let engine = Engine::open(EngineConfig {
         store: store.to_path_buf(),
         model: Some(model.to_path_buf()),
         strategy: strategy.clone(),
         queue_capacity: 8192,
+        incremental: env("ENGINE_INCREMENTAL", device == "cpu"),
+        device,
         ..EngineConfig::default()
     })
     .expect("engine");

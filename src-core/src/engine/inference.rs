@@ -343,6 +343,56 @@ fn prepare_state(model: &ModelSlot, job: &mut Job, metrics: &Metrics) -> Result<
         .and_then(|s| s.user_vector().map(<[f32]>::to_vec)))
 }
 
+/// User vectors and logits of a batch by one candle forward pass on the model's device:
+/// `(vectors per job, logits (jobs × n) row-major, n)`. Jobs without usable history get no
+/// vector (their logits rows are unused).
+#[allow(clippy::type_complexity)]
+fn device_forward(
+    m: &ModelSlot,
+    batch: &[Job],
+    metrics: &Metrics,
+) -> Result<(Vec<Option<Vec<f32>>>, Vec<f32>, usize)> {
+    let model = m.batched.as_ref().expect("device path");
+    let cfg = model.config();
+    let (d, n) = (cfg.dim, cfg.n_items);
+    let windows: Vec<Vec<u32>> = batch
+        .iter()
+        .map(|j| {
+            let mapped: Vec<u32> = j.history.iter().filter_map(|&i| m.to_model(i)).collect();
+            mapped[mapped.len().saturating_sub(cfg.max_len)..].to_vec()
+        })
+        .collect();
+    let len = windows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let mut tokens = vec![0u32; batch.len() * len];
+    let mut last = Vec::with_capacity(batch.len());
+    for (row, w) in windows.iter().enumerate() {
+        for (j, &idx) in w.iter().enumerate() {
+            tokens[row * len + j] = idx + 1;
+        }
+        last.push((row * len + w.len().saturating_sub(1)) as u32);
+    }
+    Metrics::add(&metrics.state_encodes, batch.len() as u64);
+    let device = model.device();
+    let tokens = candle_core::Tensor::from_vec(tokens, (batch.len(), len), device)?;
+    let hidden = model.encode(&tokens, None)?;
+    let idx = candle_core::Tensor::from_vec(last, batch.len(), device)?;
+    let h = hidden
+        .reshape((batch.len() * len, d))?
+        .index_select(&idx, 0)?;
+    let logits = model.next_logits(&h)?;
+    let h = h.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    let logits = logits
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let vecs = h
+        .into_iter()
+        .zip(&windows)
+        .map(|(v, w)| (!w.is_empty()).then_some(v))
+        .collect();
+    Ok((vecs, logits, n))
+}
+
 fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
     let model = shared.model();
     let sources = shared.sources();
@@ -351,40 +401,70 @@ fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
     // Bring states up to date, collect the user vectors.
     let mut vecs: Vec<Option<Vec<f32>>> = Vec::with_capacity(batch.len());
     let mut errors: Vec<Option<Error>> = Vec::with_capacity(batch.len());
-    for job in &mut batch {
-        match model
-            .as_deref()
-            .map(|m| prepare_state(m, job, &shared.metrics))
-        {
-            None => {
-                vecs.push(None);
-                errors.push(None);
-            }
-            Some(Ok(v)) => {
-                vecs.push(v);
-                errors.push(None);
-            }
-            Some(Err(e)) => {
-                vecs.push(None);
-                errors.push(Some(e));
-            }
-        }
-    }
-    // One matrix product for every user with a vector.
     let mut rows: Vec<Option<std::ops::Range<usize>>> = vec![None; batch.len()];
     let mut logits = Vec::new();
-    if let Some(m) = model.as_deref() {
-        let n = m.fast.n_items();
-        let users: Vec<usize> = (0..batch.len()).filter(|&i| vecs[i].is_some()).collect();
-        if !users.is_empty() {
-            let mut u = Vec::with_capacity(users.len() * m.fast.dim());
-            for &i in &users {
-                u.extend_from_slice(vecs[i].as_deref().expect("filtered"));
+    match model.as_deref() {
+        Some(m) if m.batched.is_some() => {
+            // The device path: every history re-encoded in one forward pass on the model's
+            // device (a GPU with the `cuda` feature), logits computed there too.
+            match device_forward(m, &batch, &shared.metrics) {
+                Ok((v, l, n)) => {
+                    for (i, u) in v.into_iter().enumerate() {
+                        if u.is_some() {
+                            rows[i] = Some(i * n..(i + 1) * n);
+                        }
+                        vecs.push(u);
+                        errors.push(None);
+                    }
+                    logits = l;
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for _ in 0..batch.len() {
+                        vecs.push(None);
+                        errors.push(Some(Error::ActorFailed(format!(
+                            "device forward pass: {msg}"
+                        ))));
+                    }
+                }
             }
-            logits = vec![0.0f32; users.len() * n];
-            m.fast.score_batch(&u, &mut logits);
-            for (r, &i) in users.iter().enumerate() {
-                rows[i] = Some(r * n..(r + 1) * n);
+        }
+        _ => {
+            // Bring states up to date, collect the user vectors.
+            for job in &mut batch {
+                match model
+                    .as_deref()
+                    .map(|m| prepare_state(m, job, &shared.metrics))
+                {
+                    None => {
+                        vecs.push(None);
+                        errors.push(None);
+                    }
+                    Some(Ok(v)) => {
+                        vecs.push(v);
+                        errors.push(None);
+                    }
+                    Some(Err(e)) => {
+                        vecs.push(None);
+                        errors.push(Some(e));
+                    }
+                }
+            }
+            // One matrix product for every user with a vector.
+            if let Some(m) = model.as_deref() {
+                let n = m.fast.n_items();
+                let users: Vec<usize> = (0..batch.len()).filter(|&i| vecs[i].is_some()).collect();
+                if !users.is_empty() {
+                    let mut u = Vec::with_capacity(users.len() * m.fast.dim());
+                    for &i in &users {
+                        u.extend_from_slice(vecs[i].as_deref().expect("filtered"));
+                    }
+                    logits = vec![0.0f32; users.len() * n];
+                    m.fast.score_batch(&u, &mut logits);
+                    for (r, &i) in users.iter().enumerate() {
+                        rows[i] = Some(r * n..(r + 1) * n);
+                    }
+                }
             }
         }
     }

@@ -75,6 +75,13 @@ pub struct EngineConfig {
     pub finetune_every: u64,
     /// Fine-tuning settings.
     pub finetune: FineTuneConfig,
+    /// Where the attention model runs: `cpu`, `cuda` (needs the `cuda` feature and a GPU)
+    /// or `auto`.
+    pub device: String,
+    /// On the CPU, keep each session's KV-cached state and push new events onto it (true,
+    /// the default), or re-encode every request's window in a batched candle forward pass
+    /// (false; what a GPU device always does).
+    pub incremental: bool,
     /// Interactions over which the popularity source halves an item's past interactions
     /// (0: all-time counts).
     pub pop_half_life: u64,
@@ -98,6 +105,8 @@ impl Default for EngineConfig {
             learner_queue: 1 << 16,
             finetune_every: 0,
             finetune: FineTuneConfig::default(),
+            device: "cpu".into(),
+            incremental: true,
             pop_half_life: 100_000,
             seed: 42,
         }
@@ -130,6 +139,12 @@ impl EngineConfig {
             1 << 16,
             u64::MAX,
         )?;
+        if !["cpu", "cuda", "auto"].contains(&self.device.as_str()) {
+            return Err(Error::config(
+                "device",
+                format!("must be cpu, cuda or auto, got `{}`", self.device),
+            ));
+        }
         if !(self.session_ttl_s.is_finite() && self.session_ttl_s > 0.0) {
             return Err(Error::config(
                 "session_ttl_s",
@@ -282,6 +297,9 @@ pub(crate) struct ModelSlot {
     /// Model item index → store item id.
     pub from_model: Vec<ItemId>,
     pub has_task_heads: bool,
+    /// The model on the engine's device, when requests are encoded in batches there
+    /// rather than incrementally on the CPU.
+    pub batched: Option<crate::model::SeqRec>,
     pub checkpoint: Checkpoint,
     /// The safetensors file holding these weights (fine-tuning starts from it).
     pub weights: PathBuf,
@@ -512,9 +530,30 @@ impl Shared {
             to_model,
             from_model,
             has_task_heads: tasks.like > 0.0 || tasks.purchase > 0.0,
+            batched: self.batched_model(&ck.config, &weights)?,
             checkpoint: ck,
             weights,
         })
+    }
+
+    /// The model on the configured device for the batched path, if that path is on.
+    fn batched_model(
+        &self,
+        cfg: &crate::model::Config,
+        weights: &std::path::Path,
+    ) -> Result<Option<crate::model::SeqRec>> {
+        if self.config.incremental && self.config.device == "cpu" {
+            return Ok(None);
+        }
+        let device = crate::model::device(&self.config.device)?;
+        if device.is_cpu() && self.config.incremental {
+            return Ok(None);
+        }
+        let mut varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let model = crate::model::SeqRec::load(vb, cfg)?;
+        varmap.load(weights)?;
+        Ok(Some(model))
     }
 
     fn swap_in(&self, slot: ModelSlot) -> u64 {

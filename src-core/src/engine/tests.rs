@@ -489,8 +489,52 @@ fn the_learner_moves_weights_toward_what_pays() {
 fn bad_engine_config_is_refused() {
     let (_dir, mut config) = fixture(1);
     config.compute_threads = 0;
-    let e = Engine::open(config).expect_err("0 threads");
+    let e = Engine::open(config.clone()).expect_err("0 threads");
     assert!(e.to_string().contains("compute_threads"), "{e}");
+    config.compute_threads = 1;
+    config.device = "tpu".into();
+    let e = Engine::open(config).expect_err("unknown device");
+    assert!(e.to_string().contains("device"), "{e}");
+}
+
+#[actix::test]
+async fn the_batched_device_path_ranks_as_the_incremental_one() {
+    // The path a GPU takes (whole windows re-encoded by candle in one forward pass), run on
+    // the CPU, against the incremental KV-cached path.
+    let (_dir, config) = fixture(60);
+    let mut batched = config.clone();
+    batched.incremental = false;
+    let users: Vec<String> = (0..12).map(|u| format!("u{u}")).collect();
+    let run = |config: EngineConfig| {
+        let users = users.clone();
+        async move {
+            let engine = Engine::open(config).expect("open");
+            let mut out = Vec::new();
+            for u in &users {
+                out.push(engine.recommend(u, 10, quiet()).await.expect("rec"));
+            }
+            engine.shutdown().await.expect("shutdown");
+            out
+        }
+    };
+    let a = run(config).await;
+    let b = run(batched).await;
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            x.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
+            y.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
+            "user {}",
+            x.user
+        );
+        for (i, j) in x.items.iter().zip(&y.items) {
+            assert!(
+                (i.score - j.score).abs() < 1e-3,
+                "{} vs {}",
+                i.score,
+                j.score
+            );
+        }
+    }
 }
 
 #[test]
