@@ -269,14 +269,16 @@ fn load(dir: &Path, store_path: &Path, model_path: &Path) {
     let secs: f64 = env("ENGINE_SECS", 10.0);
     println!("== open loop, {ITEMS} items, 4 recommendations : 1 event, {secs} s per run ==");
     let _ = dir;
+    let dynamic = Batching {
+        max_batch: env("ENGINE_MAX_BATCH", Batching::default().max_batch),
+        max_queue_delay_us: env("ENGINE_DELAY_US", Batching::default().max_queue_delay_us),
+    };
+    println!(
+        "dynamic batching: max_batch {}, max_queue_delay {} µs",
+        dynamic.max_batch, dynamic.max_queue_delay_us
+    );
     for (label, batching) in [
-        (
-            "dynamic batching",
-            Batching {
-                max_batch: 64,
-                max_queue_delay_us: 2000,
-            },
-        ),
+        ("dynamic batching", dynamic),
         (
             "batch size 1",
             Batching {
@@ -306,8 +308,8 @@ fn max_throughput(store_path: &Path, model_path: &Path) {
         store_path,
         model_path,
         Batching {
-            max_batch: 64,
-            max_queue_delay_us: 2000,
+            max_batch: env("ENGINE_MAX_BATCH", Batching::default().max_batch),
+            max_queue_delay_us: env("ENGINE_DELAY_US", Batching::default().max_queue_delay_us),
         },
     );
     warm(&engine);
