@@ -13,6 +13,7 @@ pub mod event;
 pub mod ids;
 pub mod import;
 pub mod model;
+pub mod service;
 pub mod simulate;
 pub mod store;
 pub mod synth;

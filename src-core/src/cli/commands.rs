@@ -16,8 +16,8 @@ use attune::wire;
 
 use super::progress;
 use super::{
-    AppendLoopArgs, CrashTestArgs, DataArgs, EvalArgs, GenerateArgs, ImportArgs, SimulateArgs,
-    TrainArgs,
+    AppendLoopArgs, CrashTestArgs, DataArgs, EvalArgs, GenerateArgs, ImportArgs, ServeArgs,
+    SimulateArgs, TrainArgs,
 };
 use attune::model::train::{TrainConfig, TrainEvent};
 use attune::model::Config as ModelConfig;
@@ -484,5 +484,57 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The checkpoint `--models DIR` names: DIR itself, or one of its sub-directories.
+fn pick_model(dir: &Path) -> Result<PathBuf> {
+    if dir.join("config.json").is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let preferred = dir.join("synthetic-default");
+    if preferred.join("config.json").is_file() {
+        return Ok(preferred);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading --models {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("config.json").is_file())
+        .collect();
+    found.sort();
+    found.into_iter().next().with_context(|| {
+        format!(
+            "--models {}: no checkpoint (a directory with config.json) in it",
+            dir.display()
+        )
+    })
+}
+
+pub fn serve(a: ServeArgs) -> Result<()> {
+    let model = match &a.models {
+        Some(d) => Some(pick_model(d)?),
+        None => None,
+    };
+    let engine = attune::Engine::open(attune::EngineConfig {
+        store: a.store.clone(),
+        model: model.clone(),
+        ..Default::default()
+    })
+    .with_context(|| format!("opening the engine on {}", a.store.display()))?;
+    let cfg = attune::service::ServeConfig {
+        bind: a.bind,
+        token_file: a.token_file.clone(),
+        body_limit: a.body_limit,
+    };
+    let system = actix_web::rt::System::new();
+    system.block_on(attune::service::serve(engine, cfg, |addr| {
+        println!("listening on http://{addr}");
+        if let Some(m) = &model {
+            println!("model {}", m.display());
+        }
+        let _ = std::io::stdout().flush();
+    }))?;
+    println!("stopped");
     Ok(())
 }

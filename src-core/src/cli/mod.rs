@@ -33,6 +33,8 @@ enum Command {
     Eval(EvalArgs),
     /// Train the attention model; writes weights, config.json and a model card to --out.
     Train(TrainArgs),
+    /// Serve the engine over HTTP (REST, Prometheus metrics) until SIGTERM / Ctrl-C.
+    Serve(ServeArgs),
     /// Simulate users responding to the engine's slates; compare strategies on reward.
     Simulate(SimulateArgs),
     /// Kill a writer with SIGKILL at random moments and check every acknowledged event survives.
@@ -177,6 +179,27 @@ pub struct TrainArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Store directory (created if missing).
+    #[arg(long)]
+    pub store: PathBuf,
+    /// A model checkpoint directory, or a directory of them (then `synthetic-default`, or
+    /// the first by name, serves).
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Address to listen on; loopback by default. Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// File holding the admin token (at least 16 characters). Default: a token generated
+    /// into the store on first start and printed once.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = attune::service::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+}
+
+#[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Recommendations per strategy.
     #[arg(long, default_value_t = 20_000)]
@@ -247,6 +270,7 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => commands::generate(a),
         Command::Eval(a) => commands::eval(a),
         Command::Train(a) => commands::train(a),
+        Command::Serve(a) => commands::serve(a),
         Command::Simulate(a) => commands::simulate(a),
         Command::CrashTest(a) => commands::crash_test(a),
         Command::AppendLoop(a) => commands::append_loop(a),
