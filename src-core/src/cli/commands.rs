@@ -260,6 +260,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         eval_every: a.eval_every,
         max_minutes: a.max_minutes,
         device: a.device.clone(),
+        window_stride: a.window_stride,
+        refit: a.refit,
+        lr_schedule: a.lr_schedule.clone(),
     };
     eprintln!(
         "training on {}: {} users, {} items, {} interactions",
@@ -299,14 +302,28 @@ pub fn train(a: TrainArgs) -> Result<()> {
                     bar.println(line);
                 }
             }
+            TrainEvent::Refit {
+                epoch,
+                epochs,
+                loss,
+            } => {
+                let line = format!("refit epoch {epoch:>3} of {epochs}  loss {loss:.4}");
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
             TrainEvent::Testing => bar.set_message("ranking the test targets"),
         });
     bar.finish_and_clear();
     let r = report?;
     println!(
-        "best epoch {} of {}: validation HR@10 {:.4} NDCG@10 {:.4}; test HR@10 {:.4} NDCG@10 {:.4} MRR {:.4}; {:.1} s; saved to {}",
+        "best epoch {} of {}{}: validation HR@10 {:.4} NDCG@10 {:.4}; test HR@10 {:.4} NDCG@10 {:.4} MRR {:.4}; {:.1} s; saved to {}",
         r.best_epoch,
         r.epochs_run,
+        r.refit_epochs
+            .map_or(String::new(), |e| format!(" (test: the model refit for {e} epochs)")),
         r.validation.hr,
         r.validation.ndcg,
         r.test.hr,

@@ -176,6 +176,17 @@ pub struct TrainArgs {
     /// Stop after this many minutes of training.
     #[arg(long)]
     pub max_minutes: Option<f64>,
+    /// 0: one window per user (its most recent --max-len positions). S > 0: users longer
+    /// than --max-len also give earlier windows, each ending S positions before the last.
+    #[arg(long, default_value_t = 0)]
+    pub window_stride: usize,
+    /// After early stopping, train afresh for the best epoch count on everything before
+    /// the test targets (validation targets included) and keep that model.
+    #[arg(long)]
+    pub refit: bool,
+    /// Learning-rate schedule: constant, or linear / cosine decay to 0 at --epochs.
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: String,
 }
 
 #[derive(Debug, Args)]

@@ -112,6 +112,50 @@ fn training_is_deterministic_and_resumes_exactly() {
 }
 
 #[test]
+fn refit_trains_the_best_epoch_count_on_the_validation_targets_too_deterministically() {
+    let data = ring_data(60);
+    let mut cfg = tiny_config();
+    cfg.epochs = 4;
+    cfg.window_stride = 4;
+    let plain = tempfile::tempdir().expect("plain");
+    let rp = train(&data, &cfg, plain.path(), false, &mut |_| {}).expect("plain");
+    assert_eq!(rp.refit_epochs, None);
+    cfg.refit = true;
+    let (a, b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let mut refit_epochs = 0;
+    let ra = train(&data, &cfg, a.path(), false, &mut |ev| {
+        if let super::train::TrainEvent::Refit { .. } = ev {
+            refit_epochs += 1;
+        }
+    })
+    .expect("a");
+    let rb = train(&data, &cfg, b.path(), false, &mut |_| {}).expect("b");
+    // The selection run is the plain run; the kept model is the refit one.
+    let curve = |r: &super::train::TrainReport| {
+        r.history
+            .iter()
+            .map(|h| (h.loss, h.validation))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(curve(&ra), curve(&rp));
+    assert_eq!(ra.best_epoch, rp.best_epoch);
+    assert_eq!(ra.validation, rp.validation);
+    assert_eq!(ra.refit_epochs, Some(rp.best_epoch));
+    assert_eq!(refit_epochs, rp.best_epoch);
+    let weights = |d: &tempfile::TempDir| std::fs::read(d.path().join("model.safetensors"));
+    assert_ne!(weights(&a).expect("a"), weights(&plain).expect("plain"));
+    assert_eq!(
+        weights(&a).expect("a"),
+        weights(&b).expect("b"),
+        "deterministic"
+    );
+    assert_eq!(ra.test, rb.test);
+}
+
+#[test]
 fn every_parameter_gets_a_gradient() {
     let cfg = Config {
         n_items: 30,

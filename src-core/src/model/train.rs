@@ -35,6 +35,8 @@ use crate::event::EventKind;
 
 /// Cut-off of the validation metric that picks the best epoch.
 pub const VALIDATION_K: usize = 10;
+/// The learning-rate schedules.
+pub const LR_SCHEDULES: [&str; 3] = ["constant", "linear", "cosine"];
 /// Sub-directory of the output holding the resume state.
 const LAST: &str = "last";
 
@@ -62,6 +64,17 @@ pub struct TrainConfig {
     pub max_minutes: Option<f64>,
     /// `cpu`, `cuda` or `auto`.
     pub device: String,
+    /// 0: each user gives one window, its most recent `max_len` positions. S > 0: users
+    /// longer than `max_len` also give earlier windows, each ending S positions before
+    /// the previous one, until the start of the history is covered.
+    pub window_stride: usize,
+    /// After early stopping, train a fresh model (same seed) for the best epoch count on
+    /// every interaction before the test targets (validation targets included) and keep
+    /// that model; the reported validation figures stay those of the selection run.
+    pub refit: bool,
+    /// Learning-rate schedule over `epochs`: `constant`, or `linear` / `cosine` decay
+    /// from `lr` to 0 at the end of epoch `epochs` (per batch).
+    pub lr_schedule: String,
 }
 
 impl Default for TrainConfig {
@@ -77,11 +90,24 @@ impl Default for TrainConfig {
             eval_every: 1,
             max_minutes: None,
             device: "cpu".into(),
+            window_stride: 0,
+            refit: false,
+            lr_schedule: "constant".into(),
         }
     }
 }
 
 impl TrainConfig {
+    /// The learning rate at `progress` (epochs done, fractional) under the schedule.
+    fn lr_at(&self, progress: f64) -> f64 {
+        let p = (progress / self.epochs as f64).clamp(0.0, 1.0);
+        match self.lr_schedule.as_str() {
+            "linear" => self.lr * (1.0 - p),
+            "cosine" => self.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
+            _ => self.lr,
+        }
+    }
+
     /// Checks the training knobs (the model's are checked once `n_items` is known).
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {
@@ -100,6 +126,16 @@ impl TrainConfig {
             return Err(Error::config(
                 "batch",
                 format!("must be in 1..=65536, got {}", self.batch),
+            ));
+        }
+        if !LR_SCHEDULES.contains(&self.lr_schedule.as_str()) {
+            return Err(Error::config(
+                "lr_schedule",
+                format!(
+                    "`{}` is not one of: {}",
+                    self.lr_schedule,
+                    LR_SCHEDULES.join(", ")
+                ),
             ));
         }
         if self.eval_every == 0 {
@@ -138,6 +174,10 @@ pub struct TrainReport {
     pub interactions: usize,
     pub best_epoch: usize,
     pub epochs_run: usize,
+    /// With `refit`: the epochs the kept model was trained for on every interaction
+    /// before the test targets.
+    #[serde(default)]
+    pub refit_epochs: Option<usize>,
     pub seconds: f64,
     pub k: usize,
     pub validation: Metrics,
@@ -159,6 +199,12 @@ pub enum TrainEvent {
     },
     /// An epoch finished (validation figures on evaluated epochs).
     Epoch(EpochLog),
+    /// A refit epoch finished (see [`TrainConfig::refit`]).
+    Refit {
+        epoch: usize,
+        epochs: usize,
+        loss: f64,
+    },
     /// Ranking the test targets with the best weights.
     Testing,
 }
@@ -185,31 +231,34 @@ struct Window {
     purchase: Vec<Option<f32>>,
 }
 
-/// Builds the windows: the most recent `max_len` positions of each kept user's sequence
-/// before the validation target.
+/// Builds the windows from each kept user's sequence before the holdout's target: the
+/// most recent `max_len` positions and, with a `stride` > 0, earlier windows each ending
+/// `stride` positions before the previous one, until the history's start is covered.
 fn windows(
     dataset: &Dataset,
     holdout: &Holdout<'_>,
     cfg: &Config,
+    stride: usize,
     purchase_task: bool,
 ) -> Vec<Window> {
-    holdout
-        .cases()
-        .iter()
-        .filter_map(|case| {
-            let h = &dataset.users[case.user];
-            let n = case.pos; // the prefix before the validation target
-            if n < 2 {
-                return None;
-            }
-            let start = (n - 1).saturating_sub(cfg.max_len);
+    let mut out = Vec::new();
+    for case in holdout.cases() {
+        let h = &dataset.users[case.user];
+        let n = case.pos; // the prefix before the target
+        if n < 2 {
+            continue;
+        }
+        // Inputs are positions start..end, each predicting the next item.
+        let mut end = n - 1;
+        loop {
+            let start = end.saturating_sub(cfg.max_len);
             let mut w = Window {
-                tokens: Vec::with_capacity(n - 1 - start),
-                targets: Vec::with_capacity(n - 1 - start),
+                tokens: Vec::with_capacity(end - start),
+                targets: Vec::with_capacity(end - start),
                 like: Vec::new(),
                 purchase: Vec::new(),
             };
-            for j in start..n - 1 {
+            for j in start..end {
                 w.tokens.push(h.items[j] + 1);
                 let t = j + 1;
                 w.targets.push(h.items[t]);
@@ -221,9 +270,14 @@ fn windows(
                     purchase_task.then(|| f32::from(u8::from(h.kinds[t] == EventKind::Purchase))),
                 );
             }
-            Some(w)
-        })
-        .collect()
+            out.push(w);
+            if stride == 0 || start == 0 || end <= stride {
+                break;
+            }
+            end -= stride;
+        }
+    }
+    out
 }
 
 /// AdamW with its state in tensors, so it can be saved and resumed.
@@ -443,6 +497,69 @@ fn sampled_softmax(
     Ok(cross_entropy(&logits, &zeros)?)
 }
 
+/// One epoch over `data`: shuffled (seeded by `(seed, epoch)`), batched, one AdamW step
+/// per batch. Returns the mean batch loss.
+fn train_epoch(
+    model: &SeqRec,
+    opt: &mut AdamW,
+    data: &[Window],
+    cfg: &TrainConfig,
+    epoch: usize,
+    device: &Device,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<f64> {
+    let mut order: Vec<&Window> = data.iter().collect();
+    let mut shuffle = epoch_rng(cfg.seed, epoch, 1);
+    order.shuffle(&mut shuffle);
+    // Sort within groups of 32 batches by length, to cut padding.
+    for group in order.chunks_mut(cfg.batch * 32) {
+        group.sort_by_key(|w| std::cmp::Reverse(w.tokens.len()));
+    }
+    let mut batches: Vec<&[&Window]> = order.chunks(cfg.batch).collect();
+    batches.shuffle(&mut shuffle);
+    let mut dropout = Dropout::new(cfg.model.dropout, epoch_rng(cfg.seed, epoch, 2).gen());
+    let mut neg_rng = epoch_rng(cfg.seed, epoch, 3);
+    let (mut loss_sum, mut loss_n) = (0.0, 0usize);
+    let mut phases = [0f64; 3];
+    for (i, ws) in batches.iter().enumerate() {
+        let t0 = Instant::now();
+        let b = make_batch(ws, device)?;
+        let loss = batch_loss(model, &b, &mut dropout, &mut neg_rng)?;
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        let t2 = Instant::now();
+        opt.lr = cfg.lr_at((epoch - 1) as f64 + i as f64 / batches.len() as f64);
+        opt.step(&grads)?;
+        let t3 = Instant::now();
+        phases[0] += (t1 - t0).as_secs_f64();
+        phases[1] += (t2 - t1).as_secs_f64();
+        phases[2] += (t3 - t2).as_secs_f64();
+        let l = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+        if !l.is_finite() {
+            return Err(Error::config(
+                "lr",
+                format!("the loss diverged to {l} in epoch {epoch}; lower --lr"),
+            ));
+        }
+        loss_sum += l;
+        loss_n += 1;
+        on_event(TrainEvent::Batch {
+            epoch,
+            done: i + 1,
+            total: batches.len(),
+            loss: loss_sum / loss_n as f64,
+        });
+    }
+    tracing::debug!(
+        epoch,
+        forward = phases[0],
+        backward = phases[1],
+        optimizer = phases[2],
+        "epoch phases (s)"
+    );
+    Ok(loss_sum / loss_n.max(1) as f64)
+}
+
 /// Ranks a holdout's targets with the current weights.
 fn evaluate_model(model: &SeqRec, dataset: &Dataset, split: Split) -> Result<Metrics> {
     let holdout = Holdout::new(dataset, split)?;
@@ -453,6 +570,44 @@ fn evaluate_model(model: &SeqRec, dataset: &Dataset, split: Split) -> Result<Met
         &dataset.item_names,
     );
     evaluate_scorer(&holdout, &scorer, VALIDATION_K)
+}
+
+/// The refit: a fresh model with the run's seed, trained for `epochs` epochs on each
+/// kept user's interactions before the test target (the validation target included, as
+/// the baselines are fitted), saved as the output's model.
+fn refit(
+    dataset: &Dataset,
+    cfg: &TrainConfig,
+    epochs: usize,
+    purchase_task: bool,
+    out: &Path,
+    device: &Device,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<()> {
+    let holdout = Holdout::new(dataset, Split::Test)?;
+    let data = windows(
+        dataset,
+        &holdout,
+        &cfg.model,
+        cfg.window_stride,
+        purchase_task,
+    );
+    tracing::info!(
+        windows = data.len(),
+        epochs,
+        "refit on the data before the test targets"
+    );
+    let (varmap, model) = fresh(&cfg.model, device, cfg.seed)?;
+    let mut opt = AdamW::new(&varmap, cfg.lr, cfg.weight_decay)?;
+    for epoch in 1..=epochs {
+        let loss = train_epoch(&model, &mut opt, &data, cfg, epoch, device, on_event)?;
+        on_event(TrainEvent::Refit {
+            epoch,
+            epochs,
+            loss,
+        });
+    }
+    checkpoint::save(out, &varmap, &cfg.model, &dataset.item_names)
 }
 
 /// Trains a model on `dataset`, writing checkpoints and the model card into `out`.
@@ -497,7 +652,13 @@ pub fn train(
     if has_purchase {
         tasks_present.push("purchase".into());
     }
-    let data = windows(dataset, &holdout, &cfg.model, has_purchase);
+    let data = windows(
+        dataset,
+        &holdout,
+        &cfg.model,
+        cfg.window_stride,
+        has_purchase,
+    );
     if data.is_empty() {
         return Err(Error::EmptyData(
             "no user has enough interactions to train on (need at least 4: two to learn from, a validation and a test target)".into(),
@@ -513,10 +674,13 @@ pub fn train(
         if state.train.model != cfg.model
             || state.train.seed != cfg.seed
             || state.train.batch != cfg.batch
+            || state.train.window_stride != cfg.window_stride
+            || state.train.lr_schedule != cfg.lr_schedule
+            || (state.train.lr_schedule != "constant" && state.train.epochs != cfg.epochs)
         {
             return Err(Error::Checkpoint {
                 path: last_dir,
-                message: "was trained with another configuration (model, seed or batch); resume with the same flags or train afresh into another --out".into(),
+                message: "was trained with another configuration (model, seed, batch, window stride, or learning-rate schedule and its epochs); resume with the same flags or train afresh into another --out".into(),
             });
         }
         let (varmap, ck) = checkpoint::Checkpoint::load_trainable(&last_dir, &device)?;
@@ -551,55 +715,8 @@ pub fn train(
 
     while state.epoch < cfg.epochs {
         let epoch = state.epoch + 1;
-        let mut order: Vec<&Window> = data.iter().collect();
-        let mut shuffle = epoch_rng(cfg.seed, epoch, 1);
-        order.shuffle(&mut shuffle);
-        // Sort within groups of 32 batches by length, to cut padding.
-        for group in order.chunks_mut(cfg.batch * 32) {
-            group.sort_by_key(|w| std::cmp::Reverse(w.tokens.len()));
-        }
-        let mut batches: Vec<&[&Window]> = order.chunks(cfg.batch).collect();
-        batches.shuffle(&mut shuffle);
-        let mut dropout = Dropout::new(cfg.model.dropout, epoch_rng(cfg.seed, epoch, 2).gen());
-        let mut neg_rng = epoch_rng(cfg.seed, epoch, 3);
-        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
-        let mut phases = [0f64; 4];
-        for (i, ws) in batches.iter().enumerate() {
-            let t0 = Instant::now();
-            let b = make_batch(ws, &device)?;
-            let loss = batch_loss(&model, &b, &mut dropout, &mut neg_rng)?;
-            let t1 = Instant::now();
-            let grads = loss.backward()?;
-            let t2 = Instant::now();
-            opt.step(&grads)?;
-            let t3 = Instant::now();
-            phases[0] += (t1 - t0).as_secs_f64();
-            phases[1] += (t2 - t1).as_secs_f64();
-            phases[2] += (t3 - t2).as_secs_f64();
-            let l = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
-            if !l.is_finite() {
-                return Err(Error::config(
-                    "lr",
-                    format!("the loss diverged to {l} in epoch {epoch}; lower --lr"),
-                ));
-            }
-            loss_sum += l;
-            loss_n += 1;
-            on_event(TrainEvent::Batch {
-                epoch,
-                done: i + 1,
-                total: batches.len(),
-                loss: loss_sum / loss_n as f64,
-            });
-        }
+        let mean_loss = train_epoch(&model, &mut opt, &data, &cfg, epoch, &device, on_event)?;
         state.step = opt.step;
-        tracing::debug!(
-            epoch,
-            forward = phases[0],
-            backward = phases[1],
-            optimizer = phases[2],
-            "epoch phases (s)"
-        );
         let evaluate_now = epoch % cfg.eval_every == 0 || epoch == cfg.epochs;
         let validation = if evaluate_now {
             Some(evaluate_model(&model, dataset, Split::Validation)?)
@@ -619,7 +736,7 @@ pub fn train(
         }
         let log = EpochLog {
             epoch,
-            loss: loss_sum / loss_n.max(1) as f64,
+            loss: mean_loss,
             validation,
             elapsed: elapsed_before + started.elapsed().as_secs_f64(),
         };
@@ -645,6 +762,21 @@ pub fn train(
         }
     }
 
+    let refit_epochs = if cfg.refit && state.best_epoch > 0 {
+        refit(
+            dataset,
+            &cfg,
+            state.best_epoch,
+            has_purchase,
+            out,
+            &device,
+            on_event,
+        )?;
+        Some(state.best_epoch)
+    } else {
+        None
+    };
+
     on_event(TrainEvent::Testing);
     let best = checkpoint::Checkpoint::load(out, &device, DType::F32)?;
     let test = evaluate_model(&best.model, dataset, Split::Test)?;
@@ -655,6 +787,7 @@ pub fn train(
         interactions: dataset.n_interactions(),
         best_epoch: state.best_epoch,
         epochs_run: state.epoch,
+        refit_epochs,
         seconds: elapsed_before + started.elapsed().as_secs_f64(),
         k: VALIDATION_K,
         validation: state.best_validation.unwrap_or(test),
@@ -697,9 +830,9 @@ fn model_card(r: &TrainReport) -> String {
          picked the best epoch; the test target was never seen in training.\n\n\
          ## Figures (K = {})\n\n| split | HR@10 | NDCG@10 | MRR |\n|---|---:|---:|---:|\n\
          | validation | {:.4} | {:.4} | {:.4} |\n| test | {:.4} | {:.4} | {:.4} |\n\n\
-         Best epoch {} of {} run; training took {:.1} s on {} ({}), finished {}.\n\n\
+         Best epoch {} of {} run{}; training took {:.1} s on {} ({}), finished {}.\n\n\
          ## Configuration\n\ndim {}, layers {}, heads {}, max_len {}, dropout {}, ffn ×{}, \
-         softmax {}, lr {}, batch {}, weight decay {}, seed {}.\n\n\
+         softmax {}, lr {} ({}), batch {}, weight decay {}, window stride {}, seed {}.\n\n\
          Figures are re-measurable with `attune eval --model seq:DIR` on the same data.\n",
         r.dataset,
         r.users,
@@ -715,6 +848,11 @@ fn model_card(r: &TrainReport) -> String {
         r.test.mrr,
         r.best_epoch,
         r.epochs_run,
+        r.refit_epochs.map_or(String::new(), |e| format!(
+            "; the model kept was then refit for {e} epochs on every interaction before the \
+             test targets (validation targets included), so its validation figures are those \
+             of the selection run"
+        )),
         r.seconds,
         machine(),
         r.train.device,
@@ -731,8 +869,10 @@ fn model_card(r: &TrainReport) -> String {
         m.ffn_mult,
         if m.negatives == 0 { "full".to_string() } else { format!("sampled ({} shared negatives)", m.negatives) },
         r.train.lr,
+        r.train.lr_schedule,
         r.train.batch,
         r.train.weight_decay,
+        r.train.window_stride,
         r.train.seed,
     )
 }
@@ -820,4 +960,84 @@ pub fn fine_tune(
         total += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
     }
     Ok(total / cfg.steps as f64)
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use crate::data::DatasetBuilder;
+
+    /// One user with items 0..n in order (validation target n-2, test target n-1).
+    fn one_user(n: usize) -> Dataset {
+        let mut b = DatasetBuilder::new("line");
+        for j in 0..n {
+            b.push("u", &format!("i{j}"), j as i64, EventKind::Click, 0.0);
+        }
+        b.finish()
+    }
+
+    fn spans(n: usize, max_len: usize, stride: usize, split: Split) -> Vec<(u32, u32, usize)> {
+        let data = one_user(n);
+        let holdout = Holdout::new(&data, split).expect("holdout");
+        let cfg = Config {
+            max_len,
+            ..Config::default()
+        };
+        windows(&data, &holdout, &cfg, stride, false)
+            .iter()
+            .map(|w| {
+                // Each position predicts the item that follows it in the history.
+                for (t, y) in w.tokens.iter().zip(&w.targets) {
+                    let h = &data.users[0].items;
+                    let j = h.iter().position(|i| *i == t - 1).expect("token");
+                    assert_eq!(h[j + 1], *y);
+                }
+                (
+                    w.tokens[0] - 1,
+                    *w.targets.last().expect("target"),
+                    w.tokens.len(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strided_windows_cover_a_long_history_and_never_reach_the_target() {
+        // 23 items: validation target at 21, so positions 0..20 predict 1..=20.
+        let id = |name: &str, d: &Dataset| {
+            d.item_names.iter().position(|n| n == name).expect("item") as u32
+        };
+        let data = one_user(23);
+        // One window: the most recent max_len positions.
+        assert_eq!(
+            spans(23, 8, 0, Split::Validation),
+            vec![(id("i12", &data), id("i20", &data), 8)]
+        );
+        // Stride 8: non-overlapping windows back to the start, the first one shorter.
+        assert_eq!(
+            spans(23, 8, 8, Split::Validation),
+            vec![
+                (id("i12", &data), id("i20", &data), 8),
+                (id("i4", &data), id("i12", &data), 8),
+                (id("i0", &data), id("i4", &data), 4),
+            ]
+        );
+        // Stride 5: overlapping windows.
+        assert_eq!(
+            spans(23, 8, 5, Split::Validation),
+            vec![
+                (id("i12", &data), id("i20", &data), 8),
+                (id("i7", &data), id("i15", &data), 8),
+                (id("i2", &data), id("i10", &data), 8),
+                (id("i0", &data), id("i5", &data), 5),
+            ]
+        );
+        // A short user gives one window whatever the stride.
+        assert_eq!(spans(6, 8, 3, Split::Validation).len(), 1);
+        // Before the test target, the validation target is the last one learned.
+        assert_eq!(
+            spans(23, 8, 0, Split::Test),
+            vec![(id("i13", &data), id("i21", &data), 8)]
+        );
+    }
 }
