@@ -2,9 +2,9 @@
 //! the items they have seen and the model's incremental state.
 //!
 //! An actor is created on the user's first request (restoring what an earlier eviction
-//! persisted) and handles the user's messages one at a time: `record` is an atomic
-//! response, so the mailbox waits until the event is durable and applied, and a
-//! recommendation requested after an acknowledged event always sees it. A recommendation
+//! persisted). An event is applied to the session once durable and before its caller is
+//! acknowledged, so a recommendation requested after an acknowledged event always sees
+//! it; the mailbox does not wait for the disk meanwhile. A recommendation
 //! moves the model state into the inference request and takes it back with the answer;
 //! requests of one user run one after the other, so the state is always at home.
 //! Idle actors are evicted by the janitor (TTL, memory budget); they persist their model
@@ -300,7 +300,11 @@ pub(crate) struct Record {
 }
 
 impl Handler<Record> for SessionActor {
-    type Result = AtomicResponse<Self, Result<u64>>;
+    // Not atomic: the mailbox goes on while the event waits for its flush (a request of
+    // the same user meanwhile need not wait for the disk). Acknowledgements arrive in log
+    // order, and each is applied to the session before its caller hears of it, so a
+    // request made after an acknowledgement sees the event.
+    type Result = ResponseActFuture<Self, Result<u64>>;
 
     fn handle(&mut self, msg: Record, _ctx: &mut Self::Context) -> Self::Result {
         let _guard = self.guard();
@@ -311,7 +315,7 @@ impl Handler<Record> for SessionActor {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sent = self.shared.log.send(LogMsg::Record(msg.event, tx)).is_ok();
         let request_id = msg.request_id;
-        AtomicResponse::new(Box::pin(
+        Box::pin(
             async move {
                 if !sent {
                     return Err(Error::ShutDown);
@@ -328,7 +332,7 @@ impl Handler<Record> for SessionActor {
                 m.record_latency.record_duration(started.elapsed());
                 Ok(ack.seq)
             }),
-        ))
+        )
     }
 }
 

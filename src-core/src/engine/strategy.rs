@@ -161,8 +161,8 @@ pub struct Batching {
 impl Default for Batching {
     fn default() -> Self {
         Batching {
-            max_batch: 64,
-            max_queue_delay_us: 1000,
+            max_batch: 16,
+            max_queue_delay_us: 100,
         }
     }
 }
