@@ -208,10 +208,37 @@ fn the_service_answers_guards_and_stops_gracefully() {
     let (_, body) = http(&s, "GET", "/v1/strategy/history", None, "");
     assert_eq!(json(&body).as_array().expect("history").len(), 3);
 
+    // Catalogue: admin writes, anyone reads; an unknown item is a JSON 404.
+    let item = r#"{"kind": "item", "item": "new-1", "title": "Brand new", "tags": ["fresh"]}"#;
+    let (st, _) = http(&s, "POST", "/v1/items", None, item);
+    assert_eq!(st, 401);
+    let (st, body) = http(&s, "POST", "/v1/items", Some(&s.token), item);
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = http(&s, "GET", "/v1/items/new-1", None, "");
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(json(&body)["tags"], serde_json::json!(["fresh"]));
+    let (st, body) = http(&s, "GET", "/v1/items/nope", None, "");
+    assert_eq!(
+        (st, json(&body)["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    // Only items tagged `fresh`: the new item is the one candidate.
+    let (st, body) = http(
+        &s,
+        "POST",
+        "/v1/recommend",
+        None,
+        r#"{"user": "web2", "k": 3, "context": {"include_tags": ["fresh"]}}"#,
+    );
+    assert_eq!(st, 200, "{body}");
+    let items = json(&body)["items"].clone();
+    assert_eq!(items.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(items[0]["item"], "new-1");
+
     // Figures.
     let (st, body) = http(&s, "GET", "/metrics", None, "");
     assert_eq!(st, 200);
-    assert!(body.contains("attune_recommendations_total 1"), "{body}");
+    assert!(body.contains("attune_recommendations_total 2"), "{body}");
     assert!(
         body.contains("attune_blend_weight{source=\"pop\"}"),
         "{body}"

@@ -1008,6 +1008,36 @@ impl Engine {
         Ok(v)
     }
 
+    /// Adds or updates catalogue records (durable on return); the next request sees their
+    /// tags.
+    pub fn put_items(&self, items: &[Item]) -> Result<()> {
+        self.check_open()?;
+        for it in items {
+            crate::wire::check_id(&it.id).map_err(|e| Error::BadRequest(format!("item: {e}")))?;
+        }
+        self.shared.store.put_items(items)?;
+        write(
+            &self.shared.catalog,
+            Arc::new(Catalog::default().extended(&self.shared.store)),
+        );
+        Ok(())
+    }
+
+    /// A catalogue record, if the item is known.
+    pub fn item(&self, id: &str) -> Result<Option<Item>> {
+        match self.shared.store.item_id(id) {
+            Some(dense) => Ok(self.shared.store.item(dense)?.or_else(|| {
+                Some(Item {
+                    id: id.to_string(),
+                    title: String::new(),
+                    tags: Vec::new(),
+                    attrs: Default::default(),
+                })
+            })),
+            None => Ok(None),
+        }
+    }
+
     /// Loads a checkpoint and swaps it in atomically; returns its model version.
     pub fn swap_model(&self, dir: impl AsRef<std::path::Path>) -> Result<u64> {
         self.check_open()?;

@@ -172,25 +172,7 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 async fn post_events(state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
-    let trimmed = text.trim_start();
-    let lines: Vec<(usize, String)> = if trimmed.starts_with('[') {
-        let values: Vec<serde_json::Value> = serde_json::from_str(trimmed)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON array: {e}")))?;
-        values
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| (i + 1, v.to_string()))
-            .collect()
-    } else {
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| (i + 1, l.to_string()))
-            .collect()
-    };
-    if lines.is_empty() {
-        return Err(ApiError::bad_request("no events in the body"));
-    }
+    let lines = records_of(text)?;
     // Everything is checked before anything is written.
     let mut events = Vec::with_capacity(lines.len());
     for (n, line) in &lines {
@@ -252,6 +234,64 @@ async fn post_recommend(state: web::Data<AppState>, body: web::Bytes) -> ApiResu
 async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let info = state.engine.session_info(&path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(info))
+}
+
+async fn get_item(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let id = path.into_inner();
+    match state.engine.item(&id)? {
+        Some(item) => Ok(HttpResponse::Ok().json(crate::wire::item_to_json(&item))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no item {id:?}"),
+        )),
+    }
+}
+
+/// Catalogue records (`{"kind": "item", "item": "...", ...}`): one, an array, or JSONL.
+async fn post_items(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
+    admin(&req, &state)?;
+    let text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+    let mut items = Vec::new();
+    for (n, line) in records_of(text)? {
+        match parse_record(&line) {
+            Ok(Record::Item(it)) => items.push(it),
+            Ok(Record::Event(_)) => {
+                return Err(ApiError::bad_request(format!(
+                    "record {n}: an event; post events to /v1/events"
+                )))
+            }
+            Err(m) => return Err(ApiError::bad_request(format!("record {n}: {m}"))),
+        }
+    }
+    state.engine.put_items(&items)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"accepted": items.len()})))
+}
+
+/// The records of a body: a JSON array, or JSON lines (one object is one line), numbered
+/// from 1.
+fn records_of(text: &str) -> Result<Vec<(usize, String)>, ApiError> {
+    let trimmed = text.trim_start();
+    let lines: Vec<(usize, String)> = if trimmed.starts_with('[') {
+        let values: Vec<serde_json::Value> = serde_json::from_str(trimmed)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON array: {e}")))?;
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1, v.to_string()))
+            .collect()
+    } else {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i + 1, l.to_string()))
+            .collect()
+    };
+    if lines.is_empty() {
+        return Err(ApiError::bad_request("no records in the body"));
+    }
+    Ok(lines)
 }
 
 async fn get_strategy(state: web::Data<AppState>) -> HttpResponse {
@@ -488,6 +528,8 @@ pub async fn serve(
                     .route("/events", web::post().to(post_events))
                     .route("/recommend", web::post().to(post_recommend))
                     .route("/users/{id}", web::get().to(get_user))
+                    .route("/items/{id}", web::get().to(get_item))
+                    .route("/items", web::post().to(post_items))
                     .route("/strategy", web::get().to(get_strategy))
                     .route("/strategy", web::put().to(put_strategy))
                     .route("/strategy/history", web::get().to(strategy_history))
