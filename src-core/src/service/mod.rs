@@ -202,11 +202,25 @@ async fn post_events(state: web::Data<AppState>, body: web::Bytes) -> ApiResult 
         })
         .collect();
     let mut seqs = Vec::with_capacity(handles.len());
-    for h in handles {
-        let r = h
-            .await
-            .map_err(|e| ApiError::from(Error::ActorFailed(e.to_string())))?;
-        seqs.push(r?);
+    let mut failed: Option<(usize, ApiError)> = None;
+    for (n, h) in handles.into_iter().enumerate() {
+        let r = match h.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::ActorFailed(e.to_string())),
+        };
+        match r {
+            Ok(seq) => seqs.push(seq),
+            Err(e) if failed.is_none() => failed = Some((n + 1, ApiError::from(e))),
+            Err(_) => {}
+        }
+    }
+    if let Some((n, mut e)) = failed {
+        e.message = format!(
+            "event {n}: {}; {} of the body's events were written and are durable",
+            e.message,
+            seqs.len()
+        );
+        return Err(e);
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({"accepted": seqs.len(), "seqs": seqs})))
 }
