@@ -252,6 +252,20 @@ impl Scratch {
         self.candidates.clear();
     }
 
+    /// Adds the `c` best entries of `order` (highest value first, ties by lower id) to the
+    /// candidates.
+    fn add_best(&mut self, c: usize) {
+        let take = c.min(self.order.len());
+        if take > 0 && take < self.order.len() {
+            self.order
+                .select_nth_unstable_by(take - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        }
+        for k in 0..take {
+            let item = self.order[k].1;
+            self.add(item);
+        }
+    }
+
     /// The accumulator of `item` (None if excluded or unknown), noting it as touched.
     fn touch(&mut self, item: ItemId, acc: Acc) -> Option<&mut f32> {
         let i = item as usize;
@@ -573,15 +587,7 @@ fn blend(
                 s.order.push((v, j));
             }
         }
-        let take = c.min(s.order.len());
-        if take > 0 && take < s.order.len() {
-            s.order
-                .select_nth_unstable_by(take - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        }
-        for k in 0..take {
-            let item = s.order[k].1;
-            s.add(item);
-        }
+        s.add_best(c);
     }
     let before_pop = s.candidates.len();
     let mut added = 0;
@@ -795,15 +801,7 @@ fn top_logits(row: &[f32], c: usize, from_model: &[ItemId], s: &mut Scratch) -> 
             }
         }
     }
-    let take = c.min(s.order.len());
-    if take > 0 && take < s.order.len() {
-        s.order
-            .select_nth_unstable_by(take - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    }
-    for k in 0..take {
-        let item = s.order[k].1;
-        s.add(item);
-    }
+    s.add_best(c);
     max_logit
 }
 

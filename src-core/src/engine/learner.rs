@@ -365,15 +365,7 @@ impl Learner {
                 self.ftrl = warm_ftrl(self.strategy.strategy.weights.to_array(), alpha);
             }
         }
-        if self.strategy.strategy.learning.adaptive {
-            let w = self.ftrl.get_weights();
-            let n = self.ftrl.n();
-            let learned: [f32; N_SOURCES] = std::array::from_fn(|j| w[j]);
-            let evidence: [f32; N_SOURCES] = std::array::from_fn(|j| n[j]);
-            let weights = self.strategy.strategy.bound(learned);
-            self.shared
-                .publish_weights(self.strategy.version, weights, evidence);
-        }
+        self.publish_weights();
     }
 
     fn remember(&mut self, user: &Arc<str>, item: ItemId) {

@@ -377,6 +377,13 @@ pub(crate) struct Registry {
     next_arbiter: AtomicUsize,
 }
 
+impl Registry {
+    /// The map of live sessions (an entry holds no invariant a panic could break).
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// State shared by the handle, the actors and the threads.
 pub(crate) struct Shared {
     pub store: Store,
@@ -631,7 +638,7 @@ impl Shared {
         let budget = self.config.session_budget_bytes;
         let mut victims = Vec::new();
         {
-            let mut map = self.registry.map.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = self.registry.lock();
             let mut total = self.registry.total_bytes.load(Ordering::Relaxed);
             let mut live: Vec<(u64, u64, Arc<str>)> = Vec::new();
             for (name, e) in map.iter() {
@@ -833,12 +840,7 @@ impl Engine {
     /// The session actor of `user`, started (and restored) on first use.
     fn session(&self, user: &str) -> Result<(Addr<SessionActor>, Arc<EntryStats>)> {
         self.check_open()?;
-        let mut map = self
-            .shared
-            .registry
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut map = self.shared.registry.lock();
         if let Some(e) = map.get(user) {
             if e.addr.connected() && !e.stats.crashed.load(Ordering::Acquire) {
                 return Ok((e.addr.clone(), Arc::clone(&e.stats)));
@@ -884,12 +886,7 @@ impl Engine {
             match addr.send(make()).await {
                 Ok(r) => return Ok(r),
                 Err(_) => {
-                    let mut map = self
-                        .shared
-                        .registry
-                        .map
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
+                    let mut map = self.shared.registry.lock();
                     let same = map.get(user).is_some_and(|e| e.addr == addr);
                     if same {
                         // Still registered, so not evicted: it crashed.
@@ -1092,13 +1089,7 @@ impl Engine {
     pub fn metrics(&self) -> MetricsSnapshot {
         let m = &self.shared.metrics;
         let live = self.shared.live();
-        let active = self
-            .shared
-            .registry
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len() as u64;
+        let active = self.shared.registry.lock().len() as u64;
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MetricsSnapshot {
             uptime_s: self.shared.started.elapsed().as_secs_f64(),
@@ -1148,12 +1139,7 @@ impl Engine {
             return Ok(());
         }
         let addrs: Vec<Addr<SessionActor>> = {
-            let mut map = self
-                .shared
-                .registry
-                .map
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut map = self.shared.registry.lock();
             map.drain().map(|(_, e)| e.addr).collect()
         };
         for a in addrs {

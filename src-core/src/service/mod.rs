@@ -340,15 +340,18 @@ async fn stats(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.engine.metrics())
 }
 
+/// One Prometheus sample of a counter or gauge, with its HELP and TYPE lines.
+fn scalar(out: &mut String, kind: &str, name: &str, help: &str, v: f64) {
+    out.push_str(&format!(
+        "# HELP attune_{name} {help}\n# TYPE attune_{name} {kind}\nattune_{name} {v}\n"
+    ));
+}
+
 /// Prometheus text exposition of the engine's figures.
 async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     let m = state.engine.metrics();
     let mut out = String::new();
-    let mut counter = |name: &str, help: &str, v: f64| {
-        out.push_str(&format!(
-            "# HELP attune_{name} {help}\n# TYPE attune_{name} counter\nattune_{name} {v}\n"
-        ));
-    };
+    let mut counter = |name: &str, help: &str, v: f64| scalar(&mut out, "counter", name, help, v);
     counter(
         "recommendations_total",
         "Recommendations answered.",
@@ -371,11 +374,7 @@ async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
         "Sessions evicted.",
         m.sessions_evicted as f64,
     );
-    let mut gauge = |name: &str, help: &str, v: f64| {
-        out.push_str(&format!(
-            "# HELP attune_{name} {help}\n# TYPE attune_{name} gauge\nattune_{name} {v}\n"
-        ));
-    };
+    let mut gauge = |name: &str, help: &str, v: f64| scalar(&mut out, "gauge", name, help, v);
     gauge(
         "active_sessions",
         "Session actors alive.",
