@@ -32,9 +32,21 @@ impl Interner {
         self.ids.get(name).copied()
     }
 
-    /// The external id of a dense id.
+    /// The external id of a dense id (`None` for a forgotten one).
     pub fn name(&self, id: u32) -> Option<&str> {
-        self.names.get(id as usize).map(String::as_str)
+        self.names
+            .get(id as usize)
+            .map(String::as_str)
+            .filter(|n| !n.is_empty())
+    }
+
+    /// Forgets the external id of a dense id: the number stays taken (it indexes rows),
+    /// the name maps to nothing, and interning the name again gives a new number.
+    pub(crate) fn forget(&mut self, id: u32) {
+        if let Some(name) = self.names.get_mut(id as usize) {
+            self.ids.remove(name.as_str());
+            name.clear();
+        }
     }
 
     /// Number of ids.
@@ -52,7 +64,10 @@ impl Interner {
         if id as usize != self.names.len() {
             return false;
         }
-        self.ids.insert(name.clone(), id);
+        // An empty name is a forgotten id (see `forget`): its number stays taken.
+        if !name.is_empty() {
+            self.ids.insert(name.clone(), id);
+        }
         self.names.push(name);
         true
     }

@@ -60,6 +60,8 @@ pub(crate) enum LearnerMsg {
     Strategy(Arc<StrategyVersion>),
     /// Publish the sources now and answer (the weights move only by `update_every`).
     Flush(crossbeam_channel::Sender<()>),
+    /// Drop what is held of a user (pending slates, recent items for fine-tuning).
+    Forget(Arc<str>),
     /// Publish, checkpoint and stop.
     Shutdown(crossbeam_channel::Sender<()>),
 }
@@ -265,6 +267,11 @@ impl Learner {
                     v.strategy.learning.learning_rate,
                 );
                 self.strategy = v;
+            }
+            LearnerMsg::Forget(user) => {
+                self.impressions.remove(&user);
+                self.impression_order.retain(|u| *u != user);
+                self.recent.retain(|(u, _)| *u != user);
             }
             LearnerMsg::Flush(_) | LearnerMsg::Shutdown(_) => unreachable!("handled in run"),
         }

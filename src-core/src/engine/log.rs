@@ -32,6 +32,8 @@ pub(crate) enum LogMsg {
     Record(RawEvent, AckSender),
     /// An impression: logged, not waited for.
     Impression(RawEvent),
+    /// Answers once everything sent before is applied to the store (not yet flushed).
+    Barrier(tokio::sync::oneshot::Sender<()>),
     /// Finish what came before, then stop both threads.
     Stop,
 }
@@ -90,6 +92,7 @@ fn write_loop(store: &Store, rx: &Receiver<LogMsg>, acks: &Sender<Applied>) {
         }
         let mut events = Vec::with_capacity(batch.len());
         let mut senders = Vec::new();
+        let mut barriers = Vec::new();
         for m in batch {
             match m {
                 LogMsg::Record(ev, tx) => {
@@ -97,64 +100,78 @@ fn write_loop(store: &Store, rx: &Receiver<LogMsg>, acks: &Sender<Applied>) {
                     events.push(ev);
                 }
                 LogMsg::Impression(ev) => events.push(ev),
+                LogMsg::Barrier(tx) => barriers.push(tx),
                 LogMsg::Stop => stopping = true,
             }
         }
-        if events.is_empty() {
-            continue;
+        if !events.is_empty() {
+            apply(store, events, senders, acks);
         }
-        match store.append_nowait(&events) {
-            Ok(pending) => {
-                let acks_batch = senders
-                    .into_iter()
-                    .map(|(i, tx)| {
-                        let item = events[i].action.item().and_then(|n| store.item_id(n));
-                        (i, item, tx)
-                    })
-                    .collect();
-                let _ = acks.send(Applied::Batch {
-                    pending,
-                    acks: acks_batch,
-                });
-            }
-            Err(_) if events.len() > 1 => {
-                // One bad event must not fail its neighbours: write them one by one.
-                let mut senders = senders.into_iter().peekable();
-                for (i, ev) in events.iter().enumerate() {
-                    let tx = match senders.peek() {
-                        Some((j, _)) if *j == i => senders.next().map(|(_, tx)| tx),
-                        _ => None,
-                    };
-                    match (store.append_nowait(std::slice::from_ref(ev)), tx) {
-                        (Ok(pending), Some(tx)) => {
-                            let item = ev.action.item().and_then(|n| store.item_id(n));
-                            let _ = acks.send(Applied::Batch {
-                                pending,
-                                acks: vec![(0, item, tx)],
-                            });
-                        }
-                        (Ok(pending), None) => drop(pending),
-                        (Err(e), Some(tx)) => {
-                            let _ = tx.send(Err(e));
-                        }
-                        (Err(e), None) => {
-                            tracing::warn!(error = %e, "could not log an impression")
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                for (_, tx) in senders {
-                    let _ = tx.send(Err(Error::ActorFailed(format!("writing the event: {msg}"))));
-                }
-                if let Some(ev) = events.first() {
-                    tracing::warn!(error = %msg, user = %ev.user, "could not log an event");
-                }
-            }
+        // Barriers came after the events in their batch: those are applied now.
+        for tx in barriers {
+            let _ = tx.send(());
         }
     }
     let _ = acks.send(Applied::Stop);
+}
+
+/// Applies one batch of events and hands their acknowledgements to the ack thread.
+fn apply(
+    store: &Store,
+    events: Vec<RawEvent>,
+    senders: Vec<(usize, AckSender)>,
+    acks: &Sender<Applied>,
+) {
+    match store.append_nowait(&events) {
+        Ok(pending) => {
+            let acks_batch = senders
+                .into_iter()
+                .map(|(i, tx)| {
+                    let item = events[i].action.item().and_then(|n| store.item_id(n));
+                    (i, item, tx)
+                })
+                .collect();
+            let _ = acks.send(Applied::Batch {
+                pending,
+                acks: acks_batch,
+            });
+        }
+        Err(_) if events.len() > 1 => {
+            // One bad event must not fail its neighbours: write them one by one.
+            let mut senders = senders.into_iter().peekable();
+            for (i, ev) in events.iter().enumerate() {
+                let tx = match senders.peek() {
+                    Some((j, _)) if *j == i => senders.next().map(|(_, tx)| tx),
+                    _ => None,
+                };
+                match (store.append_nowait(std::slice::from_ref(ev)), tx) {
+                    (Ok(pending), Some(tx)) => {
+                        let item = ev.action.item().and_then(|n| store.item_id(n));
+                        let _ = acks.send(Applied::Batch {
+                            pending,
+                            acks: vec![(0, item, tx)],
+                        });
+                    }
+                    (Ok(pending), None) => drop(pending),
+                    (Err(e), Some(tx)) => {
+                        let _ = tx.send(Err(e));
+                    }
+                    (Err(e), None) => {
+                        tracing::warn!(error = %e, "could not log an impression")
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for (_, tx) in senders {
+                let _ = tx.send(Err(Error::ActorFailed(format!("writing the event: {msg}"))));
+            }
+            if let Some(ev) = events.first() {
+                tracing::warn!(error = %msg, user = %ev.user, "could not log an event");
+            }
+        }
+    }
 }
 
 fn ack_loop(rx: &Receiver<Applied>) {

@@ -406,6 +406,8 @@ pub(crate) struct Shared {
     config: EngineConfig,
     closed: AtomicBool,
     finetune: FineTuneConfig,
+    /// Users being forgotten: their requests are refused meanwhile.
+    forgetting: Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {
@@ -768,6 +770,7 @@ impl Engine {
             finetune: config.finetune.clone(),
             config: config.clone(),
             closed: AtomicBool::new(false),
+            forgetting: Mutex::default(),
         });
         if let Some(ck) = checkpoint {
             let weights = ck.dir.join(crate::model::checkpoint::WEIGHTS);
@@ -840,6 +843,17 @@ impl Engine {
     /// The session actor of `user`, started (and restored) on first use.
     fn session(&self, user: &str) -> Result<(Addr<SessionActor>, Arc<EntryStats>)> {
         self.check_open()?;
+        if self
+            .shared
+            .forgetting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(user)
+        {
+            return Err(Error::BadRequest(format!(
+                "user {user} is being forgotten; try again in a moment"
+            )));
+        }
         let mut map = self.shared.registry.lock();
         if let Some(e) = map.get(user) {
             if e.addr.connected() && !e.stats.crashed.load(Ordering::Acquire) {
@@ -966,6 +980,70 @@ impl Engine {
             }
         }
         r
+    }
+
+    /// Forgets a user: stops their session without persisting it, lets the events
+    /// already sent reach the log, drops what the learner holds of them, and removes
+    /// their events, index, snapshot and id from the store ([`Store::forget_user`]).
+    /// Requests for the user are refused while this runs; afterwards the same id is a
+    /// new user. Returns `None` for a user the store does not know. Durable on return.
+    pub async fn forget_user(&self, user: &str) -> Result<Option<crate::store::Forgotten>> {
+        check_user(user)?;
+        self.check_open()?;
+        let name: Arc<str> = Arc::from(user);
+        struct Unmark<'a>(&'a Shared, Arc<str>);
+        impl Drop for Unmark<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .forgetting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&self.1);
+            }
+        }
+        if !self
+            .shared
+            .forgetting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Arc::clone(&name))
+        {
+            return Err(Error::BadRequest(format!(
+                "user {user} is already being forgotten"
+            )));
+        }
+        let _unmark = Unmark(&self.shared, Arc::clone(&name));
+        let entry = self.shared.registry.lock().remove(user);
+        if let Some(e) = entry {
+            // Its handlers in flight finish first (the mailbox is ordered).
+            let _ = e.addr.send(session::Forget).await;
+        }
+        // Events and impressions sent before are applied before the log is rewritten.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared
+            .log
+            .send(log::LogMsg::Barrier(tx))
+            .map_err(|_| Error::ShutDown)?;
+        rx.await.map_err(|_| Error::ShutDown)?;
+        // Not `learn` (which drops messages when the learner lags): this one must arrive.
+        self.shared
+            .learner
+            .send_timeout(
+                LearnerMsg::Forget(Arc::clone(&name)),
+                Duration::from_secs(10),
+            )
+            .map_err(|_| Error::ActorFailed("the learner did not take the request".into()))?;
+        // One pass over the log: on a thread of its own, not the caller's executor.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let store = self.shared.store.clone();
+        std::thread::Builder::new()
+            .name("attune-forget".into())
+            .spawn(move || {
+                let _ = tx.send(store.forget_user(&name));
+            })
+            .map_err(|e| Error::io("attune-forget thread", e))?;
+        rx.await
+            .map_err(|_| Error::ActorFailed("forgetting the user failed".into()))?
     }
 
     /// What the session of `user` holds.

@@ -453,6 +453,19 @@ impl Handler<Evict> for SessionActor {
     }
 }
 
+/// Stops the actor without persisting anything (the user is being forgotten).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Forget;
+
+impl Handler<Forget> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Forget, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 /// What `Engine::session` reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {

@@ -589,3 +589,52 @@ fn fine_tuning_runs_in_the_background_and_swaps_the_model_in() {
     assert!(v > after.model_version);
     engine.shutdown().expect("shutdown");
 }
+
+#[actix::test]
+async fn a_forgotten_user_is_gone_from_the_session_the_log_and_the_store() {
+    let (_dir, config) = fixture(20);
+    let engine = Engine::open(config).expect("open");
+    for item in ["i1", "i2", "i3"] {
+        engine.record(click("leaver", item)).await.expect("record");
+    }
+    // An impression logged for the user, and a session persisted by an eviction.
+    engine
+        .recommend("leaver", 5, Context::default())
+        .await
+        .expect("rec");
+    engine.evict_all();
+    engine
+        .recommend("leaver", 5, Context::default())
+        .await
+        .expect("rec");
+    let store = engine.store().clone();
+    let before = store.next_seq();
+    let f = engine
+        .forget_user("leaver")
+        .await
+        .expect("forget")
+        .expect("known");
+    assert!(f.events >= 5, "{f:?}");
+    assert_eq!(store.user_id("leaver"), None);
+    let names: Vec<Option<String>> = store
+        .all_events()
+        .map(|e| store.user_name(e.expect("readable").1.user))
+        .collect();
+    assert!(names.iter().all(|n| n.as_deref() != Some("leaver")));
+    assert!(store
+        .get_record(crate::store::RecordSpace::Session, b"leaver")
+        .expect("read")
+        .is_none());
+    // The user comes back as a new one: nothing of the old history.
+    let info = engine.session_info("leaver").await.expect("info");
+    assert_eq!(info.interactions, 0);
+    assert!(info.recent.is_empty());
+    let rec = engine
+        .recommend("leaver", 5, quiet())
+        .await
+        .expect("rec");
+    assert_eq!(rec.fallback.as_deref(), Some("popularity"));
+    assert!(store.next_seq() >= before);
+    assert!(engine.forget_user("nobody-known").await.expect("ok").is_none());
+    engine.shutdown().await.expect("shutdown");
+}

@@ -40,6 +40,10 @@ pub const META_SCHEMA: &[u8] = b"schema_version";
 pub const META_INDEXED: &[u8] = b"indexed_upto";
 /// Metadata name of an import in progress (JSON), rolled back on open.
 pub const META_PENDING: &[u8] = b"pending_import";
+/// Metadata name of the sequence floor (u64): no event is ever numbered below it again.
+/// Forgetting a user may remove the log's last events; the floor keeps their numbers from
+/// being reused after a restart.
+pub const META_SEQ_FLOOR: &[u8] = b"seq_floor";
 
 pub fn event(seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];

@@ -330,3 +330,82 @@ fn index_spans_chunks_and_reindexing_is_a_no_op() {
         (n as usize).div_ceil(5)
     );
 }
+
+#[test]
+fn a_forgotten_user_leaves_nothing_and_the_others_keep_their_numbers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shown = |user: &str, ts: i64| Event {
+        user: user.to_string(),
+        ts,
+        action: Action::Impression(crate::event::Impression {
+            request_id: format!("r{ts}"),
+            items: vec!["x".into(), "y".into()],
+            scores: vec![1.0, 0.5],
+            strategy_version: 1,
+        }),
+    };
+    let mut others = Vec::new();
+    {
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        // 3 appends spanning several blocks (16 events each under test), interleaved; the
+        // log ends with the forgotten user's events.
+        for round in 0..3i64 {
+            let mut evs = Vec::new();
+            for i in 0..20i64 {
+                let ts = round * 100 + i;
+                evs.push(click("keep", &format!("i{}", i % 7), ts));
+                evs.push(click("gone", &format!("i{}", i % 5), ts));
+                if i % 4 == 0 {
+                    evs.push(shown("gone", ts));
+                }
+            }
+            store.append(&evs).expect("append");
+        }
+        store.sync_index();
+        store.append(&[click("gone", "i1", 999)]).expect("append");
+        store
+            .put_record(RecordSpace::Session, b"gone", b"snapshot")
+            .expect("record");
+        let before = store.next_seq();
+        others = store
+            .all_events()
+            .map(|e| e.expect("readable"))
+            .filter(|(_, e)| store.user_name(e.user).as_deref() == Some("keep"))
+            .map(|(s, e)| (s, e.ts))
+            .collect();
+        let gone = store.user_id("gone").expect("known");
+        let f = store
+            .forget_user("gone")
+            .expect("forget")
+            .expect("known user");
+        assert_eq!(f.events, 3 * (20 + 5) + 1);
+        assert!(f.index_chunks >= 1 && f.session_snapshot, "{f:?}");
+        assert_eq!(store.user_id("gone"), None);
+        assert_eq!(store.user_name(gone), None);
+        assert!(store.user_history(gone).expect("history").is_empty());
+        assert_eq!(store.next_seq(), before);
+        assert_eq!(store.forget_user("gone").expect("again"), None);
+        store.close().expect("close");
+    }
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+    let all: Vec<(u64, Event)> = store.all_events().map(|e| e.expect("readable")).collect();
+    assert!(all
+        .iter()
+        .all(|(_, e)| store.user_name(e.user).as_deref() == Some("keep")));
+    let kept: Vec<(u64, i64)> = all.iter().map(|(s, e)| (*s, e.ts)).collect();
+    assert_eq!(kept, others, "the other user's events keep their numbers");
+    assert_eq!(store.user_id("gone"), None);
+    assert!(store
+        .get_record(RecordSpace::Session, b"gone")
+        .expect("read")
+        .is_none());
+    // Numbers are never reused, and the same id arriving again is a new user.
+    let seq = store.append(&[click("gone", "i2", 2000)]).expect("append");
+    assert_eq!(seq.start, 3 * 45 + 1);
+    let again = store.user_id("gone").expect("new id");
+    let h = store.user_history(again).expect("history");
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].ts, 2000);
+    let keep = store.user_id("keep").expect("keep");
+    assert_eq!(store.user_history(keep).expect("history").len(), 60);
+}
