@@ -19,6 +19,8 @@ pub mod store;
 pub mod synth;
 pub mod wire;
 
-pub use engine::{BlockingEngine, Context, Engine, EngineConfig, Feedback, Recommendation};
+pub use engine::{
+    BlockingEngine, Context, Engine, EngineConfig, Feedback, ModelInfo, Recommendation,
+};
 pub use error::{Error, Result};
 pub use event::{Action, Event, EventKind, Impression, Item, RawEvent};

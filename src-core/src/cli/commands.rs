@@ -529,20 +529,35 @@ fn pick_model(dir: &Path) -> Result<PathBuf> {
 }
 
 pub fn serve(a: ServeArgs) -> Result<()> {
-    let model = match &a.models {
+    let file = match &a.config {
+        Some(p) => attune::service::config::ServeFile::load(p)?,
+        None => attune::service::config::ServeFile::default(),
+    };
+    let store = a
+        .store
+        .clone()
+        .or(file.store.clone())
+        .context("no store: give --store DIR (or `store = \"DIR\"` in the --config file)")?;
+    let models_dir = a.models.clone().or(file.models.clone());
+    let model = match &models_dir {
         Some(d) => Some(pick_model(d)?),
         None => None,
     };
-    let engine = attune::Engine::open(attune::EngineConfig {
-        store: a.store.clone(),
-        model: model.clone(),
-        ..Default::default()
-    })
-    .with_context(|| format!("opening the engine on {}", a.store.display()))?;
+    let engine_cfg = file.engine(store.clone(), model.clone())?;
+    let engine = attune::Engine::open(engine_cfg)
+        .with_context(|| format!("opening the engine on {}", store.display()))?;
+    let defaults = attune::service::ServeConfig::default();
     let cfg = attune::service::ServeConfig {
-        bind: a.bind,
-        token_file: a.token_file.clone(),
-        body_limit: a.body_limit,
+        bind: a.bind.or(file.bind).unwrap_or(defaults.bind),
+        token_file: a.token_file.clone().or(file.token_file.clone()),
+        body_limit: a
+            .body_limit
+            .or(file.body_limit)
+            .unwrap_or(defaults.body_limit),
+        // A single checkpoint directory has no siblings to choose from.
+        models_dir: models_dir.filter(|d| !d.join("config.json").is_file()),
+        stream_every: file.stream_every().unwrap_or(defaults.stream_every),
+        workers: a.workers.or(file.workers).unwrap_or(defaults.workers),
     };
     let system = actix_web::rt::System::new();
     system.block_on(attune::service::serve(engine, cfg, |addr| {

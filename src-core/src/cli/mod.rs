@@ -191,23 +191,29 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Store directory (created if missing).
+    /// Store directory (created if missing). Required here or in --config.
     #[arg(long)]
-    pub store: PathBuf,
+    pub store: Option<PathBuf>,
     /// A model checkpoint directory, or a directory of them (then `synthetic-default`, or
     /// the first by name, serves).
     #[arg(long)]
     pub models: Option<PathBuf>,
-    /// Address to listen on; loopback by default. Port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub bind: std::net::SocketAddr,
+    /// Address to listen on [default: 127.0.0.1:8080, loopback]. Port 0 picks a free port.
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
     /// File holding the admin token (at least 16 characters). Default: a token generated
     /// into the store on first start and printed once.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// Largest request body, in bytes.
-    #[arg(long, default_value_t = attune::service::DEFAULT_BODY_LIMIT)]
-    pub body_limit: usize,
+    /// Largest request body, in bytes [default: 8388608].
+    #[arg(long)]
+    pub body_limit: Option<usize>,
+    /// HTTP worker threads [default: 2].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// A TOML configuration file (see examples/attune.toml); flags win over it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

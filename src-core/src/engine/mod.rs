@@ -287,6 +287,26 @@ pub struct StrategyView {
     pub weights: SourceWeights,
 }
 
+/// What [`Engine::model_info`] reports of the serving model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// Model version (1 for the first loaded; every swap or fine-tune adds one).
+    pub version: u64,
+    /// The checkpoint directory it came from.
+    pub dir: PathBuf,
+    /// The weights file serving (a fine-tuned one lies in the store's `finetuned/`).
+    pub weights: PathBuf,
+    /// Whether the weights come from background fine-tuning.
+    pub fine_tuned: bool,
+    /// Items the model knows.
+    pub items: usize,
+    /// Embedding width, blocks, heads and window of the model.
+    pub dim: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub max_len: usize,
+}
+
 /// The attention model serving now, with its item mapping.
 #[derive(Debug)]
 pub(crate) struct ModelSlot {
@@ -1111,6 +1131,21 @@ impl Engine {
             })),
             None => Ok(None),
         }
+    }
+
+    /// The attention model serving now, if any.
+    pub fn model_info(&self) -> Option<ModelInfo> {
+        self.shared.model().map(|m| ModelInfo {
+            version: m.version,
+            dir: m.checkpoint.dir.clone(),
+            weights: m.weights.clone(),
+            fine_tuned: !m.weights.starts_with(&m.checkpoint.dir),
+            items: m.checkpoint.items.len(),
+            dim: m.checkpoint.config.dim,
+            layers: m.checkpoint.config.layers,
+            heads: m.checkpoint.config.heads,
+            max_len: m.checkpoint.config.max_len,
+        })
     }
 
     /// Loads a checkpoint and swaps it in atomically; returns its model version.

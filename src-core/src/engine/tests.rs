@@ -629,12 +629,13 @@ async fn a_forgotten_user_is_gone_from_the_session_the_log_and_the_store() {
     let info = engine.session_info("leaver").await.expect("info");
     assert_eq!(info.interactions, 0);
     assert!(info.recent.is_empty());
-    let rec = engine
-        .recommend("leaver", 5, quiet())
-        .await
-        .expect("rec");
+    let rec = engine.recommend("leaver", 5, quiet()).await.expect("rec");
     assert_eq!(rec.fallback.as_deref(), Some("popularity"));
     assert!(store.next_seq() >= before);
-    assert!(engine.forget_user("nobody-known").await.expect("ok").is_none());
+    assert!(engine
+        .forget_user("nobody-known")
+        .await
+        .expect("ok")
+        .is_none());
     engine.shutdown().await.expect("shutdown");
 }

@@ -2,16 +2,27 @@
 //! recommendations, users, strategies and figures; bearer-token auth on admin routes;
 //! every error as JSON `{"error": {"code": "...", "message": "..."}}`.
 //!
+//! Every route is registered from one table ([`routes`]) that also generates the
+//! OpenAPI document (`GET /v1/openapi.json`, see `openapi`). Request latency is kept per
+//! route for `/metrics`, and `GET /v1/stream` pushes the live figures once a second as
+//! server-sent events (see `live`).
+//!
 //! Writes are answered only once durable (the engine acknowledges an event after its
 //! flush). The server binds to loopback unless told otherwise, caps request bodies, and
 //! stops gracefully on SIGTERM / Ctrl-C: it stops accepting, lets requests in flight
 //! finish, then shuts the engine down (sessions persisted, log flushed).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Instant;
+pub mod config;
+pub mod live;
+pub mod openapi;
 
-use actix_web::http::{header, StatusCode};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Service as _;
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -21,6 +32,8 @@ use crate::engine::{Context, Engine};
 use crate::error::Error;
 use crate::store::RecordSpace;
 use crate::wire::{parse_record, Record};
+use live::{HttpMetrics, Hub};
+use openapi::RouteDoc;
 
 /// Largest request body accepted, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 8 << 20;
@@ -34,6 +47,13 @@ pub struct ServeConfig {
     pub token_file: Option<PathBuf>,
     /// Largest request body, in bytes.
     pub body_limit: usize,
+    /// The directory of model checkpoints that `GET /v1/models` lists and
+    /// `POST /v1/models/activate` picks from.
+    pub models_dir: Option<PathBuf>,
+    /// How often `GET /v1/stream` sends the live figures.
+    pub stream_every: Duration,
+    /// HTTP worker threads.
+    pub workers: usize,
 }
 
 impl Default for ServeConfig {
@@ -42,6 +62,9 @@ impl Default for ServeConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token_file: None,
             body_limit: DEFAULT_BODY_LIMIT,
+            models_dir: None,
+            stream_every: Duration::from_secs(1),
+            workers: 2,
         }
     }
 }
@@ -117,6 +140,9 @@ impl From<Error> for ApiError {
             Error::ShutDown | Error::Closed => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
+            Error::Checkpoint { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_model", message)
+            }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
@@ -128,6 +154,10 @@ struct AppState {
     engine: Engine,
     token: String,
     started: Instant,
+    models_dir: Option<PathBuf>,
+    http: Arc<HttpMetrics>,
+    hub: Arc<Hub>,
+    openapi: String,
 }
 
 fn admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
@@ -250,6 +280,158 @@ async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> ApiRes
     Ok(HttpResponse::Ok().json(info))
 }
 
+/// Forgets a user (admin): their events, index, session and id.
+async fn delete_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult {
+    admin(&req, &state)?;
+    let user = path.into_inner();
+    match state.engine.forget_user(&user).await? {
+        Some(f) => Ok(HttpResponse::Ok().json(serde_json::json!({
+            "user": user,
+            "events": f.events,
+            "index_chunks": f.index_chunks,
+            "session_snapshot": f.session_snapshot,
+        }))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no user {user:?} in the store"),
+        )),
+    }
+}
+
+/// The checkpoints under the models directory (sub-directories with a `config.json`).
+fn available_models(dir: &Path) -> Vec<serde_json::Value> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("config.json").is_file())
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .map(|p| {
+            let read = |name: &str| -> serde_json::Value {
+                std::fs::read(p.join(name))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(serde_json::Value::Null)
+            };
+            let items = read("items.json").as_array().map(Vec::len);
+            // The model card's figures, without the per-epoch history.
+            let mut metrics = read("metrics.json");
+            if let Some(m) = metrics.as_object_mut() {
+                m.remove("history");
+            }
+            serde_json::json!({
+                "name": p.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "dir": p,
+                "items": items,
+                "config": read("config.json"),
+                "metrics": metrics,
+            })
+        })
+        .collect()
+}
+
+async fn get_models(state: web::Data<AppState>) -> HttpResponse {
+    let available = state
+        .models_dir
+        .as_deref()
+        .map(available_models)
+        .unwrap_or_default();
+    HttpResponse::Ok().json(serde_json::json!({
+        "serving": state.engine.model_info(),
+        "models_dir": state.models_dir,
+        "available": available,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    name: String,
+}
+
+/// Key of the activated model's name in the store's blob space (restored on restart).
+const ACTIVE_MODEL: &[u8] = b"active_model";
+
+/// The checkpoint directory `name` names under the models directory.
+fn model_dir(models_dir: Option<&Path>, name: &str) -> Result<PathBuf, ApiError> {
+    let dir = models_dir.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_models_dir",
+            "the service was started without --models; no checkpoint can be activated",
+        )
+    })?;
+    let plain = !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0']);
+    if !plain {
+        return Err(ApiError::bad_request(format!(
+            "field `name`: {name:?} is not a checkpoint name (one directory name under --models)"
+        )));
+    }
+    let path = dir.join(name);
+    if !path.join("config.json").is_file() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no checkpoint {name:?} in {}", dir.display()),
+        ));
+    }
+    Ok(path)
+}
+
+/// Loads a checkpoint of the models directory and swaps it in (admin).
+async fn activate_model(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> ApiResult {
+    admin(&req, &state)?;
+    let b: ActivateBody = json(&body)?;
+    let path = model_dir(state.models_dir.as_deref(), &b.name)?;
+    let engine = state.engine.clone();
+    // Loading reads and checks the weights: off the HTTP worker.
+    let version = web::block(move || engine.swap_model(&path))
+        .await
+        .map_err(|e| ApiError::from(Error::ActorFailed(e.to_string())))??;
+    state
+        .engine
+        .store()
+        .put_record_durable(RecordSpace::Blob, ACTIVE_MODEL, b.name.as_bytes())?;
+    let model = state.engine.model_info();
+    state.hub.send(
+        "model",
+        &serde_json::json!({"version": version, "name": b.name, "model": model}),
+    );
+    Ok(HttpResponse::Ok().json(serde_json::json!({"version": version, "model": model})))
+}
+
+/// Server-sent events: `stats` once a second, `strategy` and `model` on changes.
+async fn stream(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(state.hub.subscribe())
+}
+
+async fn get_openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(state.openapi.clone())
+}
+
 async fn get_item(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let id = path.into_inner();
     match state.engine.item(&id)? {
@@ -317,7 +499,9 @@ async fn put_strategy(req: HttpRequest, state: web::Data<AppState>, body: web::B
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
     let s = Strategy::from_json(text)?;
-    Ok(HttpResponse::Ok().json(state.engine.set_strategy(s)?))
+    let v = state.engine.set_strategy(s)?;
+    state.hub.send("strategy", &v);
+    Ok(HttpResponse::Ok().json(v))
 }
 
 async fn strategy_history(state: web::Data<AppState>) -> ApiResult {
@@ -333,7 +517,9 @@ struct RollbackBody {
 async fn rollback(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
     admin(&req, &state)?;
     let b: RollbackBody = json(&body)?;
-    Ok(HttpResponse::Ok().json(state.engine.rollback_strategy(b.version)?))
+    let v = state.engine.rollback_strategy(b.version)?;
+    state.hub.send("strategy", &v);
+    Ok(HttpResponse::Ok().json(v))
 }
 
 async fn stats(state: web::Data<AppState>) -> HttpResponse {
@@ -435,6 +621,32 @@ async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
             h.count
         ));
     }
+    out.push_str("# HELP attune_http_request_duration_us HTTP request latency by route (µs).\n# TYPE attune_http_request_duration_us histogram\n");
+    let routes = state.http.snapshot();
+    for (method, route, h, _) in &routes {
+        let labels = format!("method=\"{method}\",route=\"{route}\"");
+        let mut cum = 0;
+        for (le, c) in &h.buckets {
+            cum += c;
+            out.push_str(&format!(
+                "attune_http_request_duration_us_bucket{{{labels},le=\"{le}\"}} {cum}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "attune_http_request_duration_us_bucket{{{labels},le=\"+Inf\"}} {}\nattune_http_request_duration_us_sum{{{labels}}} {}\nattune_http_request_duration_us_count{{{labels}}} {}\n",
+            h.count,
+            h.mean * h.count as f64,
+            h.count
+        ));
+    }
+    out.push_str("# HELP attune_http_responses_total HTTP responses by route and status.\n# TYPE attune_http_responses_total counter\n");
+    for (method, route, _, statuses) in &routes {
+        for (status, n) in statuses {
+            out.push_str(&format!(
+                "attune_http_responses_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}\n"
+            ));
+        }
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
@@ -515,6 +727,70 @@ fn admin_token(engine: &Engine, cfg: &ServeConfig) -> crate::Result<String> {
     Ok(token)
 }
 
+/// Every route of the service: registered from here, and described from here in the
+/// OpenAPI document.
+pub fn routes() -> Vec<RouteDoc> {
+    const JSON: &str = "application/json";
+    const EVENTS: &[&str] = &["application/json", "application/x-ndjson"];
+    const BODY: &[&str] = &["application/json"];
+    let r = |method: Method,
+             path: &'static str,
+             summary: &'static str,
+             admin: bool,
+             request: Option<(&'static [&'static str], &'static str)>,
+             response: (&'static str, &'static str),
+             handler: fn(actix_web::Route) -> actix_web::Route| RouteDoc {
+        method,
+        path,
+        summary,
+        admin,
+        request,
+        response,
+        handler,
+    };
+    vec![
+        r(Method::GET, "/healthz", "Liveness: the service answers.", false, None, (JSON, "Health"), |r| r.to(healthz)),
+        r(Method::GET, "/metrics", "Prometheus text: counters, latency histograms by route, batch sizes, queue depth, sessions, reward, blend weights.", false, None, ("text/plain", "Prometheus"), |r| r.to(prometheus)),
+        r(Method::POST, "/v1/events", "Record events (one, a JSON array, or JSON lines); answered once durable. Everything is checked before anything is written.", false, Some((EVENTS, "Events")), (JSON, "Accepted"), |r| r.to(post_events)),
+        r(Method::POST, "/v1/recommend", "The k best items for a user now, with each item's score breakdown.", false, Some((BODY, "RecommendRequest")), (JSON, "Recommendation"), |r| r.to(post_recommend)),
+        r(Method::GET, "/v1/users/{id}", "A user's session: recent history and model state.", false, None, (JSON, "Session"), |r| r.to(get_user)),
+        r(Method::DELETE, "/v1/users/{id}", "Forget a user: their events, index, session snapshot and id.", true, None, (JSON, "Forgotten"), |r| r.to(delete_user)),
+        r(Method::GET, "/v1/items/{id}", "A catalogue record.", false, None, (JSON, "Item"), |r| r.to(get_item)),
+        r(Method::POST, "/v1/items", "Add or update catalogue records (one, an array, or JSON lines).", true, Some((EVENTS, "Items")), (JSON, "Accepted"), |r| r.to(post_items)),
+        r(Method::GET, "/v1/strategy", "The strategy in force and the learned weights.", false, None, (JSON, "StrategyView"), |r| r.to(get_strategy)),
+        r(Method::PUT, "/v1/strategy", "Set a new strategy version (validated; applies to the next request).", true, Some((BODY, "Strategy")), (JSON, "StrategyVersion"), |r| r.to(put_strategy)),
+        r(Method::GET, "/v1/strategy/history", "Every strategy version, oldest first.", false, None, (JSON, "StrategyHistory"), |r| r.to(strategy_history)),
+        r(Method::POST, "/v1/strategy/rollback", "Make a copy of an earlier version the current strategy.", true, Some((BODY, "Rollback")), (JSON, "StrategyVersion"), |r| r.to(rollback)),
+        r(Method::GET, "/v1/models", "The model serving and the checkpoints available under --models.", false, None, (JSON, "Models"), |r| r.to(get_models)),
+        r(Method::POST, "/v1/models/activate", "Load a checkpoint of --models and swap it in atomically (kept across restarts).", true, Some((BODY, "Activate")), (JSON, "Activated"), |r| r.to(activate_model)),
+        r(Method::GET, "/v1/stats", "The engine's figures (counters and histograms) as JSON.", false, None, (JSON, "Stats"), |r| r.to(stats)),
+        r(Method::GET, "/v1/stream", "Server-sent events: the live figures once a second, strategy and model changes.", false, None, ("text/event-stream", "Stream"), |r| r.to(stream)),
+        r(Method::GET, "/v1/openapi.json", "This document.", false, None, (JSON, "OpenApi"), |r| r.to(get_openapi)),
+    ]
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = actix_web::rt::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                let _ = actix_web::rt::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = actix_web::rt::signal::ctrl_c().await;
+}
+
 /// Runs the service until SIGTERM / Ctrl-C, then shuts the engine down. `on_bound` gets
 /// the bound address (useful with port 0).
 pub async fn serve(
@@ -522,37 +798,57 @@ pub async fn serve(
     cfg: ServeConfig,
     on_bound: impl FnOnce(SocketAddr),
 ) -> crate::Result<()> {
+    if cfg.workers == 0 || cfg.body_limit == 0 || cfg.stream_every.is_zero() {
+        return Err(Error::config(
+            "serve",
+            "workers, body_limit and stream_every must be positive",
+        ));
+    }
     let token = admin_token(&engine, &cfg)?;
+    restore_active_model(&engine, cfg.models_dir.as_deref());
+    let http = Arc::new(HttpMetrics::default());
+    let hub = Arc::new(Hub::default());
+    let openapi = serde_json::to_string_pretty(&openapi::document(&routes()))?;
     let state = web::Data::new(AppState {
         engine: engine.clone(),
         token,
         started: Instant::now(),
+        models_dir: cfg.models_dir.clone(),
+        http: Arc::clone(&http),
+        hub: Arc::clone(&hub),
+        openapi,
     });
     let limit = cfg.body_limit;
     let server = HttpServer::new(move || {
-        App::new()
+        let timing = Arc::clone(&state.http);
+        let mut app = App::new()
             .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(json_errors))
+            .wrap_fn(move |req, srv| {
+                let started = Instant::now();
+                let timing = Arc::clone(&timing);
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    let r = res.request();
+                    timing.observe(
+                        r.method().as_str(),
+                        r.match_pattern(),
+                        res.status().as_u16(),
+                        started.elapsed(),
+                    );
+                    Ok(res)
+                }
+            })
             .app_data(state.clone())
-            .app_data(web::PayloadConfig::new(limit))
-            .route("/healthz", web::get().to(healthz))
-            .route("/metrics", web::get().to(prometheus))
-            .service(
-                web::scope("/v1")
-                    .route("/events", web::post().to(post_events))
-                    .route("/recommend", web::post().to(post_recommend))
-                    .route("/users/{id}", web::get().to(get_user))
-                    .route("/items/{id}", web::get().to(get_item))
-                    .route("/items", web::post().to(post_items))
-                    .route("/strategy", web::get().to(get_strategy))
-                    .route("/strategy", web::put().to(put_strategy))
-                    .route("/strategy/history", web::get().to(strategy_history))
-                    .route("/strategy/rollback", web::post().to(rollback))
-                    .route("/stats", web::get().to(stats)),
-            )
-            .default_service(web::to(not_found))
+            .app_data(web::PayloadConfig::new(limit));
+        for route in routes() {
+            app = app.route(route.path, (route.handler)(web::method(route.method)));
+        }
+        app.default_service(web::to(not_found))
     })
-    .workers(2)
+    .workers(cfg.workers)
     .shutdown_timeout(10)
+    .disable_signals()
     .bind(cfg.bind)
     .map_err(|e| Error::io(format!("bind {}", cfg.bind), e))?;
     let addr = server
@@ -560,11 +856,48 @@ pub async fn serve(
         .first()
         .copied()
         .ok_or_else(|| Error::config("bind", "the server bound no address"))?;
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(live::tick(
+        engine.clone(),
+        Arc::clone(&http),
+        Arc::clone(&hub),
+        cfg.stream_every,
+    ));
+    let stopping = Arc::clone(&hub);
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stop requested; finishing requests in flight");
+        // Streams never end by themselves: end them, so the graceful stop need not wait.
+        stopping.close();
+        handle.stop(true).await;
+    });
     on_bound(addr);
-    server
-        .run()
-        .await
-        .map_err(|e| Error::io("http server", e))?;
+    server.await.map_err(|e| Error::io("http server", e))?;
     tracing::info!("server stopped; shutting the engine down");
     engine.shutdown().await
+}
+
+/// Swaps in the checkpoint last activated through `POST /v1/models/activate`, if it is
+/// still there and not the one already serving.
+fn restore_active_model(engine: &Engine, models_dir: Option<&Path>) {
+    let Some(dir) = models_dir else { return };
+    let Ok(Some(name)) = engine.store().get_record(RecordSpace::Blob, ACTIVE_MODEL) else {
+        return;
+    };
+    let Ok(name) = String::from_utf8(name) else {
+        return;
+    };
+    let Ok(path) = model_dir(Some(dir), &name) else {
+        tracing::warn!(name, "the activated model is gone; serving the default");
+        return;
+    };
+    let serving = engine.model_info().map(|m| m.dir);
+    if serving.as_deref() == Some(path.as_path()) {
+        return;
+    }
+    match engine.swap_model(&path) {
+        Ok(v) => tracing::info!(name, version = v, "activated model restored"),
+        Err(e) => tracing::warn!(name, error = %e, "could not restore the activated model"),
+    }
 }

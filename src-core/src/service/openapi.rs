@@ -1,0 +1,196 @@
+//! The OpenAPI 3.1 description of the service, generated from the same route table that
+//! registers the handlers (`super::routes`), so a route cannot be served without being
+//! described, or described without being served.
+//!
+//! Bodies are described by the JSON schemas below; they follow the serde types of the
+//! engine (`Recommendation`, `StrategyVersion`, ...) and the `jsonl` wire format.
+
+use serde_json::{json, Value};
+
+/// One route: what registers it and what describes it.
+pub struct RouteDoc {
+    /// HTTP method.
+    pub method: actix_web::http::Method,
+    /// Path, with `{name}` parameters (the same syntax in actix and OpenAPI).
+    pub path: &'static str,
+    /// One line for the reader.
+    pub summary: &'static str,
+    /// Needs `Authorization: Bearer <admin token>`.
+    pub admin: bool,
+    /// Request body: media types and the schema name in `components`.
+    pub request: Option<(&'static [&'static str], &'static str)>,
+    /// Success response: media type and schema name.
+    pub response: (&'static str, &'static str),
+    /// Attaches the handler.
+    pub handler: fn(actix_web::Route) -> actix_web::Route,
+}
+
+fn params(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            json!({"name": name, "in": "path", "required": true,
+                   "schema": {"type": "string", "minLength": 1, "maxLength": crate::wire::MAX_ID_BYTES}})
+        })
+        .collect()
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// The document for `routes`.
+pub fn document(routes: &[RouteDoc]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for r in routes {
+        let mut op = json!({
+            "summary": r.summary,
+            "operationId": operation_id(r),
+            "responses": {
+                "200": {"description": "success",
+                        "content": {r.response.0: {"schema": schema_ref(r.response.1)}}},
+                "4XX": {"description": "bad request, unauthorized, not found, too large",
+                        "content": {"application/json": {"schema": schema_ref("Error")}}},
+                "503": {"description": "overloaded or shutting down (with Retry-After)",
+                        "content": {"application/json": {"schema": schema_ref("Error")}}},
+            },
+        });
+        let ps = params(r.path);
+        if !ps.is_empty() {
+            op["parameters"] = Value::Array(ps);
+        }
+        if let Some((types, schema)) = r.request {
+            let content: serde_json::Map<String, Value> = types
+                .iter()
+                .map(|t| (t.to_string(), json!({"schema": schema_ref(schema)})))
+                .collect();
+            op["requestBody"] = json!({"required": true, "content": content});
+        }
+        if r.admin {
+            op["security"] = json!([{"admin": []}]);
+        }
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        entry[r.method.as_str().to_ascii_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Attune",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A real-time, adaptive recommendation engine. Admin routes need `Authorization: Bearer <token>`; every error is `{\"error\": {\"code\", \"message\"}}`.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn operation_id(r: &RouteDoc) -> String {
+    let mut id = r.method.as_str().to_ascii_lowercase();
+    for seg in r.path.split('/').filter(|s| !s.is_empty()) {
+        id.push('_');
+        id.push_str(seg.trim_start_matches('{').trim_end_matches('}'));
+    }
+    id
+}
+
+fn weights() -> Value {
+    let props: serde_json::Map<String, Value> = crate::engine::strategy::SOURCES
+        .iter()
+        .map(|s| (s.to_string(), json!({"type": "number"})))
+        .collect();
+    json!({"type": "object", "properties": props})
+}
+
+fn schemas() -> Value {
+    let id = json!({"type": ["string", "integer"], "description": "1 to 256 bytes, no control characters"});
+    let kinds: Vec<&str> = crate::event::EventKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .filter(|k| *k != "impression")
+        .collect();
+    json!({
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+        "Event": {"type": "object", "required": ["user", "kind", "item", "ts"],
+            "additionalProperties": false,
+            "properties": {
+                "user": id, "item": id, "kind": {"enum": kinds},
+                "ts": {"type": "number", "description": "Unix seconds"},
+                "value": {"type": "number", "description": "rating value (rating events)"},
+                "dwell_ms": {"type": "integer", "minimum": 0},
+                "price": {"type": "number"}}},
+        "Events": {"description": "One event, a JSON array of events, or JSON lines (application/x-ndjson)",
+            "oneOf": [{"$ref": "#/components/schemas/Event"},
+                      {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]},
+        "Accepted": {"type": "object", "properties": {
+            "accepted": {"type": "integer"},
+            "seqs": {"type": "array", "items": {"type": "integer"}}}},
+        "Item": {"type": "object", "required": ["kind", "item"], "additionalProperties": false,
+            "properties": {"kind": {"const": "item"}, "item": id, "title": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "attrs": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "Items": {"oneOf": [{"$ref": "#/components/schemas/Item"},
+                  {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}]},
+        "Context": {"type": "object", "additionalProperties": false, "properties": {
+            "include_tags": {"type": "array", "items": {"type": "string"}},
+            "exclude_tags": {"type": "array", "items": {"type": "string"}},
+            "exclude_items": {"type": "array", "items": {"type": "string"}},
+            "log_impression": {"type": "boolean", "default": true}}},
+        "RecommendRequest": {"type": "object", "required": ["user"], "additionalProperties": false,
+            "properties": {"user": {"type": "string"},
+                "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+                "context": {"$ref": "#/components/schemas/Context"}}},
+        "Weights": weights(),
+        "Recommendation": {"type": "object", "properties": {
+            "request_id": {"type": "string"}, "user": {"type": "string"},
+            "items": {"type": "array", "items": {"type": "object", "properties": {
+                "item": {"type": "string"}, "score": {"type": "number"},
+                "breakdown": {"$ref": "#/components/schemas/Weights"},
+                "explored": {"type": "boolean"}}}},
+            "strategy_version": {"type": "integer"},
+            "weights": {"$ref": "#/components/schemas/Weights"},
+            "model_version": {"type": "integer"},
+            "fallback": {"type": ["string", "null"]}}},
+        "Session": {"type": "object", "properties": {
+            "user": {"type": "string"}, "interactions": {"type": "integer"},
+            "recent": {"type": "array", "items": {"type": "string"}},
+            "has_state": {"type": "boolean"}, "state_len": {"type": "integer"},
+            "bytes": {"type": "integer"}}},
+        "Forgotten": {"type": "object", "properties": {
+            "user": {"type": "string"}, "events": {"type": "integer"},
+            "index_chunks": {"type": "integer"}, "session_snapshot": {"type": "boolean"}}},
+        "Strategy": {"type": "object", "description": "weights, min, max, pinned, learning, exploration, filters, reward, candidates, batching (see README: strategies)"},
+        "StrategyView": {"type": "object", "properties": {
+            "version": {"type": "integer"}, "strategy": {"$ref": "#/components/schemas/Strategy"},
+            "weights": {"$ref": "#/components/schemas/Weights"}}},
+        "StrategyVersion": {"type": "object", "properties": {
+            "version": {"type": "integer"}, "created_ms": {"type": "integer"},
+            "note": {"type": "string"}, "strategy": {"$ref": "#/components/schemas/Strategy"}}},
+        "StrategyHistory": {"type": "array", "items": {"$ref": "#/components/schemas/StrategyVersion"}},
+        "Rollback": {"type": "object", "required": ["version"], "additionalProperties": false,
+            "properties": {"version": {"type": "integer", "minimum": 1}}},
+        "Model": {"type": "object", "properties": {
+            "version": {"type": "integer"}, "dir": {"type": "string"}, "weights": {"type": "string"},
+            "fine_tuned": {"type": "boolean"}, "items": {"type": "integer"}, "dim": {"type": "integer"},
+            "layers": {"type": "integer"}, "heads": {"type": "integer"}, "max_len": {"type": "integer"}}},
+        "Models": {"type": "object", "properties": {
+            "serving": {"oneOf": [{"$ref": "#/components/schemas/Model"}, {"type": "null"}]},
+            "models_dir": {"type": ["string", "null"]},
+            "available": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "dir": {"type": "string"}, "items": {"type": "integer"},
+                "metrics": {"type": "object"}}}}}},
+        "Activate": {"type": "object", "required": ["name"], "additionalProperties": false,
+            "properties": {"name": {"type": "string", "description": "a checkpoint directory under --models"}}},
+        "Activated": {"type": "object", "properties": {
+            "version": {"type": "integer"}, "model": {"$ref": "#/components/schemas/Model"}}},
+        "Stats": {"type": "object", "description": "the engine's MetricsSnapshot: counters, histograms, weights"},
+        "Health": {"type": "object", "properties": {"status": {"const": "ok"}, "uptime_s": {"type": "number"}}},
+        "Prometheus": {"type": "string"},
+        "Stream": {"type": "string", "description": "server-sent events: `stats` once a second (LiveStats), `strategy` and `model` on changes, `shutdown` at the end"},
+        "OpenApi": {"type": "object"},
+    })
+}
