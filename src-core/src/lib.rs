@@ -5,6 +5,7 @@
 
 pub mod baselines;
 pub mod data;
+pub mod demo;
 pub mod durability;
 pub mod engine;
 pub mod error;

@@ -132,8 +132,9 @@ pub struct SimReport {
 }
 
 /// A simulated user's hidden state.
+/// A simulated user's hidden taste: favourite categories (weights) and last item.
 #[derive(Debug, Clone)]
-struct SimUser {
+pub struct SimUser {
     favourites: Vec<(usize, f64)>,
     last: Option<u32>,
 }
@@ -178,16 +179,7 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
     for s in &strategies {
         s.validate()?;
     }
-    let histories: Vec<Vec<RawEvent>> = (0..cfg.users).map(|u| gen.user_events(u)).collect();
-    let users: Vec<SimUser> = histories.iter().map(|h| sim_user(&gen, h)).collect();
-    let mut world_rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x0074_7265_6e64);
-    let mut trending: Vec<u32> = Vec::new();
-    while trending.len() < cfg.trending {
-        let i = world_rng.gen_range(0..cfg.items as u32);
-        if !trending.contains(&i) {
-            trending.push(i);
-        }
-    }
+    let world = World::new(gen, cfg.users, cfg.trending, cfg.seed);
     let reward = strategies[0].reward;
     let mut results = Vec::new();
     for (si, strategy) in strategies.iter().enumerate() {
@@ -199,8 +191,8 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
         };
         {
             let store = Store::open(&store_dir, store_config.clone())?;
-            store.put_items(&gen.items().collect::<Vec<_>>())?;
-            for chunk in histories.chunks(256) {
+            store.put_items(&world.gen.items().collect::<Vec<_>>())?;
+            for chunk in world.histories.chunks(256) {
                 let evs: Vec<RawEvent> = chunk.iter().flatten().cloned().collect();
                 store.append(&evs)?;
             }
@@ -219,7 +211,7 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
         })?
         .blocking();
         let weights_start = engine.strategy().weights;
-        let mut users = users.clone();
+        let mut users = world.users.clone();
         let mut pick = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7573_6572);
         let mut respond = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7265_7370);
         let change = (cfg.steps as f64 * cfg.change_at) as usize;
@@ -237,17 +229,6 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
                 .iter()
                 .filter_map(|i| i.item.strip_prefix('i').and_then(|n| n.parse().ok()))
                 .collect();
-            let user = &mut users[u];
-            let mut clicked = None;
-            for (pos, &item) in slate.iter().enumerate() {
-                let exam = 1.0 / (1.0 + pos as f64 / 2.0);
-                let a = attraction(&gen, user, item, changed, &trending);
-                if respond.gen::<f64>() < exam * a {
-                    clicked = Some((item, a));
-                    break;
-                }
-            }
-            let mut r = 0.0f64;
             let feedback = |kind: EventKind, item: u32| Feedback {
                 user: name.clone(),
                 item: format!("i{item}"),
@@ -256,29 +237,21 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
                 request_id: Some(rec.request_id.clone()),
                 ts: None,
             };
-            match clicked {
-                Some((item, a)) => {
-                    clicks += 1;
-                    r += f64::from(reward.click);
-                    engine.feedback(feedback(EventKind::Click, item))?;
-                    if respond.gen::<f64>() < 0.2 + 0.4 * a {
-                        r += f64::from(reward.cart);
-                        engine.feedback(feedback(EventKind::Cart, item))?;
-                        if respond.gen::<f64>() < 0.5 {
-                            r += f64::from(reward.purchase);
-                            purchases += 1;
-                            engine.feedback(feedback(EventKind::Purchase, item))?;
-                        }
+            let mut r = 0.0f64;
+            for (kind, item) in world.respond(&mut users[u], &slate, changed, &mut respond) {
+                match kind {
+                    EventKind::Click => {
+                        clicks += 1;
+                        r += f64::from(reward.click);
                     }
-                    user.last = Some(item);
-                }
-                None => {
-                    if let Some(&first) = slate.first() {
-                        if respond.gen::<f64>() < 0.3 {
-                            engine.feedback(feedback(EventKind::Skip, first))?;
-                        }
+                    EventKind::Cart => r += f64::from(reward.cart),
+                    EventKind::Purchase => {
+                        purchases += 1;
+                        r += f64::from(reward.purchase);
                     }
+                    _ => {}
                 }
+                engine.feedback(feedback(kind, item))?;
             }
             // A consistent point: every count and weight update of this step is in force.
             engine.engine().sync_learner()?;
@@ -313,6 +286,95 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
         steps: cfg.steps,
         strategies: results,
     })
+}
+
+/// The simulated world: the generator's catalogue, its users with their hidden tastes,
+/// and the items that start trending when tastes change. The simulator and `attune
+/// demo` (over HTTP) share it.
+pub struct World {
+    /// The generator of the world.
+    pub gen: Generator,
+    /// Each user's generated history (the warm-up log).
+    pub histories: Vec<Vec<RawEvent>>,
+    /// Each user's hidden taste and last item, as at the start.
+    pub users: Vec<SimUser>,
+    /// Items everyone wants once tastes have changed.
+    pub trending: Vec<u32>,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("users", &self.users.len())
+            .field("trending", &self.trending)
+            .finish()
+    }
+}
+
+impl World {
+    /// The world of `users` generated users; `trending` items picked by `seed`.
+    pub fn new(gen: Generator, users: usize, trending: usize, seed: u64) -> World {
+        let histories: Vec<Vec<RawEvent>> = (0..users).map(|u| gen.user_events(u)).collect();
+        let users: Vec<SimUser> = histories.iter().map(|h| sim_user(&gen, h)).collect();
+        let mut world_rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x0074_7265_6e64);
+        let n_items = gen.items().count().max(1) as u32;
+        let mut picked: Vec<u32> = Vec::new();
+        while picked.len() < trending.min(n_items as usize) {
+            let i = world_rng.gen_range(0..n_items);
+            if !picked.contains(&i) {
+                picked.push(i);
+            }
+        }
+        World {
+            gen,
+            histories,
+            users,
+            trending: picked,
+        }
+    }
+
+    /// How `user` answers a slate (item numbers, best first): they examine it top-down
+    /// with a position bias and click at most one item; a click may lead to a cart and a
+    /// purchase; an untouched slate may earn a skip of its first item. Returns the
+    /// feedback, in order; the user's last item moves to the one clicked.
+    pub fn respond(
+        &self,
+        user: &mut SimUser,
+        slate: &[u32],
+        changed: bool,
+        rng: &mut impl Rng,
+    ) -> Vec<(EventKind, u32)> {
+        let mut out = Vec::new();
+        let mut clicked = None;
+        for (pos, &item) in slate.iter().enumerate() {
+            let exam = 1.0 / (1.0 + pos as f64 / 2.0);
+            let a = attraction(&self.gen, user, item, changed, &self.trending);
+            if rng.gen::<f64>() < exam * a {
+                clicked = Some((item, a));
+                break;
+            }
+        }
+        match clicked {
+            Some((item, a)) => {
+                out.push((EventKind::Click, item));
+                if rng.gen::<f64>() < 0.2 + 0.4 * a {
+                    out.push((EventKind::Cart, item));
+                    if rng.gen::<f64>() < 0.5 {
+                        out.push((EventKind::Purchase, item));
+                    }
+                }
+                user.last = Some(item);
+            }
+            None => {
+                if let Some(&first) = slate.first() {
+                    if rng.gen::<f64>() < 0.3 {
+                        out.push((EventKind::Skip, first));
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A user's favourite categories (by share of their history) and last item.

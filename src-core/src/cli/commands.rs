@@ -16,8 +16,8 @@ use attune::wire;
 
 use super::progress;
 use super::{
-    AppendLoopArgs, CrashTestArgs, DataArgs, EvalArgs, GenerateArgs, ImportArgs, ServeArgs,
-    SimulateArgs, TrainArgs,
+    AppendLoopArgs, CrashTestArgs, DataArgs, DemoArgs, EvalArgs, GenerateArgs, ImportArgs,
+    ServeArgs, SimulateArgs, TrainArgs,
 };
 use attune::model::train::{TrainConfig, TrainEvent};
 use attune::model::Config as ModelConfig;
@@ -568,5 +568,37 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         let _ = std::io::stdout().flush();
     }))?;
     println!("stopped");
+    Ok(())
+}
+
+pub fn demo(a: DemoArgs) -> Result<()> {
+    let model = pick_model(&a.models).with_context(|| {
+        format!(
+            "the demo serves the shipped checkpoint: run it from the repository root, or pass --models DIR (looked in {})",
+            a.models.display()
+        )
+    })?;
+    let summary = attune::demo::run(attune::demo::DemoConfig {
+        store: a.store,
+        models_dir: Some(a.models.clone()).filter(|d| !d.join("config.json").is_file()),
+        model: Some(model),
+        bind: a.bind,
+        rate: a.rate,
+        clients: a.clients,
+        seconds: a.seconds,
+        change_after_s: a.change_after,
+        seed: a.seed,
+        token_file: a.token_file,
+    })?;
+    println!(
+        "demo stopped after {:.0} s: {} recommendations, {} event posts, {} errors, reward {:.0}, recommendation latency over HTTP p50 {:.2} ms, p99 {:.2} ms",
+        summary.seconds,
+        summary.recommendations,
+        summary.event_posts,
+        summary.errors,
+        summary.reward,
+        summary.p50_ms,
+        summary.p99_ms
+    );
     Ok(())
 }

@@ -35,6 +35,9 @@ enum Command {
     Train(TrainArgs),
     /// Serve the engine over HTTP (REST, Prometheus metrics) until SIGTERM / Ctrl-C.
     Serve(ServeArgs),
+    /// The whole system in one command: synthetic data, the shipped model, the service,
+    /// and simulated users driving it over HTTP, with a live status line.
+    Demo(DemoArgs),
     /// Simulate users responding to the engine's slates; compare strategies on reward.
     Simulate(SimulateArgs),
     /// Kill a writer with SIGKILL at random moments and check every acknowledged event survives.
@@ -217,6 +220,37 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Store directory; filled with the default synthetic data when empty, reused after.
+    #[arg(long, default_value = "data/demo-store")]
+    pub store: PathBuf,
+    /// Checkpoint directory, or a directory of them (`synthetic-default` serves).
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// Address of the service (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// Recommendation requests per second from the simulated users.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Client threads.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Stop after this many seconds (0: run until Ctrl-C).
+    #[arg(long, default_value_t = 0.0)]
+    pub seconds: f64,
+    /// Seconds after which the users' tastes change (0: never).
+    #[arg(long, default_value_t = 60.0)]
+    pub change_after: f64,
+    /// Seed of the users' choices.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Admin token file (default: generated into the store, shown at every start).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Recommendations per strategy.
     #[arg(long, default_value_t = 20_000)]
@@ -288,6 +322,7 @@ pub fn main() -> ExitCode {
         Command::Eval(a) => commands::eval(a),
         Command::Train(a) => commands::train(a),
         Command::Serve(a) => commands::serve(a),
+        Command::Demo(a) => commands::demo(a),
         Command::Simulate(a) => commands::simulate(a),
         Command::CrashTest(a) => commands::crash_test(a),
         Command::AppendLoop(a) => commands::append_loop(a),

@@ -12,6 +12,7 @@
 //! stops gracefully on SIGTERM / Ctrl-C: it stops accepting, lets requests in flight
 //! finish, then shuts the engine down (sessions persisted, log flushed).
 
+pub mod client;
 pub mod config;
 pub mod live;
 pub mod openapi;
@@ -770,7 +771,7 @@ pub fn routes() -> Vec<RouteDoc> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use actix_web::rt::signal::unix::{signal, SignalKind};
@@ -798,6 +799,17 @@ pub async fn serve(
     cfg: ServeConfig,
     on_bound: impl FnOnce(SocketAddr),
 ) -> crate::Result<()> {
+    serve_until(engine, cfg, |addr, _| on_bound(addr), shutdown_signal()).await
+}
+
+/// [`serve`], stopping gracefully when `stop` resolves instead of on a signal;
+/// `on_bound` gets the bound address and the admin token.
+pub async fn serve_until(
+    engine: Engine,
+    cfg: ServeConfig,
+    on_bound: impl FnOnce(SocketAddr, &str),
+    stop: impl std::future::Future<Output = ()> + 'static,
+) -> crate::Result<()> {
     if cfg.workers == 0 || cfg.body_limit == 0 || cfg.stream_every.is_zero() {
         return Err(Error::config(
             "serve",
@@ -805,6 +817,7 @@ pub async fn serve(
         ));
     }
     let token = admin_token(&engine, &cfg)?;
+    let shown_token = token.clone();
     restore_active_model(&engine, cfg.models_dir.as_deref());
     let http = Arc::new(HttpMetrics::default());
     let hub = Arc::new(Hub::default());
@@ -866,13 +879,13 @@ pub async fn serve(
     ));
     let stopping = Arc::clone(&hub);
     actix_web::rt::spawn(async move {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("stop requested; finishing requests in flight");
         // Streams never end by themselves: end them, so the graceful stop need not wait.
         stopping.close();
         handle.stop(true).await;
     });
-    on_bound(addr);
+    on_bound(addr, &shown_token);
     server.await.map_err(|e| Error::io("http server", e))?;
     tracing::info!("server stopped; shutting the engine down");
     engine.shutdown().await
