@@ -26,6 +26,9 @@ pub struct RouteStats {
     pub by_status: Mutex<HashMap<u16, u64>>,
 }
 
+/// One route's figures: method, route pattern, latency (µs), responses by status.
+pub type RouteSnapshot = (String, String, HistogramSnapshot, Vec<(u16, u64)>);
+
 /// Per-route figures, keyed by `(method, route pattern)`; unmatched paths share one key.
 #[derive(Default)]
 pub struct HttpMetrics {
@@ -71,7 +74,7 @@ impl HttpMetrics {
     }
 
     /// `(method, route, latency, status counts)` for every route seen, sorted.
-    pub fn snapshot(&self) -> Vec<(String, String, HistogramSnapshot, Vec<(u16, u64)>)> {
+    pub fn snapshot(&self) -> Vec<RouteSnapshot> {
         let map = self.routes.read().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<_> = map
             .iter()

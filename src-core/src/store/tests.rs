@@ -344,7 +344,7 @@ fn a_forgotten_user_leaves_nothing_and_the_others_keep_their_numbers() {
             strategy_version: 1,
         }),
     };
-    let mut others = Vec::new();
+    let others: Vec<(u64, i64)>;
     {
         let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
         // 3 appends spanning several blocks (16 events each under test), interleaved; the
