@@ -164,6 +164,13 @@ impl Learner {
         let learned: [f32; N_SOURCES] = std::array::from_fn(|j| w[j]);
         let evidence: [f32; N_SOURCES] = std::array::from_fn(|j| n[j]);
         let weights = self.strategy.strategy.bound(learned);
+        if weights.iter().all(|w| *w <= 0.0) {
+            // Every source judged useless (typically right after tastes changed, before
+            // any source has caught up): a blend of zeros ranks by nothing, so the last
+            // weights stay until the evidence points somewhere.
+            tracing::debug!("learned weights all zero; keeping the previous ones");
+            return;
+        }
         self.shared
             .publish_weights(self.strategy.version, weights, evidence);
     }
