@@ -14,6 +14,7 @@ pub mod event;
 pub mod ids;
 pub mod import;
 pub mod model;
+pub mod replay;
 pub mod service;
 pub mod simulate;
 pub mod store;

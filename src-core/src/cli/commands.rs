@@ -17,7 +17,7 @@ use attune::wire;
 use super::progress;
 use super::{
     AppendLoopArgs, CrashTestArgs, DataArgs, DemoArgs, EvalArgs, GenerateArgs, ImportArgs,
-    ServeArgs, SimulateArgs, TrainArgs,
+    ReplayArgs, ServeArgs, SimulateArgs, TrainArgs,
 };
 use attune::model::train::{TrainConfig, TrainEvent};
 use attune::model::Config as ModelConfig;
@@ -600,5 +600,156 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         summary.p50_ms,
         summary.p99_ms
     );
+    Ok(())
+}
+
+/// Parses `--from`/`--to`: Unix seconds, or `YYYY-MM-DD[THH:MM:SS]` in UTC; ms since the
+/// epoch.
+fn parse_time(flag: &str, s: &str) -> Result<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() {
+            return Ok((secs * 1000.0).round() as i64);
+        }
+    }
+    let bad = || anyhow::anyhow!("--{flag} {s:?}: expected Unix seconds or YYYY-MM-DD[THH:MM:SS]");
+    let (date, time) = s.split_once(['T', ' ']).unwrap_or((s, "00:00:00"));
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    let t: Vec<i64> = time
+        .trim_end_matches('Z')
+        .split(':')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else {
+        return Err(bad());
+    };
+    if !(1..=12).contains(m) || !(1..=31).contains(day) || *hh > 23 || *mm > 59 || *ss > 60 {
+        return Err(bad());
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if *m <= 2 { (y - 1, m + 9) } else { (*y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000)
+}
+
+pub fn replay(a: ReplayArgs) -> Result<()> {
+    use attune::replay::{self, Log, ReplayConfig, Source};
+    let source = match &a.store {
+        Some(dir) => {
+            if !dir.is_dir() {
+                bail!("--store {}: no such store directory", dir.display());
+            }
+            Source::Store(dir.clone())
+        }
+        None => {
+            let Some(format) = &a.format else {
+                bail!("--data needs --format ({})", Format::NAMES);
+            };
+            Source::Files(a.data.clone(), format.parse()?)
+        }
+    };
+    let strategies = a
+        .strategies
+        .iter()
+        .map(|p| replay::strategy_file(p))
+        .collect::<attune::Result<Vec<_>>>()?;
+    let from = a
+        .from
+        .as_deref()
+        .map(|s| parse_time("from", s))
+        .transpose()?;
+    let to = a.to.as_deref().map(|s| parse_time("to", s)).transpose()?;
+    let cfg = ReplayConfig {
+        strategies,
+        model: a.model.clone(),
+        from,
+        to,
+        k: a.k,
+        seed: a.seed,
+        round: a.round,
+        lookahead: a.lookahead,
+        ..ReplayConfig::default()
+    };
+    let t = Instant::now();
+    let log = Log::read(&source, from, to)?;
+    let read_s = t.elapsed().as_secs_f64();
+    // Ctrl-C stops the replay after its current round; the report covers what ran.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        eprintln!("\nstopping after the current round (Ctrl-C again to abort)");
+                    }
+                    let _ = tokio::signal::ctrl_c().await;
+                    std::process::exit(130);
+                });
+            }
+        });
+    }
+    let n = (log.events.len() * cfg.strategies.len().max(1)) as u64;
+    let bar = progress::count(n, "replaying");
+    let report = replay::replay(&log, &cfg, &stop, &|done, _| bar.set_position(done))?;
+    bar.finish_and_clear();
+    if let Some(dir) = &a.report {
+        replay::report::write(&report, dir)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{}: {} events replayed{} in {:.1} s ({:.0} events/s per strategy; reading took {:.1} s), k = {}",
+            report.source,
+            report.events,
+            if report.partial { " (stopped early: partial)" } else { "" },
+            report.seconds,
+            report.strategies.iter().map(|s| report.events as f64 / s.seconds.max(1e-9)).fold(f64::INFINITY, f64::min),
+            read_s,
+            report.k
+        );
+        println!(
+            "{:<20} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>10}",
+            "strategy",
+            "HR",
+            "NDCG",
+            "MRR",
+            "coverage",
+            "rankings",
+            "reward",
+            "p50 µs",
+            "p99 µs",
+            "served"
+        );
+        for s in &report.strategies {
+            println!(
+                "{:<20} {:>8.4} {:>8.4} {:>8.4} {:>8.3} {:>9} {:>9.0} {:>8.0} {:>8.0} {:>10}",
+                s.name,
+                s.hr,
+                s.ndcg,
+                s.mrr,
+                s.coverage,
+                s.rankings,
+                s.reward,
+                s.latency_p50_us,
+                s.latency_p99_us,
+                s.served_agreement.map_or("-".into(), |x| format!("{x:.3}"))
+            );
+        }
+        if let Some(dir) = &a.report {
+            println!("report: {}", dir.join("index.html").display());
+        }
+    }
     Ok(())
 }

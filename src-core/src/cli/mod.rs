@@ -38,6 +38,8 @@ enum Command {
     /// The whole system in one command: synthetic data, the shipped model, the service,
     /// and simulated users driving it over HTTP, with a live status line.
     Demo(DemoArgs),
+    /// Replay logged sessions through fresh engines, one per strategy; compare them.
+    Replay(ReplayArgs),
     /// Simulate users responding to the engine's slates; compare strategies on reward.
     Simulate(SimulateArgs),
     /// Kill a writer with SIGKILL at random moments and check every acknowledged event survives.
@@ -251,6 +253,50 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Replay this store's event log (in log order; impressions are compared with the
+    /// replay's slates).
+    #[arg(long, conflicts_with = "data", required_unless_present = "data")]
+    pub store: Option<PathBuf>,
+    /// Data set file(s) (with --format); events replayed in time order.
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Format of --data: movielens, tsv, csv, seq, jsonl.
+    #[arg(long, requires = "data")]
+    pub format: Option<String>,
+    /// A strategy file (JSON); repeat to compare several. Default: the default strategy.
+    #[arg(long = "strategy")]
+    pub strategies: Vec<PathBuf>,
+    /// Attention model checkpoint the engines serve (default: none, baselines only).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Only events at or after this time: Unix seconds, or YYYY-MM-DD[THH:MM:SS] (UTC).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only events before this time.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Slate size ranked before each positive event.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Seed of the engines (exploration).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write a self-contained HTML report (index.html, report.json) into this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Distinct users per round (recommendations asked together).
+    #[arg(long, default_value_t = 64)]
+    pub round: usize,
+    /// How far an event may move ahead of earlier events of other users.
+    #[arg(long, default_value_t = 4096)]
+    pub lookahead: usize,
+}
+
+#[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Recommendations per strategy.
     #[arg(long, default_value_t = 20_000)]
@@ -323,6 +369,7 @@ pub fn main() -> ExitCode {
         Command::Train(a) => commands::train(a),
         Command::Serve(a) => commands::serve(a),
         Command::Demo(a) => commands::demo(a),
+        Command::Replay(a) => commands::replay(a),
         Command::Simulate(a) => commands::simulate(a),
         Command::CrashTest(a) => commands::crash_test(a),
         Command::AppendLoop(a) => commands::append_loop(a),

@@ -86,6 +86,10 @@ pub(crate) struct Learner {
     finetune_every: u64,
     finetune_running: Arc<std::sync::atomic::AtomicBool>,
     recent: VecDeque<(Arc<str>, ItemId)>,
+    /// Deterministic mode (replays): messages wait here until the next `Flush`, which
+    /// applies them in a canonical order; nothing is published on the wall clock.
+    deterministic: bool,
+    held: Vec<LearnerMsg>,
 }
 
 /// An FTRL model whose coefficients start at `weights` (intercept 0).
@@ -135,6 +139,7 @@ impl Learner {
                 strategy.strategy.learning.learning_rate,
             ),
         };
+        let deterministic = shared.config.deterministic;
         let learner = Learner {
             shared,
             counts,
@@ -149,6 +154,8 @@ impl Learner {
             finetune_every,
             finetune_running: Arc::default(),
             recent: VecDeque::new(),
+            deterministic,
+            held: Vec::new(),
         };
         learner.publish_weights();
         learner
@@ -201,6 +208,7 @@ impl Learner {
                 .saturating_sub(self.last_publish.elapsed());
             match rx.recv_timeout(timeout) {
                 Ok(LearnerMsg::Shutdown(done)) => {
+                    self.apply_held();
                     self.fit();
                     self.publish_sources();
                     self.checkpoint();
@@ -208,15 +216,39 @@ impl Learner {
                     return;
                 }
                 Ok(LearnerMsg::Flush(done)) => {
+                    self.apply_held();
                     self.publish_sources();
                     let _ = done.send(());
+                }
+                Ok(msg @ (LearnerMsg::Interaction { .. } | LearnerMsg::Impression { .. }))
+                    if self.deterministic =>
+                {
+                    self.held.push(msg)
                 }
                 Ok(msg) => self.handle(msg),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            if self.last_publish.elapsed() >= self.publish_every {
+            if !self.deterministic && self.last_publish.elapsed() >= self.publish_every {
                 self.publish_sources();
+            }
+        }
+    }
+
+    /// Applies the held messages by user (each user's in the order they came: a user's
+    /// messages come from one actor, in order), impressions of a user before their
+    /// interactions; the order across users, which threads decide, does not matter then.
+    fn apply_held(&mut self) {
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_by(|a, b| key(a).cmp(&key(b)));
+        for msg in held {
+            self.handle(msg);
+        }
+        fn key(m: &LearnerMsg) -> (&str, u8) {
+            match m {
+                LearnerMsg::Impression { user, .. } => (user, 0),
+                LearnerMsg::Interaction { user, .. } => (user, 1),
+                _ => ("", 2),
             }
         }
     }

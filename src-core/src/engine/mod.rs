@@ -87,6 +87,10 @@ pub struct EngineConfig {
     pub pop_half_life: u64,
     /// Seed of exploration.
     pub seed: u64,
+    /// For replays and simulations: the learner applies what it receives only at
+    /// [`Engine::sync_learner`], in a canonical order (by user), and publishes only then,
+    /// so a run is reproducible whatever the threads do. Off for serving.
+    pub deterministic: bool,
 }
 
 impl Default for EngineConfig {
@@ -109,6 +113,7 @@ impl Default for EngineConfig {
             incremental: true,
             pop_half_life: 100_000,
             seed: 42,
+            deterministic: false,
         }
     }
 }
@@ -423,7 +428,7 @@ pub(crate) struct Shared {
     start_ms: i64,
     requests: AtomicU64,
     model_versions: AtomicU64,
-    config: EngineConfig,
+    pub(crate) config: EngineConfig,
     closed: AtomicBool,
     finetune: FineTuneConfig,
     /// Users being forgotten: their requests are refused meanwhile.
@@ -945,7 +950,9 @@ impl Engine {
         self.record_with(event, None).await
     }
 
-    async fn record_with(&self, event: RawEvent, request_id: Option<String>) -> Result<u64> {
+    /// Records an event that answers the recommendation `request_id` (the learner joins
+    /// it to that impression); [`Engine::record`] otherwise.
+    pub async fn record_with(&self, event: RawEvent, request_id: Option<String>) -> Result<u64> {
         check_user(&event.user)?;
         if let Some(item) = event.action.item() {
             crate::wire::check_id(item).map_err(|e| Error::BadRequest(format!("item: {e}")))?;
