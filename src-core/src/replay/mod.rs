@@ -147,7 +147,7 @@ pub struct Log {
 impl Log {
     /// Reads a source, keeping the events in `[from, to)`.
     pub fn read(source: &Source, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<Log> {
-        let (name, mut events, mut items) = match source {
+        let (name, events, items) = match source {
             Source::Store(dir) => {
                 let store = Store::open(dir, StoreConfig::default())?;
                 let log = Self::from_store(&store)?;
@@ -173,6 +173,18 @@ impl Log {
                 (name, events, items)
             }
         };
+        Self::from_events(name, events, items, from, to)
+    }
+
+    /// A log of `events` (already in replay order) and catalogue `items`, keeping the
+    /// events in `[from, to)`.
+    pub fn from_events(
+        name: String,
+        mut events: Vec<RawEvent>,
+        mut items: Vec<Item>,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Log> {
         events.retain(|e| from.is_none_or(|f| e.ts >= f) && to.is_none_or(|t| e.ts < t));
         if !events
             .iter()
@@ -198,13 +210,21 @@ impl Log {
                 }
             }
         }
-        // One record per item (the last wins, as upserts do), in a fixed order.
-        let mut by_id: HashMap<String, Item> = HashMap::new();
+        // One record per item (the last wins, as upserts do), at its first position: the
+        // order of the store's dense ids, or of first appearance in the files. The replay's
+        // store interns them in this order, so ties between items break the same way.
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut unique: Vec<Item> = Vec::with_capacity(items.len());
         for it in items {
-            by_id.insert(it.id.clone(), it);
+            match position.get(&it.id) {
+                Some(&p) => unique[p] = it,
+                None => {
+                    position.insert(it.id.clone(), unique.len());
+                    unique.push(it);
+                }
+            }
         }
-        let mut items: Vec<Item> = by_id.into_values().collect();
-        items.sort_by(|a, b| a.id.cmp(&b.id));
+        let items = unique;
         let implicit = events
             .iter()
             .all(|e| matches!(e.action.kind(), EventKind::View | EventKind::Impression));

@@ -159,7 +159,19 @@ struct AppState {
     http: Arc<HttpMetrics>,
     hub: Arc<Hub>,
     openapi: String,
+    replays: Arc<std::sync::Mutex<Replays>>,
 }
+
+/// Replay jobs started through `POST /v1/replay` (the newest kept).
+#[derive(Default)]
+struct Replays {
+    jobs: std::collections::BTreeMap<u64, serde_json::Value>,
+    next: u64,
+    running: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// Replay jobs kept for `GET /v1/replay/{id}`.
+const REPLAYS_KEPT: usize = 16;
 
 fn admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let given = req
@@ -425,6 +437,162 @@ async fn stream(state: web::Data<AppState>) -> HttpResponse {
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .streaming(state.hub.subscribe())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    /// Strategies to compare (default: the one in force).
+    #[serde(default)]
+    strategies: Vec<Strategy>,
+    /// Time range, ms since the epoch.
+    #[serde(default)]
+    from_ms: Option<i64>,
+    #[serde(default)]
+    to_ms: Option<i64>,
+    #[serde(default = "ten")]
+    k: usize,
+    #[serde(default)]
+    seed: Option<u64>,
+    /// Replay with the serving model (default true).
+    #[serde(default = "yes")]
+    model: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Starts a replay of the live store's log (admin): 202 with the job's id; progress on
+/// `/v1/stream` (`event: replay`), the result at `GET /v1/replay/{id}`.
+async fn post_replay(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
+    admin(&req, &state)?;
+    let b: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
+        json(b"{}")?
+    } else {
+        json(&body)?
+    };
+    let strategies = if b.strategies.is_empty() {
+        vec![state.engine.strategy().strategy]
+    } else {
+        b.strategies
+    };
+    let cfg = crate::replay::ReplayConfig {
+        strategies,
+        model: if b.model {
+            state.engine.model_info().map(|m| m.dir)
+        } else {
+            None
+        },
+        from: b.from_ms,
+        to: b.to_ms,
+        k: b.k,
+        seed: b.seed.unwrap_or(42),
+        // Leave a core to the service.
+        parallel: 1,
+        ..crate::replay::ReplayConfig::default()
+    };
+    let (id, stop) = {
+        let mut r = state.replays.lock().unwrap_or_else(|e| e.into_inner());
+        if r.running.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "replay_running",
+                "a replay is running; wait for it (GET /v1/replay/{id})",
+            ));
+        }
+        r.next += 1;
+        let id = r.next;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        r.running = Some(Arc::clone(&stop));
+        r.jobs.insert(
+            id,
+            serde_json::json!({"id": id, "status": "running", "done": 0, "total": 0}),
+        );
+        while r.jobs.len() > REPLAYS_KEPT {
+            r.jobs.pop_first();
+        }
+        (id, stop)
+    };
+    let (store, hub, replays) = (
+        state.engine.store().clone(),
+        Arc::clone(&state.hub),
+        Arc::clone(&state.replays),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("attune-replay".into())
+        .spawn(move || {
+            let set = |v: serde_json::Value| {
+                let mut r = replays.lock().unwrap_or_else(|e| e.into_inner());
+                r.jobs.insert(id, v);
+            };
+            let last = std::sync::Mutex::new(Instant::now());
+            let outcome = (|| -> crate::Result<crate::replay::ReplayReport> {
+                let (events, items) = crate::replay::Log::from_store(&store)?;
+                let log = crate::replay::Log::from_events(
+                    format!("{} (live)", store.path().display()),
+                    events,
+                    items,
+                    cfg.from,
+                    cfg.to,
+                )?;
+                crate::replay::replay(&log, &cfg, &stop, &|done, total| {
+                    let mut at = last.lock().unwrap_or_else(|e| e.into_inner());
+                    if at.elapsed() >= Duration::from_millis(500) || done == total {
+                        *at = Instant::now();
+                        let p = serde_json::json!({"id": id, "status": "running", "done": done, "total": total});
+                        hub.send("replay", &p);
+                        replays
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .jobs
+                            .insert(id, p);
+                    }
+                })
+            })();
+            let v = match outcome {
+                Ok(report) => serde_json::json!({
+                    "id": id,
+                    "status": if report.partial { "stopped" } else { "done" },
+                    "done": report.events,
+                    "total": report.events,
+                    "report": report,
+                }),
+                Err(e) => serde_json::json!({"id": id, "status": "failed", "error": e.to_string()}),
+            };
+            hub.send(
+                "replay",
+                &serde_json::json!({"id": id, "status": v["status"].clone()}),
+            );
+            set(v);
+            replays
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .running = None;
+        });
+    if let Err(e) = spawned {
+        let mut r = state.replays.lock().unwrap_or_else(|e| e.into_inner());
+        r.running = None;
+        r.jobs.remove(&id);
+        return Err(ApiError::from(Error::io("attune-replay thread", e)));
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"id": id, "status": "running"})))
+}
+
+async fn get_replay(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let raw = path.into_inner();
+    let id: u64 = raw
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("replay id {raw:?} is not a number")))?;
+    let r = state.replays.lock().unwrap_or_else(|e| e.into_inner());
+    match r.jobs.get(&id) {
+        Some(v) => Ok(HttpResponse::Ok().json(v)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no replay {id} (the newest {REPLAYS_KEPT} are kept)"),
+        )),
+    }
 }
 
 async fn get_openapi(state: web::Data<AppState>) -> HttpResponse {
@@ -766,6 +934,8 @@ pub fn routes() -> Vec<RouteDoc> {
         r(Method::POST, "/v1/models/activate", "Load a checkpoint of --models and swap it in atomically (kept across restarts).", true, Some((BODY, "Activate")), (JSON, "Activated"), |r| r.to(activate_model)),
         r(Method::GET, "/v1/stats", "The engine's figures (counters and histograms) as JSON.", false, None, (JSON, "Stats"), |r| r.to(stats)),
         r(Method::GET, "/v1/stream", "Server-sent events: the live figures once a second, strategy and model changes.", false, None, ("text/event-stream", "Stream"), |r| r.to(stream)),
+        r(Method::POST, "/v1/replay", "Start a replay of the live store's log (optionally a time range, other strategies); progress on /v1/stream.", true, Some((BODY, "ReplayRequest")), (JSON, "ReplayJob"), |r| r.to(post_replay)),
+        r(Method::GET, "/v1/replay/{id}", "A replay job: its progress, then its report.", false, None, (JSON, "ReplayJob"), |r| r.to(get_replay)),
         r(Method::GET, "/v1/openapi.json", "This document.", false, None, (JSON, "OpenApi"), |r| r.to(get_openapi)),
     ]
 }
@@ -830,7 +1000,9 @@ pub async fn serve_until(
         http: Arc::clone(&http),
         hub: Arc::clone(&hub),
         openapi,
+        replays: Arc::default(),
     });
+    let replays = Arc::clone(&state.replays);
     let limit = cfg.body_limit;
     let server = HttpServer::new(move || {
         let timing = Arc::clone(&state.http);
@@ -883,6 +1055,10 @@ pub async fn serve_until(
         tracing::info!("stop requested; finishing requests in flight");
         // Streams never end by themselves: end them, so the graceful stop need not wait.
         stopping.close();
+        // A replay running stops after its round (its job reports `stopped`).
+        if let Some(r) = &replays.lock().unwrap_or_else(|e| e.into_inner()).running {
+            r.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         handle.stop(true).await;
     });
     on_bound(addr, &shown_token);

@@ -192,5 +192,15 @@ fn schemas() -> Value {
         "Prometheus": {"type": "string"},
         "Stream": {"type": "string", "description": "server-sent events: `stats` once a second (LiveStats), `strategy` and `model` on changes, `shutdown` at the end"},
         "OpenApi": {"type": "object"},
+        "ReplayRequest": {"type": "object", "additionalProperties": false, "properties": {
+            "strategies": {"type": "array", "items": {"$ref": "#/components/schemas/Strategy"}},
+            "from_ms": {"type": "integer"}, "to_ms": {"type": "integer"},
+            "k": {"type": "integer", "default": 10}, "seed": {"type": "integer"},
+            "model": {"type": "boolean", "default": true}}},
+        "ReplayJob": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "status": {"enum": ["running", "done", "stopped", "failed"]},
+            "done": {"type": "integer"}, "total": {"type": "integer"},
+            "report": {"type": "object", "description": "as `attune replay --json`"},
+            "error": {"type": "string"}}},
     })
 }

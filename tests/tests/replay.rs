@@ -1,0 +1,346 @@
+//! `attune replay` as a user runs it: the JSON contract, determinism across runs, the
+//! HTML report, clear errors on bad input; a log written by `attune serve` replayed with
+//! the served strategy (exploration off, learner frozen) reproduces every served slate;
+//! and the service's replay job (`POST /v1/replay`, `GET /v1/replay/{id}`).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use attune::service::client::Client;
+use attune_tests::attune_bin;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn attune(args: &[&str]) -> std::process::Output {
+    Command::new(attune_bin())
+        .args(args)
+        .output()
+        .expect("attune runs")
+}
+
+/// A small synthetic data set as JSONL.
+fn data(dir: &Path) -> PathBuf {
+    let out = dir.join("data.jsonl");
+    let o = attune(&[
+        "generate",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--users",
+        "150",
+        "--items",
+        "200",
+        "--seed",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn stable(v: &mut serde_json::Value) {
+    v["seconds"] = serde_json::Value::Null;
+    for s in v["strategies"].as_array_mut().expect("strategies") {
+        for k in [
+            "seconds",
+            "latency_p50_us",
+            "latency_p99_us",
+            "latency_buckets",
+        ] {
+            s[k] = serde_json::Value::Null;
+        }
+    }
+}
+
+#[test]
+fn replay_prints_the_json_contract_is_deterministic_and_writes_a_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = data(dir.path());
+    let strategy = dir.path().join("markov-heavy.json");
+    std::fs::write(
+        &strategy,
+        r#"{"weights": {"seq": 0, "like": 0, "purchase": 0, "itemknn": 0.2, "markov": 2, "pop": 0.1}}"#,
+    )
+    .expect("write");
+    let report = dir.path().join("report");
+    let args = |with_report: bool| {
+        let mut a = vec![
+            "replay".to_string(),
+            "--data".into(),
+            file.display().to_string(),
+            "--format".into(),
+            "jsonl".into(),
+            "--strategy".into(),
+            strategy.display().to_string(),
+            "--json".into(),
+        ];
+        if with_report {
+            a.extend(["--report".into(), report.display().to_string()]);
+        }
+        a
+    };
+    let run = |with_report: bool| {
+        let a = args(with_report);
+        let o = attune(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("one JSON object")
+    };
+    let mut first = run(true);
+    assert!(
+        first["events"].as_u64().is_some_and(|n| n > 1000),
+        "{first}"
+    );
+    assert!(first["seconds"].is_number());
+    let s = &first["strategies"][0];
+    assert_eq!(s["name"], "markov-heavy");
+    for k in ["hr", "ndcg", "mrr", "coverage"] {
+        assert!(
+            s[k].as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)),
+            "{k}: {s}"
+        );
+    }
+    assert!(s["hr"].as_f64().is_some_and(|x| x > 0.0), "{s}");
+    assert_eq!(s["windows"].as_array().map(Vec::len), Some(10));
+    let mut second = run(false);
+    stable(&mut first);
+    stable(&mut second);
+    assert_eq!(first, second, "two runs differ");
+    let html = std::fs::read_to_string(report.join("index.html")).expect("index.html");
+    assert!(html.contains("<svg") && html.contains("markov-heavy"));
+    assert!(report.join("report.json").is_file());
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.jsonl");
+    let o = attune(&[
+        "replay",
+        "--data",
+        missing.to_str().expect("utf-8"),
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope.jsonl"));
+    let file = data(dir.path());
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"candidates": 0}"#).expect("write");
+    let o = attune(&[
+        "replay",
+        "--data",
+        file.to_str().expect("utf-8"),
+        "--format",
+        "jsonl",
+        "--strategy",
+        bad.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.json") && err.contains("candidates"),
+        "{err}"
+    );
+    let o = attune(&[
+        "replay",
+        "--data",
+        file.to_str().expect("utf-8"),
+        "--format",
+        "jsonl",
+        "--from",
+        "2030-01-01",
+        "--to",
+        "2029-01-01",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = attune(&[
+        "replay",
+        "--data",
+        file.to_str().expect("utf-8"),
+        "--format",
+        "jsonl",
+        "--from",
+        "yesterday",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--from"));
+}
+
+struct Served {
+    child: std::process::Child,
+    client: Client,
+}
+
+impl Served {
+    fn start(store: &Path, token_file: &Path) -> Served {
+        let mut child = Command::new(attune_bin())
+            .args(["serve", "--bind", "127.0.0.1:0", "--store"])
+            .arg(store)
+            .arg("--models")
+            .arg(repo().join("models"))
+            .arg("--token-file")
+            .arg(token_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn serve");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = loop {
+            let line = lines.next().expect("serve exited early").expect("line");
+            if let Some(a) = line.strip_prefix("listening on http://") {
+                break a.parse::<SocketAddr>().expect("address");
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Served {
+            child,
+            client: Client::new(addr, Duration::from_secs(60)),
+        }
+    }
+
+    fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> serde_json::Value {
+        let r = self
+            .client
+            .request(method, path, token, body.as_bytes())
+            .expect("request");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert!(r.status < 300, "{method} {path}: {} {v}", r.status);
+        v
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("wait");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_served_log_replays_to_the_slates_that_were_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let token_file = dir.path().join("token");
+    let token = "replay-test-token-0123456789";
+    std::fs::write(&token_file, token).expect("token");
+    // Exploration off, learner frozen: what was served depends on the log alone.
+    let strategy = r#"{"name": "served", "learning": {"adaptive": false, "learning_rate": 1.0, "update_every": 32}}"#;
+    let strategy_file = dir.path().join("served.json");
+    std::fs::write(&strategy_file, strategy).expect("write");
+    let mut s = Served::start(&store, &token_file);
+    s.call("PUT", "/v1/strategy", Some(token), strategy);
+    let mut served = 0;
+    for round in 0..4 {
+        let events: String = (0..3)
+            .flat_map(|u| {
+                (0..2).map(move |j| {
+                    format!(
+                        "{{\"user\": \"w{u}\", \"kind\": \"click\", \"item\": \"i{}\", \"ts\": {}}}\n",
+                        (u * 37 + round * 11 + j * 5) % 500,
+                        1_700_000_000 + round * 10 + j
+                    )
+                })
+            })
+            .collect();
+        s.call("POST", "/v1/events", None, &events);
+        // The learner publishes its counts every 200 ms; the replay applies each round.
+        std::thread::sleep(Duration::from_millis(400));
+        for u in 0..3 {
+            let rec = s.call(
+                "POST",
+                "/v1/recommend",
+                None,
+                &format!("{{\"user\": \"w{u}\", \"k\": 8}}"),
+            );
+            assert_eq!(rec["items"].as_array().map(Vec::len), Some(8));
+            served += 1;
+        }
+    }
+    s.stop();
+    let o = attune(&[
+        "replay",
+        "--store",
+        store.to_str().expect("utf-8"),
+        "--model",
+        repo()
+            .join("models/synthetic-default")
+            .to_str()
+            .expect("utf-8"),
+        "--strategy",
+        strategy_file.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let r = &v["strategies"][0];
+    assert_eq!(r["served_impressions"], served, "{r}");
+    assert_eq!(
+        r["served_agreement"], 1.0,
+        "the replay ranked differently from the service: {r}"
+    );
+}
+
+#[test]
+fn the_service_runs_a_replay_job_of_its_own_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let token_file = dir.path().join("token");
+    let token = "replay-test-token-0123456789";
+    std::fs::write(&token_file, token).expect("token");
+    let mut s = Served::start(&store, &token_file);
+    let events: String = (0..200)
+        .map(|i| {
+            format!(
+                "{{\"user\": \"v{}\", \"kind\": \"click\", \"item\": \"i{}\", \"ts\": {}}}\n",
+                i % 20,
+                (i * 7) % 90,
+                1_700_000_000 + i
+            )
+        })
+        .collect();
+    s.call("POST", "/v1/events", None, &events);
+    let r = s
+        .client
+        .request("POST", "/v1/replay", None, b"{}")
+        .expect("request");
+    assert_eq!(r.status, 401);
+    let job = s.call("POST", "/v1/replay", Some(token), r#"{"k": 5}"#);
+    let id = job["id"].as_u64().expect("id");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let j = s.call("GET", &format!("/v1/replay/{id}"), None, "");
+        if j["status"] != "running" {
+            break j;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replay job did not finish: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["report"]["events"], 200, "{done}");
+    assert_eq!(done["report"]["k"], 5);
+    let r = s
+        .client
+        .request("GET", "/v1/replay/999", None, b"")
+        .expect("request");
+    assert_eq!(r.status, 404);
+    s.stop();
+}
