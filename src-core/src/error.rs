@@ -90,11 +90,12 @@ pub enum Error {
     BadRequest(String),
     // --- generic -----------------------------------------------------------------------
     /// An I/O error with the path it concerns.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        // Not `#[source]`: the message already includes it, and error chains would repeat it.
-        source: std::io::Error,
+        // Not a `source` (thiserror treats a field of that name as one): the message
+        // already includes it, and error chains would repeat it.
+        error: std::io::Error,
     },
     /// JSON (de)serialisation of a record failed.
     #[error("json: {0}")]
@@ -118,7 +119,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 
