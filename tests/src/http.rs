@@ -3,10 +3,12 @@
 //! Shared by the service tests (`service.rs`, `service_faults.rs`, `service_soak.rs`), so
 //! that each drives the binary exactly as a user would.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::attune_bin;
@@ -14,12 +16,17 @@ use crate::attune_bin;
 /// How long a client waits on a read or a write before giving up.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running `attune serve`; killed (SIGKILL) when dropped.
+/// Lines of the server's stderr kept for [`Server::log_tail`].
+const LOG_LINES: usize = 400;
+
+/// A running `attune serve`; killed (SIGKILL) when dropped. Its stderr (the log) is kept
+/// rather than shown, and printed if the test panics.
 pub struct Server {
     child: Child,
     addr: SocketAddr,
     token: Option<String>,
     store: PathBuf,
+    log: Arc<Mutex<VecDeque<String>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -43,16 +50,33 @@ impl Server {
             .arg(models)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn attune serve");
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                if log.len() == LOG_LINES {
+                    log.pop_front();
+                }
+                log.push_back(line);
+            }
+        });
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let (mut addr, mut token) = (None, None);
         while addr.is_none() {
-            let line = lines
-                .next()
-                .expect("attune serve exited before listening")
-                .expect("a line of stdout");
+            let Some(line) = lines.next() else {
+                let status = child.wait();
+                std::thread::sleep(Duration::from_millis(200)); // the log's last lines
+                panic!(
+                    "attune serve exited before listening ({status:?}):\n{}",
+                    tail(&log)
+                );
+            };
+            let line = line.expect("a line of stdout");
             if let Some(t) = line.strip_prefix("admin token (shown once; stored in the store): ") {
                 token = Some(t.to_string());
             }
@@ -67,6 +91,7 @@ impl Server {
             addr: addr.expect("address"),
             token,
             store: store.to_path_buf(),
+            log,
             _dir: None,
         }
     }
@@ -104,6 +129,11 @@ impl Server {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
+    /// The last lines the server logged.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log)
+    }
+
     /// Whether the process is still running.
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -136,9 +166,20 @@ impl Server {
     }
 }
 
+fn tail(log: &Mutex<VecDeque<String>>) -> String {
+    let log = log.lock().unwrap_or_else(|e| e.into_inner());
+    log.iter().fold(String::new(), |out, l| out + l + "\n")
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- attune serve's log (last lines) ---\n{}",
+                self.log_tail()
+            );
+        }
     }
 }
 
