@@ -2,6 +2,12 @@
 //! acknowledged event must be there after a restart), and random, malformed requests
 //! against every route (the server must never crash, never answer 5xx other than 503,
 //! and answer every 4xx with the JSON error shape).
+//!
+//! The fuzzer runs for `ATTUNE_FUZZ_SECS` (default 25) from a seed it prints
+//! (`ATTUNE_FUZZ_SEED` replays one); `ATTUNE_FUZZ_VERBOSE=1` prints every exchange.
+//! Requests that are not valid HTTP are answered by the HTTP layer before the application
+//! sees them; of those only "no crash, no 5xx" is asserted, and the ones answered without
+//! the JSON shape are counted in the summary.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
