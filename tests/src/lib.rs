@@ -1,5 +1,8 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/`: locating the `attune` binary
-//! and the shared data sets, running commands.
+//! and the shared data sets, running commands, and (in [`http`]) a served process with an
+//! HTTP client.
+
+pub mod http;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

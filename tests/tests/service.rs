@@ -1,96 +1,12 @@
 //! `attune serve` as a real process on a real port: routes, auth, JSON errors,
 //! read-your-writes over HTTP, Prometheus text, and a graceful stop on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use attune_tests::http::Server;
 
-use attune_tests::attune_bin;
-
-struct Server {
-    child: Child,
-    addr: String,
-    token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-    let mut child = Command::new(attune_bin())
-        .args(["serve", "--bind", "127.0.0.1:0", "--store"])
-        .arg(dir.path().join("store"))
-        .arg("--models")
-        .arg(models)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut addr, mut token) = (None, None);
-    while addr.is_none() {
-        let line = lines.next().expect("serve exited early").expect("line");
-        if let Some(t) = line.strip_prefix("admin token (shown once; stored in the store): ") {
-            token = Some(t.to_string());
-        }
-        if let Some(a) = line.strip_prefix("listening on http://") {
-            addr = Some(a.to_string());
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        addr: addr.expect("address"),
-        token: token.expect("the first start prints the admin token"),
-        _dir: dir,
-    }
-}
-
-/// One HTTP/1.1 request; returns (status, body).
+/// One request on a fresh connection; returns (status, body).
 fn http(s: &Server, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(&s.addr).expect("connect");
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("read");
-    let status: u16 = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        // size in hex, CRLF, data, CRLF ... 0 CRLF CRLF
-        let mut out = String::new();
-        let mut rest = rest;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
-            if n == 0 {
-                break;
-            }
-            out.push_str(&after[..n]);
-            rest = &after[n + 2..];
-        }
-        out
-    } else {
-        rest.to_string()
-    };
-    (status, body)
+    let r = s.request(method, path, token, body);
+    (r.status, r.text())
 }
 
 fn json(body: &str) -> serde_json::Value {
@@ -99,7 +15,8 @@ fn json(body: &str) -> serde_json::Value {
 
 #[test]
 fn the_service_answers_guards_and_stops_gracefully() {
-    let s = start();
+    let s = Server::start();
+    let token = s.token().expect("the first start prints the admin token");
     let (st, body) = http(&s, "GET", "/healthz", None, "");
     assert_eq!(st, 200, "{body}");
 
@@ -182,14 +99,14 @@ fn the_service_answers_guards_and_stops_gracefully() {
         strategy,
     );
     assert_eq!(st, 401);
-    let (st, body) = http(&s, "PUT", "/v1/strategy", Some(&s.token), strategy);
+    let (st, body) = http(&s, "PUT", "/v1/strategy", Some(token), strategy);
     assert_eq!(st, 200, "{body}");
     assert_eq!(json(&body)["version"], 2);
     let (st, body) = http(
         &s,
         "PUT",
         "/v1/strategy",
-        Some(&s.token),
+        Some(token),
         r#"{"candidates": 0}"#,
     );
     assert_eq!(st, 400, "{body}");
@@ -200,7 +117,7 @@ fn the_service_answers_guards_and_stops_gracefully() {
         &s,
         "POST",
         "/v1/strategy/rollback",
-        Some(&s.token),
+        Some(token),
         r#"{"version": 1}"#,
     );
     assert_eq!(st, 200, "{body}");
@@ -212,7 +129,7 @@ fn the_service_answers_guards_and_stops_gracefully() {
     let item = r#"{"kind": "item", "item": "new-1", "title": "Brand new", "tags": ["fresh"]}"#;
     let (st, _) = http(&s, "POST", "/v1/items", None, item);
     assert_eq!(st, 401);
-    let (st, body) = http(&s, "POST", "/v1/items", Some(&s.token), item);
+    let (st, body) = http(&s, "POST", "/v1/items", Some(token), item);
     assert_eq!(st, 200, "{body}");
     let (st, body) = http(&s, "GET", "/v1/items/new-1", None, "");
     assert_eq!(st, 200, "{body}");
@@ -249,12 +166,6 @@ fn the_service_answers_guards_and_stops_gracefully() {
 
     // SIGTERM: a graceful stop with exit code 0.
     let mut s = s;
-    let pid = s.child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = s.child.wait().expect("wait");
+    let status = s.terminate();
     assert!(status.success(), "exit status {status:?}");
 }
