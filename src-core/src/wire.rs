@@ -74,6 +74,13 @@ pub fn check_id(id: &str) -> Result<(), String> {
     if id.chars().any(char::is_control) {
         return Err(format!("id {id:?} contains a control character"));
     }
+    // What decoders put in place of bytes that are not UTF-8: two different raw ids would
+    // become the same one.
+    if id.contains('\u{FFFD}') {
+        return Err(format!(
+            "id {id:?} contains U+FFFD (the replacement of bytes that are not UTF-8)"
+        ));
+    }
     Ok(())
 }
 
@@ -125,8 +132,10 @@ pub fn parse_record(line: &str) -> Result<Record, String> {
     let ts = seconds_to_ms(w.ts.ok_or("field `ts` is missing (Unix seconds)")?)
         .map_err(|m| format!("field `ts`: {m}"))?;
     let price = match w.price {
-        Some(p) if !p.is_finite() || p < 0.0 => {
-            return Err(format!("field `price`: {p} is not a non-negative number"))
+        Some(p) if !p.is_finite() || p < 0.0 || p > f64::from(f32::MAX) => {
+            return Err(format!(
+                "field `price`: {p} is not a non-negative number within the f32 range"
+            ))
         }
         p => p.map(|p| p as f32),
     };
@@ -154,8 +163,10 @@ pub fn parse_record(line: &str) -> Result<Record, String> {
             let value = w
                 .value
                 .ok_or("field `value` is missing for kind `rating`")?;
-            if !value.is_finite() {
-                return Err(format!("field `value`: {value} is not a finite number"));
+            if !value.is_finite() || value.abs() > f64::from(f32::MAX) {
+                return Err(format!(
+                    "field `value`: {value} is not a finite number within the f32 range"
+                ));
             }
             Action::Rating {
                 item: item()?,
@@ -304,6 +315,18 @@ mod tests {
             (
                 r#"{"user":"u","kind":"impression","ts":1,"items":["a"],"scores":[1,2]}"#,
                 "`scores`",
+            ),
+            (
+                r#"{"user":"u","kind":"rating","item":"a","ts":1,"value":1e308}"#,
+                "`value`",
+            ),
+            (
+                r#"{"user":"u","kind":"purchase","item":"a","ts":1,"price":1e300}"#,
+                "`price`",
+            ),
+            (
+                "{\"user\":\"\u{FFFD}\",\"kind\":\"click\",\"item\":\"a\",\"ts\":1}",
+                "U+FFFD",
             ),
             ("not json", "invalid JSON"),
         ];

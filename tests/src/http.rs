@@ -43,12 +43,25 @@ impl Server {
     /// (`--body-limit N`, ...); returns once the server listens.
     pub fn start_on(store: &Path, extra: &[&str]) -> Server {
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let (store_s, models_s) = (store.display().to_string(), models.display().to_string());
+        let mut args = vec![
+            "--bind",
+            "127.0.0.1:0",
+            "--store",
+            &store_s,
+            "--models",
+            &models_s,
+        ];
+        args.extend_from_slice(extra);
+        Server::launch(&args, store)
+    }
+
+    /// Runs `attune serve ARGS` (all the arguments are the caller's: give `--bind
+    /// 127.0.0.1:0`); `store` is what [`Server::store`] reports. Returns once it listens.
+    pub fn launch(args: &[&str], store: &Path) -> Server {
         let mut child = Command::new(attune_bin())
-            .args(["serve", "--bind", "127.0.0.1:0", "--store"])
-            .arg(store)
-            .arg("--models")
-            .arg(models)
-            .args(extra)
+            .arg("serve")
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -127,6 +140,45 @@ impl Server {
         c.keep_alive = false;
         c.call(method, path, token, body.as_bytes())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// One request on a fresh connection: the status and the body as JSON (`Null` when
+    /// the body is not JSON).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let r = self.request(method, path, token, body);
+        let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+        (r.status, v)
+    }
+
+    /// SIGTERM, and asserts a graceful stop (exit code 0) within `within`.
+    pub fn stop_gracefully(&mut self, within: Duration) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {} failed", self.pid());
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(
+                    status.success(),
+                    "exit status {status:?}\n{}",
+                    self.log_tail()
+                );
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no graceful stop within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The last lines the server logged.

@@ -3,14 +3,12 @@
 //! the served strategy (exploration off, learner frozen) reproduces every served slate;
 //! and the service's replay job (`POST /v1/replay`, `GET /v1/replay/{id}`).
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use attune::service::client::Client;
 use attune_tests::attune_bin;
+use attune_tests::http::Server;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -169,67 +167,19 @@ fn bad_input_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--from"));
 }
 
-struct Served {
-    child: std::process::Child,
-    client: Client,
+/// `attune serve` on `store` with the shipped models and a token file.
+fn served(store: &Path, token_file: &Path) -> Server {
+    Server::start_on(
+        store,
+        &["--token-file", token_file.to_str().expect("utf-8")],
+    )
 }
 
-impl Served {
-    fn start(store: &Path, token_file: &Path) -> Served {
-        let mut child = Command::new(attune_bin())
-            .args(["serve", "--bind", "127.0.0.1:0", "--store"])
-            .arg(store)
-            .arg("--models")
-            .arg(repo().join("models"))
-            .arg("--token-file")
-            .arg(token_file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let addr = loop {
-            let line = lines.next().expect("serve exited early").expect("line");
-            if let Some(a) = line.strip_prefix("listening on http://") {
-                break a.parse::<SocketAddr>().expect("address");
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Served {
-            child,
-            client: Client::new(addr, Duration::from_secs(60)),
-        }
-    }
-
-    fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: &str,
-    ) -> serde_json::Value {
-        let r = self
-            .client
-            .request(method, path, token, body.as_bytes())
-            .expect("request");
-        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        assert!(r.status < 300, "{method} {path}: {} {v}", r.status);
-        v
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A request that must succeed; its JSON answer.
+fn ok(s: &Server, method: &str, path: &str, token: Option<&str>, body: &str) -> serde_json::Value {
+    let (status, v) = s.call(method, path, token, body);
+    assert!(status < 300, "{method} {path}: {status} {v}");
+    v
 }
 
 #[test]
@@ -243,8 +193,8 @@ fn a_served_log_replays_to_the_slates_that_were_served() {
     let strategy = r#"{"name": "served", "learning": {"adaptive": false, "learning_rate": 1.0, "update_every": 32}}"#;
     let strategy_file = dir.path().join("served.json");
     std::fs::write(&strategy_file, strategy).expect("write");
-    let mut s = Served::start(&store, &token_file);
-    s.call("PUT", "/v1/strategy", Some(token), strategy);
+    let mut s = served(&store, &token_file);
+    ok(&s, "PUT", "/v1/strategy", Some(token), strategy);
     let mut served = 0;
     for round in 0..4 {
         let events: String = (0..3)
@@ -258,11 +208,12 @@ fn a_served_log_replays_to_the_slates_that_were_served() {
                 })
             })
             .collect();
-        s.call("POST", "/v1/events", None, &events);
+        ok(&s, "POST", "/v1/events", None, &events);
         // The learner publishes its counts every 200 ms; the replay applies each round.
         std::thread::sleep(Duration::from_millis(400));
         for u in 0..3 {
-            let rec = s.call(
+            let rec = ok(
+                &s,
                 "POST",
                 "/v1/recommend",
                 None,
@@ -272,7 +223,7 @@ fn a_served_log_replays_to_the_slates_that_were_served() {
             served += 1;
         }
     }
-    s.stop();
+    s.stop_gracefully(Duration::from_secs(20));
     let o = attune(&[
         "replay",
         "--store",
@@ -303,7 +254,7 @@ fn the_service_runs_a_replay_job_of_its_own_log() {
     let token_file = dir.path().join("token");
     let token = "replay-test-token-0123456789";
     std::fs::write(&token_file, token).expect("token");
-    let mut s = Served::start(&store, &token_file);
+    let mut s = served(&store, &token_file);
     let events: String = (0..200)
         .map(|i| {
             format!(
@@ -314,17 +265,13 @@ fn the_service_runs_a_replay_job_of_its_own_log() {
             )
         })
         .collect();
-    s.call("POST", "/v1/events", None, &events);
-    let r = s
-        .client
-        .request("POST", "/v1/replay", None, b"{}")
-        .expect("request");
-    assert_eq!(r.status, 401);
-    let job = s.call("POST", "/v1/replay", Some(token), r#"{"k": 5}"#);
+    ok(&s, "POST", "/v1/events", None, &events);
+    assert_eq!(s.call("POST", "/v1/replay", None, "{}").0, 401);
+    let job = ok(&s, "POST", "/v1/replay", Some(token), r#"{"k": 5}"#);
     let id = job["id"].as_u64().expect("id");
     let deadline = Instant::now() + Duration::from_secs(60);
     let done = loop {
-        let j = s.call("GET", &format!("/v1/replay/{id}"), None, "");
+        let j = ok(&s, "GET", &format!("/v1/replay/{id}"), None, "");
         if j["status"] != "running" {
             break j;
         }
@@ -337,10 +284,6 @@ fn the_service_runs_a_replay_job_of_its_own_log() {
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["report"]["events"], 200, "{done}");
     assert_eq!(done["report"]["k"], 5);
-    let r = s
-        .client
-        .request("GET", "/v1/replay/999", None, b"")
-        .expect("request");
-    assert_eq!(r.status, 404);
-    s.stop();
+    assert_eq!(s.call("GET", "/v1/replay/999", None, "").0, 404);
+    s.stop_gracefully(Duration::from_secs(20));
 }

@@ -5,87 +5,26 @@
 //! file works and its mistakes are reported with file and line, and `attune demo` runs.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use attune::service::client::Client;
 use attune_tests::attune_bin;
+use attune_tests::http::Server;
+
+/// Starts `attune serve ARGS` on `store`.
+fn start(args: &[&str], store: &Path) -> Server {
+    Server::launch(args, store)
+}
+
+/// A graceful stop within 20 s.
+fn stop(mut s: Server) {
+    s.stop_gracefully(Duration::from_secs(20));
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    client: Client,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(attune_bin())
-            .arg("serve")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let addr = loop {
-            let line = lines.next().expect("serve exited early").expect("line");
-            if let Some(a) = line.strip_prefix("listening on http://") {
-                break a.parse::<SocketAddr>().expect("address");
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            addr,
-            client: Client::new(addr, Duration::from_secs(30)),
-        }
-    }
-
-    fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: &str,
-    ) -> (u16, serde_json::Value) {
-        let r = self
-            .client
-            .request(method, path, token, body.as_bytes())
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
-        (r.status, v)
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "exit status {status:?}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "no graceful stop within 20 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 /// A token file, so that restarts know the token.
@@ -102,16 +41,19 @@ fn openapi_lists_every_route_and_the_server_answers_every_listed_one() {
     let (tf, token) = token_file(dir.path());
     let store = dir.path().join("store");
     let models = repo().join("models");
-    let mut s = Server::start(&[
-        "--bind",
-        "127.0.0.1:0",
-        "--store",
-        store.to_str().expect("utf-8"),
-        "--models",
-        models.to_str().expect("utf-8"),
-        "--token-file",
-        tf.to_str().expect("utf-8"),
-    ]);
+    let s = start(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--store",
+            store.to_str().expect("utf-8"),
+            "--models",
+            models.to_str().expect("utf-8"),
+            "--token-file",
+            tf.to_str().expect("utf-8"),
+        ],
+        &store,
+    );
     let (st, doc) = s.call("GET", "/v1/openapi.json", None, "");
     assert_eq!(st, 200);
     assert_eq!(doc["openapi"], "3.1.0");
@@ -166,6 +108,11 @@ fn openapi_lists_every_route_and_the_server_answers_every_listed_one() {
             }
         }
     }
+    // A known path with another method: 405 naming the methods allowed.
+    let r = s.request("DELETE", "/v1/recommend", None, "");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    assert_eq!(r.json()["error"]["code"], "method_not_allowed");
     // And a route that exists nowhere is not served.
     let (st, body) = s.call("GET", "/v1/nowhere", None, "");
     assert_eq!(
@@ -173,7 +120,7 @@ fn openapi_lists_every_route_and_the_server_answers_every_listed_one() {
         (404, Some("not_found"))
     );
     let _ = token;
-    s.stop();
+    stop(s);
 }
 
 #[test]
@@ -189,7 +136,7 @@ fn a_forgotten_user_leaves_nothing_in_the_store() {
         "--token-file",
         tf.to_str().expect("utf-8"),
     ];
-    let mut s = Server::start(&args);
+    let s = start(&args, &store);
     let events: String = (0..30)
         .map(|i| {
             format!(
@@ -232,7 +179,7 @@ fn a_forgotten_user_leaves_nothing_in_the_store() {
     assert_eq!(body["interactions"], 0, "{body}");
     let (_, body) = s.call("GET", "/v1/users/stays", None, "");
     assert_eq!(body["interactions"], 10, "{body}");
-    s.stop();
+    stop(s);
     // The store itself: no event, id or record of the user.
     let st =
         attune::store::Store::open(&store, attune::store::StoreConfig::default()).expect("open");
@@ -283,7 +230,7 @@ fn models_are_listed_activated_and_stay_active_after_a_restart() {
         "--token-file",
         tf.to_str().expect("utf-8"),
     ];
-    let mut s = Server::start(&args);
+    let s = start(&args, &store);
     let (st, body) = s.call("GET", "/v1/models", None, "");
     assert_eq!(st, 200);
     let names: Vec<&str> = body["available"]
@@ -340,8 +287,8 @@ fn models_are_listed_activated_and_stay_active_after_a_restart() {
             .is_some_and(|d| d.ends_with("candidate")),
         "{body}"
     );
-    s.stop();
-    let mut s = Server::start(&args);
+    stop(s);
+    let s = start(&args, &store);
     let (_, body) = s.call("GET", "/v1/models", None, "");
     assert!(
         body["serving"]["dir"]
@@ -349,7 +296,7 @@ fn models_are_listed_activated_and_stay_active_after_a_restart() {
             .is_some_and(|d| d.ends_with("candidate")),
         "the activation did not survive the restart: {body}"
     );
-    s.stop();
+    stop(s);
 }
 
 /// Reads server-sent events until `want` returns true for one (event name, data).
@@ -387,15 +334,18 @@ fn the_stream_pushes_figures_and_changes_and_ends_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (tf, token) = token_file(dir.path());
     let store = dir.path().join("store");
-    let mut s = Server::start(&[
-        "--bind",
-        "127.0.0.1:0",
-        "--store",
-        store.to_str().expect("utf-8"),
-        "--token-file",
-        tf.to_str().expect("utf-8"),
-    ]);
-    let mut stream = TcpStream::connect(s.addr).expect("connect");
+    let s = start(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--store",
+            store.to_str().expect("utf-8"),
+            "--token-file",
+            tf.to_str().expect("utf-8"),
+        ],
+        &store,
+    );
+    let mut stream = TcpStream::connect(s.addr()).expect("connect");
     write!(stream, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -429,7 +379,7 @@ fn the_stream_pushes_figures_and_changes_and_ends_on_sigterm() {
     // With the stream still open, SIGTERM stops the server promptly (stop() allows 20 s;
     // the stream must not hold it for the whole shutdown timeout).
     let t = Instant::now();
-    s.stop();
+    stop(s);
     assert!(
         t.elapsed() < Duration::from_secs(8),
         "stop took {:?}",
@@ -450,7 +400,10 @@ fn a_config_file_sets_the_flags_and_its_mistakes_name_file_and_line() {
         "store = \"store\"\nbind = \"127.0.0.1:0\"\nbody_limit = 200\n\n[engine.strategy]\nname = \"from-file\"\n",
     )
     .expect("write");
-    let mut s = Server::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let s = start(
+        &["--config", cfg.to_str().expect("utf-8")],
+        &dir.path().join("store"),
+    );
     assert!(
         dir.path().join("store").is_dir(),
         "store not relative to the file"
@@ -463,7 +416,7 @@ fn a_config_file_sets_the_flags_and_its_mistakes_name_file_and_line() {
         (st, body["error"]["code"].as_str()),
         (413, Some("payload_too_large"))
     );
-    s.stop();
+    stop(s);
     // Mistakes: exit 1 and a message naming the file and the line.
     std::fs::write(
         &cfg,

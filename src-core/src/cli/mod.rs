@@ -389,6 +389,9 @@ fn init_tracing(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
+    // actix-http logs every malformed request a client sends as an error; those are the
+    // client's, answered with a 4xx, and must not let anyone flood the log.
+    let default = format!("{default},actix_http::h1::dispatcher=off");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()

@@ -544,6 +544,26 @@ fn replay_one(
     Ok((report, done))
 }
 
+/// Ends a time window: its figures, and the weights in force at its end.
+fn close_window(
+    windows: &mut Vec<Window>,
+    weights: &mut Vec<WeightsAt>,
+    win: &mut Acc,
+    done: usize,
+    ts_to: Timestamp,
+    engine: &Engine,
+) {
+    windows.push(Window {
+        events_to: done as u64,
+        ts_to,
+        figures: std::mem::take(win).figures(),
+    });
+    weights.push(WeightsAt {
+        events: done as u64,
+        weights: engine.strategy().weights,
+    });
+}
+
 fn run_rounds(
     log: &Log,
     strategy: &Strategy,
@@ -667,31 +687,14 @@ fn run_rounds(
             .max(last_ts);
         progress(batch.len() as u64);
         if done >= next_window || done >= n {
-            windows.push(Window {
-                events_to: done as u64,
-                ts_to: last_ts,
-                figures: win.figures(),
-            });
-            weights.push(WeightsAt {
-                events: done as u64,
-                weights: engine.strategy().weights,
-            });
-            win = Acc::default();
+            close_window(&mut windows, &mut weights, &mut win, done, last_ts, engine);
             while next_window <= done {
                 next_window += window_len;
             }
         }
     }
     if win.n > 0 {
-        windows.push(Window {
-            events_to: done as u64,
-            ts_to: last_ts,
-            figures: win.figures(),
-        });
-        weights.push(WeightsAt {
-            events: done as u64,
-            weights: engine.strategy().weights,
-        });
+        close_window(&mut windows, &mut weights, &mut win, done, last_ts, engine);
     }
     let m = engine.metrics();
     let f = total.figures();

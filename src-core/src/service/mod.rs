@@ -857,13 +857,45 @@ fn json_errors<B>(
     ))
 }
 
+/// Whether a route pattern (`/v1/users/{id}`) matches a path.
+fn pattern_matches(pattern: &str, path: &str) -> bool {
+    let (p, q): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == q.len()
+        && p.iter()
+            .zip(&q)
+            .all(|(a, b)| a == b || (a.starts_with('{') && !b.is_empty()))
+}
+
+/// No route: 405 with `Allow` when the path exists under other methods, else 404.
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no route {} {}", req.method(), req.path()),
+    let allowed: Vec<String> = routes()
+        .into_iter()
+        .filter(|r| pattern_matches(r.path, req.path()))
+        .map(|r| r.method.to_string())
+        .collect();
+    if allowed.is_empty() {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route {} {}", req.method(), req.path()),
+        )
+        .error_response();
+    }
+    let mut r = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}; allowed: {}",
+            req.method(),
+            req.path(),
+            allowed.join(", ")
+        ),
     )
-    .error_response()
+    .error_response();
+    if let Ok(v) = header::HeaderValue::from_str(&allowed.join(", ")) {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r
 }
 
 /// The admin token: the file's content, or the store's (generated and printed once).
