@@ -26,7 +26,6 @@ use attune::engine::metrics::Histogram;
 use attune::engine::strategy::{Batching, Strategy};
 use attune::engine::{Context, Engine, EngineConfig};
 use attune::event::{Action, RawEvent};
-use attune::model::{checkpoint, fresh, Config};
 use attune::store::{Store, StoreConfig};
 use attune::synth::{Generator, SynthConfig};
 use attune_benches::rss_kib;
@@ -47,16 +46,7 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// A random-weight checkpoint over `i0..i{ITEMS-1}`.
 fn model(dir: &Path) -> PathBuf {
-    let out = dir.join("model");
-    let cfg = Config {
-        n_items: ITEMS,
-        max_len: 200,
-        ..Config::default()
-    };
-    let (varmap, _) = fresh(&cfg, &candle_core::Device::Cpu, 1).expect("model");
-    let items: Vec<String> = (0..ITEMS).map(|i| format!("i{i}")).collect();
-    checkpoint::save(&out, &varmap, &cfg, &items).expect("save");
-    out
+    attune_benches::random_checkpoint(dir, ITEMS)
 }
 
 /// A store with the catalogue and `users` synthetic histories.

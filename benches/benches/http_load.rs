@@ -19,9 +19,12 @@
 //! - `HTTP_CONNS`: keep-alive connections (default 128), shared by `HTTP_THREADS` client
 //!   threads (default 2);
 //! - `HTTP_SWEEP=1`: instead, rates `HTTP_SWEEP_RATES` (default
-//!   2000,3000,4000,5000,6000,8000,10000,12000,16000,20000) for `HTTP_SWEEP_SECS` each
-//!   (default 5), stopping at the first that fails; reports the highest rate with p99 at
+//!   2000,4000,6000,...,20000,24000) for `HTTP_SWEEP_SECS` each (default 5; the warm-up
+//!   defaults to 10 s here), stopping at the first that fails; reports the highest rate with p99 at
 //!   most `HTTP_P99_MS` (default 10) and no errors.
+//!
+//! - `HTTP_MODEL=shipped`: serve the shipped 500-item checkpoint instead of a
+//!   random-weight one over the whole 3,700-item catalogue (the default).
 //!
 //! Prints a table per run and one JSON line at the end. The server's log goes to
 //! `serve.log` in the temporary directory (its path is printed).
@@ -117,8 +120,7 @@ impl Drop for Served {
     }
 }
 
-fn serve(bin: &Path, store: &Path, log: &Path) -> Result<Served> {
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+fn serve(bin: &Path, store: &Path, log: &Path, models: &Path) -> Result<Served> {
     let mut child = Command::new(bin)
         .args(["serve", "--bind", "127.0.0.1:0", "--store"])
         .arg(store)
@@ -554,16 +556,28 @@ fn main() -> Result<()> {
         started.elapsed().as_secs_f64(),
         bin.display()
     );
+    // The model: a random-weight one over the whole catalogue (d 64, 2 layers, max_len
+    // 200: the cost of an ml-1m-sized model), or the shipped one (`HTTP_MODEL=shipped`,
+    // 500 of the items).
+    let models = if std::env::var("HTTP_MODEL").as_deref() == Ok("shipped") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+    } else {
+        attune_benches::random_checkpoint(dir.path(), ITEMS)
+    };
+    eprintln!("model: {}", models.display());
     let log = dir.path().join("serve.log");
-    let server = serve(&bin, &store, &log)?;
+    let server = serve(&bin, &store, &log, &models)?;
     eprintln!("serving on {}; log {}", server.addr, log.display());
     let mix = Arc::new(Mix { users, items });
-    let warmup: f64 = env("HTTP_WARMUP_SECS", 3.0);
+    let sweep = env("HTTP_SWEEP", 0u8) == 1;
+    // A sweep's first step must not pay for cold sessions (a user's first request encodes
+    // their whole window): its warm-up is long enough to reach every user.
+    let warmup: f64 = env("HTTP_WARMUP_SECS", if sweep { 10.0 } else { 3.0 });
     let p99_target: f64 = env("HTTP_P99_MS", 10.0);
 
-    if env("HTTP_SWEEP", 0u8) == 1 {
+    if sweep {
         let rates: Vec<f64> = std::env::var("HTTP_SWEEP_RATES")
-            .unwrap_or_else(|_| "2000,3000,4000,5000,6000,8000,10000,12000,16000,20000".into())
+            .unwrap_or_else(|_| "2000,4000,6000,8000,10000,12000,14000,16000,18000,20000,24000".into())
             .split(',')
             .filter_map(|r| r.trim().parse().ok())
             .collect();

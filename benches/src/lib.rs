@@ -1,9 +1,25 @@
 //! Shared helpers for the criterion benches and the measurement binaries: synthetic event
 //! batches, the shared data sets, and process memory readings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use attune::event::{Action, Event, RawEvent};
+use attune::model::{checkpoint, fresh, Config};
+
+/// A random-weight attention checkpoint over `i0..i{items-1}` (d 64, 2 layers, max_len
+/// 200) in `dir/model`: the cost of an ml-1m-sized model without training one.
+pub fn random_checkpoint(dir: &Path, items: usize) -> PathBuf {
+    let out = dir.join("model");
+    let cfg = Config {
+        n_items: items,
+        max_len: 200,
+        ..Config::default()
+    };
+    let (varmap, _) = fresh(&cfg, &candle_core::Device::Cpu, 1).expect("model");
+    let names: Vec<String> = (0..items).map(|i| format!("i{i}")).collect();
+    checkpoint::save(&out, &varmap, &cfg, &names).expect("save");
+    out
+}
 
 /// `n` click events of `users` users over `items` items, starting at counter `start`.
 pub fn events(start: u64, n: usize, users: u64, items: u64) -> Vec<RawEvent> {
