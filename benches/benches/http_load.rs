@@ -577,7 +577,9 @@ fn main() -> Result<()> {
 
     if sweep {
         let rates: Vec<f64> = std::env::var("HTTP_SWEEP_RATES")
-            .unwrap_or_else(|_| "2000,4000,6000,8000,10000,12000,14000,16000,18000,20000,24000".into())
+            .unwrap_or_else(|_| {
+                "2000,4000,6000,8000,10000,12000,14000,16000,18000,20000,24000".into()
+            })
             .split(',')
             .filter_map(|r| r.trim().parse().ok())
             .collect();

@@ -287,3 +287,52 @@ fn the_service_runs_a_replay_job_of_its_own_log() {
     assert_eq!(s.call("GET", "/v1/replay/999", None, "").0, 404);
     s.stop_gracefully(Duration::from_secs(20));
 }
+
+#[test]
+fn ctrl_c_leaves_a_valid_partial_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("big.jsonl");
+    let o = attune(&[
+        "generate",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--users",
+        "3000",
+        "--items",
+        "300",
+    ]);
+    assert!(o.status.success());
+    let report = dir.path().join("report");
+    let child = Command::new(attune_bin())
+        .args(["replay", "--format", "jsonl", "--json", "--data"])
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn replay");
+    std::thread::sleep(Duration::from_millis(2500));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        v["partial"], true,
+        "the replay finished before the signal: {v}"
+    );
+    let events = v["events"].as_u64().expect("events");
+    assert!(events > 0, "{v}");
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.join("report.json")).expect("report.json"),
+    )
+    .expect("valid JSON");
+    assert_eq!(saved["events"], events);
+    assert!(std::fs::read_to_string(report.join("index.html"))
+        .expect("index.html")
+        .contains("partial"));
+}

@@ -640,6 +640,26 @@ fn parse_time(flag: &str, s: &str) -> Result<i64> {
 
 pub fn replay(a: ReplayArgs) -> Result<()> {
     use attune::replay::{self, Log, ReplayConfig, Source};
+    // Ctrl-C stops the replay after its current round; the report covers what ran.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        eprintln!("\nstopping after the current round (Ctrl-C again to abort)");
+                    }
+                    let _ = tokio::signal::ctrl_c().await;
+                    std::process::exit(130);
+                });
+            }
+        });
+    }
     let source = match &a.store {
         Some(dir) => {
             if !dir.is_dir() {
@@ -679,26 +699,6 @@ pub fn replay(a: ReplayArgs) -> Result<()> {
     let t = Instant::now();
     let log = Log::read(&source, from, to)?;
     let read_s = t.elapsed().as_secs_f64();
-    // Ctrl-C stops the replay after its current round; the report covers what ran.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                rt.block_on(async {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                        eprintln!("\nstopping after the current round (Ctrl-C again to abort)");
-                    }
-                    let _ = tokio::signal::ctrl_c().await;
-                    std::process::exit(130);
-                });
-            }
-        });
-    }
     let n = (log.events.len() * cfg.strategies.len().max(1)) as u64;
     let bar = progress::count(n, "replaying");
     let report = replay::replay(&log, &cfg, &stop, &|done, _| bar.set_position(done))?;
