@@ -11,7 +11,11 @@
 //!   `ENGINE_ACTIVE` of them alive at once (default 100,000);
 //! - `ENGINE_DEVICE`: `cpu` (default) or `cuda` (build with `--features attune/cuda`):
 //!   where the model runs; `ENGINE_INCREMENTAL=false` runs the batched re-encoding path
-//!   (the one a GPU takes) on the CPU.
+//!   (the one a GPU takes) on the CPU;
+//! - `ENGINE_DYNAMIC_ONLY=true`: the load run skips its batch-size-1 comparison;
+//! - `ENGINE_COMPUTE_THREADS`, `ENGINE_ARBITERS`: the engine's compute threads (default:
+//!   the cores, at most 4) and arbiter threads (default 1); `ENGINE_FSYNC=false` makes
+//!   events durable on apply instead of on fsync (to see what the flushes cost).
 //!
 //! The catalogue is ml-1m-sized (3,700 items), the model a 2-layer, d = 64, max_len 200
 //! attention model with random weights (speed does not depend on what it learned), the
@@ -232,6 +236,15 @@ fn open(store: &Path, model: &Path, batching: Batching) -> Engine {
         queue_capacity: 8192,
         incremental: env("ENGINE_INCREMENTAL", device == "cpu"),
         device,
+        compute_threads: env(
+            "ENGINE_COMPUTE_THREADS",
+            EngineConfig::default().compute_threads,
+        ),
+        arbiters: env("ENGINE_ARBITERS", 1),
+        store_config: StoreConfig {
+            fsync: env("ENGINE_FSYNC", true),
+            ..StoreConfig::default()
+        },
         ..EngineConfig::default()
     })
     .expect("engine");
@@ -277,6 +290,9 @@ fn load(dir: &Path, store_path: &Path, model_path: &Path) {
             },
         ),
     ] {
+        if env("ENGINE_DYNAMIC_ONLY", false) && batching.max_batch == 1 {
+            continue;
+        }
         let engine = open(store_path, model_path, batching);
         warm(&engine);
         let r = open_loop(&engine, rate, secs, 11);

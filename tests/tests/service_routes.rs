@@ -108,6 +108,13 @@ fn openapi_lists_every_route_and_the_server_answers_every_listed_one() {
             }
         }
     }
+    // The strategy history pages.
+    let (st, h) = s.call("GET", "/v1/strategy/history?limit=1", None, "");
+    assert_eq!((st, h.as_array().map(Vec::len)), (200, Some(1)));
+    assert_eq!(
+        s.call("GET", "/v1/strategy/history?limit=x", None, "").0,
+        400
+    );
     // A known path with another method: 405 naming the methods allowed.
     let r = s.request("DELETE", "/v1/recommend", None, "");
     assert_eq!(r.status, 405);

@@ -117,7 +117,19 @@ fn memory_stays_flat_under_steady_load() {
         "--seed",
         "5",
     ]));
-    let mut server = Server::start_on(&store, &[]);
+    // `ATTUNE_SOAK_CACHE_MB`: sled's page cache (default 256 MiB) — a store that grows
+    // fills it, so RSS rises by up to that much before it can be flat.
+    let config = dir.path().join("attune.toml");
+    let cache_mb = env_u64("ATTUNE_SOAK_CACHE_MB", 256);
+    std::fs::write(
+        &config,
+        format!(
+            "[engine.store_config]\ncache_capacity = {}\n",
+            cache_mb << 20
+        ),
+    )
+    .expect("config file");
+    let mut server = Server::start_on(&store, &["--config", config.to_str().expect("utf-8")]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -134,6 +146,13 @@ fn memory_stays_flat_under_steady_load() {
         assert!(server.is_alive(), "the server died");
         let rss = server.rss_kib().expect("the server's VmRSS");
         samples.push((start.elapsed().as_secs_f64(), rss));
+        if samples.len() % 30 == 0 {
+            eprintln!(
+                "soak: {:>5.0} s  RSS {} KiB",
+                start.elapsed().as_secs_f64(),
+                rss
+            );
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let tallies: Vec<Tally> = clients

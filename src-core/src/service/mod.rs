@@ -673,8 +673,26 @@ async fn put_strategy(req: HttpRequest, state: web::Data<AppState>, body: web::B
     Ok(HttpResponse::Ok().json(v))
 }
 
-async fn strategy_history(state: web::Data<AppState>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.engine.strategy_history()?))
+/// Every strategy version, oldest first; `?limit=N` keeps the newest N.
+async fn strategy_history(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
+    let mut all = state.engine.strategy_history()?;
+    for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("limit", v)) => {
+                let n: usize = v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("query `limit`: {v:?} is not a count"))
+                })?;
+                let drop = all.len().saturating_sub(n);
+                all.drain(..drop);
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {pair:?} (only `limit`)"
+                )))
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(all))
 }
 
 #[derive(Deserialize)]
@@ -960,7 +978,7 @@ pub fn routes() -> Vec<RouteDoc> {
         r(Method::POST, "/v1/items", "Add or update catalogue records (one, an array, or JSON lines).", true, Some((EVENTS, "Items")), (JSON, "Accepted"), |r| r.to(post_items)),
         r(Method::GET, "/v1/strategy", "The strategy in force and the learned weights.", false, None, (JSON, "StrategyView"), |r| r.to(get_strategy)),
         r(Method::PUT, "/v1/strategy", "Set a new strategy version (validated; applies to the next request).", true, Some((BODY, "Strategy")), (JSON, "StrategyVersion"), |r| r.to(put_strategy)),
-        r(Method::GET, "/v1/strategy/history", "Every strategy version, oldest first.", false, None, (JSON, "StrategyHistory"), |r| r.to(strategy_history)),
+        r(Method::GET, "/v1/strategy/history", "Every strategy version, oldest first (`?limit=N`: the newest N).", false, None, (JSON, "StrategyHistory"), |r| r.to(strategy_history)),
         r(Method::POST, "/v1/strategy/rollback", "Make a copy of an earlier version the current strategy.", true, Some((BODY, "Rollback")), (JSON, "StrategyVersion"), |r| r.to(rollback)),
         r(Method::GET, "/v1/models", "The model serving and the checkpoints available under --models.", false, None, (JSON, "Models"), |r| r.to(get_models)),
         r(Method::POST, "/v1/models/activate", "Load a checkpoint of --models and swap it in atomically (kept across restarts).", true, Some((BODY, "Activate")), (JSON, "Activated"), |r| r.to(activate_model)),
