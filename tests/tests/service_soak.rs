@@ -146,7 +146,7 @@ fn memory_stays_flat_under_steady_load() {
         assert!(server.is_alive(), "the server died");
         let rss = server.rss_kib().expect("the server's VmRSS");
         samples.push((start.elapsed().as_secs_f64(), rss));
-        if samples.len() % 30 == 0 {
+        if samples.len().is_multiple_of(30) {
             eprintln!(
                 "soak: {:>5.0} s  RSS {} KiB",
                 start.elapsed().as_secs_f64(),
