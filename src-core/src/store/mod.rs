@@ -345,13 +345,13 @@ impl Store {
     fn apply_with(
         &self,
         n: usize,
-        build: impl FnOnce(&Writer, &mut sled::Batch, u64) -> Result<Option<Staged>>,
+        build: impl FnOnce(&Writer, &mut Writes, u64) -> Result<Option<Staged>>,
     ) -> Result<PendingAppend> {
         let mut w = self.writer();
         let first = w.next_seq;
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         let staged = build(&w, &mut batch, first)?;
-        self.inner.db.apply_batch(batch)?;
+        batch.apply(&self.inner.db)?;
         if let Some(staged) = staged {
             staged.commit(&mut w);
         }
@@ -460,7 +460,7 @@ impl Store {
                 )
                 .enumerate()
             {
-                let mut batch = sled::Batch::default();
+                let mut batch = Writes::default();
                 let mut staged = Staged::new();
                 let dense = chunk
                     .iter()
@@ -474,7 +474,7 @@ impl Store {
                         batch.remove(keys::meta(keys::META_PENDING));
                     }
                 }
-                self.inner.db.apply_batch(batch)?;
+                batch.apply(&self.inner.db)?;
                 // The chunk's ids are on disk now; keep memory in step with them.
                 staged.commit(&mut w);
                 seq += dense.len() as u64;
@@ -518,9 +518,9 @@ impl Store {
             .iter()
             .map(|item| staged.id(w, IdSpace::Item, &item.id))
             .collect::<Result<Vec<_>>>()?;
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         staged.write_ids(w, &mut batch)?;
-        self.inner.db.apply_batch(batch)?;
+        batch.apply(&self.inner.db)?;
         staged.commit(w);
         for (id, item) in ids.into_iter().zip(items) {
             self.inner.db.insert(
@@ -710,7 +710,7 @@ impl Store {
         // The indexer works from the log without the writer lock: let it finish, so it
         // cannot write the user's entries back after they are removed.
         self.inner.indexer.sync();
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         let mut out = Forgotten::default();
         for key in &blocks {
             let Some(v) = db.get(key)? else { continue };
@@ -763,7 +763,7 @@ impl Store {
         let bytes = bincode::serialize(&names).map_err(|e| corrupt(&id_key.0, e.to_string()))?;
         batch.insert(id_key.0, bytes);
         batch.insert(keys::meta(keys::META_SEQ_FLOOR), &w.next_seq.to_be_bytes());
-        db.apply_batch(batch)?;
+        batch.apply(db)?;
         w.users.forget(user);
         let ticket = self.inner.commit.ticket()?;
         drop(w);
@@ -910,7 +910,7 @@ impl Staged {
     }
 
     /// Adds the new ids to `batch` as one id block per space.
-    fn write_ids(&self, w: &Writer, batch: &mut sled::Batch) -> Result<()> {
+    fn write_ids(&self, w: &Writer, batch: &mut Writes) -> Result<()> {
         for (space, known, fresh) in [
             (keys::SPACE_USERS, &w.users, &self.users),
             (keys::SPACE_ITEMS, &w.items, &self.items),
@@ -939,9 +939,52 @@ impl Staged {
     }
 }
 
+/// The writes of one atomic step: applied as one sled batch, or as a plain insert or
+/// remove when there is only one (atomic by itself). In sled 0.34 every key written
+/// through a batch leaves memory allocated for good (see ARCHITECTURE.md), and a service
+/// appends many times a second, nearly always one block and no new ids: a batch per
+/// append made the server's memory grow by megabytes a minute.
+#[derive(Default)]
+struct Writes(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl Writes {
+    fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.0
+            .push((key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+    }
+
+    fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.0.push((key.as_ref().to_vec(), None));
+    }
+
+    fn apply(mut self, db: &sled::Db) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        if self.0.len() == 1 {
+            if let Some((k, v)) = self.0.pop() {
+                match v {
+                    Some(v) => db.insert(k, v)?,
+                    None => db.remove(k)?,
+                };
+            }
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in self.0 {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        db.apply_batch(batch)?;
+        Ok(())
+    }
+}
+
 /// Writes events as blocks of at most [`BLOCK_EVENTS`] under the key of their first
 /// sequence number.
-fn put_events(batch: &mut sled::Batch, first_seq: u64, events: &[Event]) -> Result<()> {
+fn put_events(batch: &mut Writes, first_seq: u64, events: &[Event]) -> Result<()> {
     for (i, block) in events.chunks(BLOCK_EVENTS).enumerate() {
         let key = keys::event(first_seq + (i * BLOCK_EVENTS) as u64);
         let bytes = bincode::serialize(block).map_err(|e| corrupt(&key, e.to_string()))?;
@@ -1044,14 +1087,14 @@ fn rollback_pending_import(db: &sled::Db) -> Result<()> {
         first_seq = pending.first_seq,
         "rolling back an import interrupted by a crash"
     );
-    let mut batch = sled::Batch::default();
+    let mut batch = Writes::default();
     for kv in db.range(keys::event(pending.first_seq)..keys::event(u64::MAX)) {
         let (k, v) = kv?;
         decode_block(&k, &v)?;
         batch.remove(&k);
     }
     batch.remove(key);
-    db.apply_batch(batch)?;
+    batch.apply(db)?;
     db.flush()?;
     Ok(())
 }

@@ -186,7 +186,7 @@ fn chunked_import_is_atomic_across_a_crash() {
             serde_json::to_vec(&pending).expect("json"),
         )
         .expect("insert");
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         let block = vec![
             Event {
                 user: 0,
@@ -196,7 +196,7 @@ fn chunked_import_is_atomic_across_a_crash() {
             49
         ];
         put_events(&mut batch, 251, &block).expect("put");
-        db.apply_batch(batch).expect("apply");
+        batch.apply(&db).expect("apply");
         store.close().expect("close");
     }
     let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
