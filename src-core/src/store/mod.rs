@@ -762,7 +762,7 @@ impl Store {
         }
         let bytes = bincode::serialize(&names).map_err(|e| corrupt(&id_key.0, e.to_string()))?;
         batch.insert(id_key.0, bytes);
-        batch.insert(keys::meta(keys::META_SEQ_FLOOR), &w.next_seq.to_be_bytes());
+        batch.insert(keys::meta(keys::META_SEQ_FLOOR), w.next_seq.to_be_bytes());
         batch.apply(db)?;
         w.users.forget(user);
         let ticket = self.inner.commit.ticket()?;

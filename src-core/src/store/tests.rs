@@ -196,7 +196,7 @@ fn chunked_import_is_atomic_across_a_crash() {
             49
         ];
         put_events(&mut batch, 251, &block).expect("put");
-        batch.apply(&db).expect("apply");
+        batch.apply(db).expect("apply");
         store.close().expect("close");
     }
     let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
