@@ -185,6 +185,8 @@ struct Writer {
     next_seq: u64,
     users: Interner,
     items: Interner,
+    /// The log's last block, while it has room for more events: (first seq, events).
+    tail: Option<(u64, Vec<Event>)>,
 }
 
 #[derive(Debug)]
@@ -273,6 +275,7 @@ impl Store {
             next_seq: last_seq(&db)?.map_or(0, |s| s + 1).max(floor),
             users: load_ids(&db, keys::SPACE_USERS)?,
             items: load_ids(&db, keys::SPACE_ITEMS)?,
+            tail: None,
         };
         let commit = GroupCommit::start(db.clone(), config.max_flush_delay, config.fsync)?;
         let indexer = Indexer::start(db.clone(), writer.next_seq)?;
@@ -311,15 +314,14 @@ impl Store {
     /// [`PendingAppend::wait`]) before acknowledging them. Readers of this store see the
     /// events immediately; a crash before the flush may lose them.
     pub fn append_nowait(&self, events: &[RawEvent]) -> Result<PendingAppend> {
-        self.apply_with(events.len(), |w, batch, first| {
+        self.apply_with(|w, batch| {
             let mut staged = Staged::new();
             let dense = events
                 .iter()
                 .map(|ev| staged.intern_event(w, ev))
                 .collect::<Result<Vec<_>>>()?;
-            put_events(batch, first, &dense)?;
             staged.write_ids(w, batch)?;
-            Ok(Some(staged))
+            Ok((dense, Some(staged)))
         })
     }
 
@@ -330,28 +332,52 @@ impl Store {
 
     /// [`Store::append_nowait`] for events whose ids are already interned.
     pub fn append_dense_nowait(&self, events: &[Event]) -> Result<PendingAppend> {
-        self.apply_with(events.len(), |w, batch, first| {
+        self.apply_with(|w, _| {
             for ev in events {
                 check_dense(w, ev)?;
             }
-            put_events(batch, first, events)?;
-            Ok(None)
+            Ok((events.to_vec(), None))
         })
     }
 
-    /// The append path: under the writer lock, `build` fills one batch for `n` events
-    /// starting at the next sequence number (returning the ids it staged); the batch is
-    /// applied, the ids and sequence counter move on, and a group-commit ticket is taken.
+    /// The append path: under the writer lock, `build` gives the events (interned) and
+    /// writes the ids they introduce into the batch; the events join the batch, the batch
+    /// is applied, the ids and sequence counter move on, and a group-commit ticket is
+    /// taken.
+    ///
+    /// Small appends fill the log's last block instead of starting their own: while the
+    /// last block written has room, it is written again with the new events added (one
+    /// insert replacing one value, atomic; its earlier events are in both versions). A
+    /// running service appends a few events at a time, hundreds of times a second, and
+    /// sled 0.34 keeps memory for every key it ever held, beyond its cache: one key per
+    /// append made the server grow by megabytes a minute; one per 64 events does not.
     fn apply_with(
         &self,
-        n: usize,
-        build: impl FnOnce(&Writer, &mut Writes, u64) -> Result<Option<Staged>>,
+        build: impl FnOnce(&Writer, &mut Writes) -> Result<(Vec<Event>, Option<Staged>)>,
     ) -> Result<PendingAppend> {
         let mut w = self.writer();
         let first = w.next_seq;
         let mut batch = Writes::default();
-        let staged = build(&w, &mut batch, first)?;
+        let (dense, staged) = build(&w, &mut batch)?;
+        let n = dense.len();
+        let tail = match &w.tail {
+            _ if n == 0 => w.tail.clone(),
+            Some((at, held))
+                if at + held.len() as u64 == first && held.len() + n <= BLOCK_EVENTS =>
+            {
+                let mut block = held.clone();
+                block.extend(dense);
+                put_events(&mut batch, *at, &block)?;
+                Some((*at, block))
+            }
+            _ => {
+                put_events(&mut batch, first, &dense)?;
+                let last = (n - 1) / BLOCK_EVENTS * BLOCK_EVENTS;
+                (n - last < BLOCK_EVENTS).then(|| (first + last as u64, dense[last..].to_vec()))
+            }
+        };
         batch.apply(&self.inner.db)?;
+        w.tail = tail;
         if let Some(staged) = staged {
             staged.commit(&mut w);
         }
@@ -490,6 +516,7 @@ impl Store {
             return Err(e);
         }
         w.next_seq = seq;
+        w.tail = None;
         self.inner.indexer.committed(seq);
         let ticket = self.inner.commit.ticket()?;
         drop(w);
@@ -764,6 +791,8 @@ impl Store {
         batch.insert(id_key.0, bytes);
         batch.insert(keys::meta(keys::META_SEQ_FLOOR), w.next_seq.to_be_bytes());
         batch.apply(db)?;
+        // The last block may have been rewritten without the user's events.
+        w.tail = None;
         w.users.forget(user);
         let ticket = self.inner.commit.ticket()?;
         drop(w);

@@ -409,3 +409,33 @@ fn a_forgotten_user_leaves_nothing_and_the_others_keep_their_numbers() {
     let keep = store.user_id("keep").expect("keep");
     assert_eq!(store.user_history(keep).expect("history").len(), 60);
 }
+
+#[test]
+fn small_appends_fill_the_last_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        for i in 0..100 {
+            store
+                .append(&[click(&format!("u{}", i % 3), "x", i)])
+                .expect("append");
+        }
+        let blocks = store.inner.db.scan_prefix([keys::EVENT]).count();
+        assert_eq!(
+            blocks,
+            100usize.div_ceil(BLOCK_EVENTS),
+            "one key per append"
+        );
+        store.close().expect("close");
+    }
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+    assert_eq!(store.next_seq(), 100);
+    store.append(&[click("u0", "y", 100)]).expect("append");
+    let ts: Vec<i64> = store
+        .all_events()
+        .map(|e| e.expect("readable").1.ts)
+        .collect();
+    assert_eq!(ts, (0..=100).collect::<Vec<_>>());
+    let u0 = store.user_id("u0").expect("u0");
+    assert_eq!(store.user_history(u0).expect("history").len(), 35);
+}
