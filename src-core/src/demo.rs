@@ -20,7 +20,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result};
 use crate::event::{EventKind, RawEvent};
 use crate::service::client::Client;
-use crate::service::live::window_quantile;
+use crate::service::live::{window_quantile, LiveStats};
 use crate::service::{serve_until, shutdown_signal, ServeConfig};
 use crate::simulate::World;
 use crate::store::{Store, StoreConfig};
@@ -243,24 +243,18 @@ fn report(engine: &Engine, counters: &Counters, stop: &AtomicBool, started: Inst
         let lat = counters.latency_us.snapshot();
         let m = engine.metrics();
         let secs = at.elapsed().as_secs_f64();
-        let batches = m.batch_size.count.saturating_sub(prev.2.batch_size.count);
-        let batch = if batches == 0 {
-            0.0
-        } else {
-            (m.batch_size.mean * m.batch_size.count as f64
-                - prev.2.batch_size.mean * prev.2.batch_size.count as f64)
-                / batches as f64
-        };
-        let w = m.weights;
+        // The engine's side of the interval, as the live stream computes it.
+        let live = LiveStats::between(&prev.2, &m, 0, 0, at.elapsed());
+        let w = live.weights;
         let line = format!(
             "{:>5.0}s  {:>6.0} req/s  p50 {:>5.2} ms  p99 {:>6.2} ms  batch {:>4.1}  reward {:>8.0} ({:+.0}/s)  errors {}  weights seq {:.2} like {:.2} purchase {:.2} itemknn {:.2} markov {:.2} pop {:.2}",
             started.elapsed().as_secs_f64(),
             (reqs - prev.0) as f64 / secs,
             window_quantile(&prev.1, &lat, 0.5) / 1000.0,
             window_quantile(&prev.1, &lat, 0.99) / 1000.0,
-            batch,
+            live.batch_mean,
             counters.reward_milli.load(Ordering::Relaxed) as f64 / 1000.0,
-            (m.reward - prev.2.reward) / secs,
+            live.reward_per_s,
             counters.errors.load(Ordering::Relaxed),
             w.seq,
             w.like,

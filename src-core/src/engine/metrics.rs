@@ -69,20 +69,13 @@ impl Histogram {
             .map(|b| b.load(Ordering::Relaxed))
             .collect();
         let count: u64 = counts.iter().sum();
-        let q = |p: f64| -> f64 {
-            if count == 0 {
-                return 0.0;
-            }
-            let rank = (p * count as f64).ceil().max(1.0) as u64;
-            let mut seen = 0;
-            for (b, c) in counts.iter().enumerate() {
-                seen += c;
-                if seen >= rank {
-                    return bucket_upper(b);
-                }
-            }
-            bucket_upper(BUCKETS - 1)
-        };
+        let buckets: Vec<(f64, u64)> = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(b, c)| (bucket_upper(b), *c))
+            .collect();
+        let q = |p: f64| bucket_quantile(&buckets, p);
         let sum = self.sum.load(Ordering::Relaxed);
         HistogramSnapshot {
             count,
@@ -95,14 +88,27 @@ impl Histogram {
             p90: q(0.90),
             p99: q(0.99),
             max: self.max.load(Ordering::Relaxed) as f64,
-            buckets: counts
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-                .map(|(b, c)| (bucket_upper(b), *c))
-                .collect(),
+            buckets,
         }
     }
+}
+
+/// The `q` quantile of values in sparse buckets `(upper bound, count)`, in increasing
+/// order: the upper bound of the bucket that holds it (0 when there are none).
+pub fn bucket_quantile(buckets: &[(f64, u64)], q: f64) -> f64 {
+    let total: u64 = buckets.iter().map(|b| b.1).sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (upper, c) in buckets {
+        seen += c;
+        if seen >= rank {
+            return *upper;
+        }
+    }
+    buckets.last().map_or(0.0, |b| b.0)
 }
 
 /// A histogram's figures at one moment.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::engine::metrics::{Histogram, HistogramSnapshot, MetricsSnapshot};
+use crate::engine::metrics::{bucket_quantile, Histogram, HistogramSnapshot, MetricsSnapshot};
 use crate::engine::strategy::SourceWeights;
 
 /// Methods kept as labels; anything else is counted as `other` (random methods must not
@@ -149,19 +149,7 @@ pub fn window_quantile(prev: &HistogramSnapshot, cur: &HistogramSnapshot, q: f64
         })
         .filter(|(_, c)| *c > 0)
         .collect();
-    let total: u64 = diff.iter().map(|(_, c)| c).sum();
-    if total == 0 {
-        return 0.0;
-    }
-    let rank = (q * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (b, c) in &diff {
-        seen += c;
-        if seen >= rank {
-            return *b;
-        }
-    }
-    diff.last().map_or(0.0, |d| d.0)
+    bucket_quantile(&diff, q)
 }
 
 impl LiveStats {

@@ -720,6 +720,35 @@ fn scalar(out: &mut String, kind: &str, name: &str, help: &str, v: f64) {
     ));
 }
 
+/// The `_bucket` (cumulative), `_sum` and `_count` samples of one histogram series;
+/// `labels` (`k="v",...`, or empty) go before `le`.
+fn histogram_series(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    h: &crate::engine::metrics::HistogramSnapshot,
+) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cum = 0;
+    for (le, c) in &h.buckets {
+        cum += c;
+        out.push_str(&format!(
+            "attune_{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cum}\n"
+        ));
+    }
+    let plain = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    out.push_str(&format!(
+        "attune_{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}\nattune_{name}_sum{plain} {}\nattune_{name}_count{plain} {}\n",
+        h.count,
+        h.mean * h.count as f64,
+        h.count
+    ));
+}
+
 /// Prometheus text exposition of the engine's figures.
 async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     let m = state.engine.metrics();
@@ -796,35 +825,13 @@ async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
         out.push_str(&format!(
             "# HELP attune_{name} {help}\n# TYPE attune_{name} histogram\n"
         ));
-        let mut cum = 0;
-        for (le, c) in &h.buckets {
-            cum += c;
-            out.push_str(&format!("attune_{name}_bucket{{le=\"{le}\"}} {cum}\n"));
-        }
-        out.push_str(&format!(
-            "attune_{name}_bucket{{le=\"+Inf\"}} {}\nattune_{name}_sum {}\nattune_{name}_count {}\n",
-            h.count,
-            h.mean * h.count as f64,
-            h.count
-        ));
+        histogram_series(&mut out, name, "", h);
     }
     out.push_str("# HELP attune_http_request_duration_us HTTP request latency by route (µs).\n# TYPE attune_http_request_duration_us histogram\n");
     let routes = state.http.snapshot();
     for (method, route, h, _) in &routes {
         let labels = format!("method=\"{method}\",route=\"{route}\"");
-        let mut cum = 0;
-        for (le, c) in &h.buckets {
-            cum += c;
-            out.push_str(&format!(
-                "attune_http_request_duration_us_bucket{{{labels},le=\"{le}\"}} {cum}\n"
-            ));
-        }
-        out.push_str(&format!(
-            "attune_http_request_duration_us_bucket{{{labels},le=\"+Inf\"}} {}\nattune_http_request_duration_us_sum{{{labels}}} {}\nattune_http_request_duration_us_count{{{labels}}} {}\n",
-            h.count,
-            h.mean * h.count as f64,
-            h.count
-        ));
+        histogram_series(&mut out, "http_request_duration_us", &labels, h);
     }
     out.push_str("# HELP attune_http_responses_total HTTP responses by route and status.\n# TYPE attune_http_responses_total counter\n");
     for (method, route, _, statuses) in &routes {
