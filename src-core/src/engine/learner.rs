@@ -93,19 +93,43 @@ pub(crate) struct Learner {
 }
 
 /// An FTRL model whose coefficients start at `weights` (intercept 0).
+///
+/// Never panics: the state is clamped to finite values (a strategy's knobs are
+/// validated, but the learner must outlive whatever reaches it), and if linfa still
+/// refuses it the model starts from zero coefficients.
 fn warm_ftrl(weights: [f32; N_SOURCES], alpha: f32) -> Ftrl<f32> {
+    let alpha = if alpha.is_finite() && alpha > 0.0 {
+        alpha.max(crate::engine::strategy::MIN_LEARNING_RATE)
+    } else {
+        1.0
+    };
     // With n = 0 and l1 = l2 = 0, FTRL's weight is -z·alpha/beta.
     let z: Vec<f32> = weights
         .iter()
         .chain(std::iter::once(&0.0))
-        .map(|w| -w * BETA / alpha)
+        .map(|w| {
+            let z = -w * BETA / alpha;
+            if z.is_finite() {
+                z
+            } else {
+                0.0
+            }
+        })
         .collect();
     let json = serde_json::json!({
         "alpha": alpha, "beta": BETA, "l1_ratio": 0.0, "l2_ratio": 0.0,
         "z": {"v": 1, "dim": [N_FEATURES], "data": z},
         "n": {"v": 1, "dim": [N_FEATURES], "data": vec![0.0f32; N_FEATURES]},
     });
-    serde_json::from_value(json).expect("a well-formed FTRL state")
+    serde_json::from_value(json).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not warm-start FTRL; starting afresh");
+        let params = Ftrl::params()
+            .alpha(alpha)
+            .beta(BETA)
+            .l1_ratio(0.0)
+            .l2_ratio(0.0);
+        Ftrl::new(linfa::ParamGuard::check_unwrap(params), N_FEATURES)
+    })
 }
 
 /// Key of the learner's checkpoint in the store's blob space.
@@ -225,7 +249,7 @@ impl Learner {
                 {
                     self.held.push(msg)
                 }
-                Ok(msg) => self.handle(msg),
+                Ok(msg) => self.handle_supervised(msg),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -242,7 +266,7 @@ impl Learner {
         let mut held = std::mem::take(&mut self.held);
         held.sort_by(|a, b| key(a).cmp(&key(b)));
         for msg in held {
-            self.handle(msg);
+            self.handle_supervised(msg);
         }
         fn key(m: &LearnerMsg) -> (&str, u8) {
             match m {
@@ -250,6 +274,28 @@ impl Learner {
                 LearnerMsg::Interaction { user, .. } => (user, 1),
                 _ => ("", 2),
             }
+        }
+    }
+
+    /// Handles one message; a panic inside is caught, logged and answered by restarting
+    /// the learner's model from the live strategy, so that one bad message costs the
+    /// learned state since the last fit, never the learner (callers would hang on it).
+    fn handle_supervised(&mut self, msg: LearnerMsg) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(msg)));
+        if let Err(panic) = outcome {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            tracing::error!(panic = %what, "the learner panicked; restarting it from the strategy");
+            self.samples.clear();
+            self.held.clear();
+            self.ftrl = warm_ftrl(
+                self.strategy.strategy.weights.to_array(),
+                self.strategy.strategy.learning.learning_rate,
+            );
+            self.publish_weights();
         }
     }
 
@@ -505,6 +551,17 @@ mod tests {
             assert!((got[j] - w[j]).abs() < 1e-5, "{j}: {} vs {}", got[j], w[j]);
         }
         assert!(got[N_SOURCES].abs() < 1e-6);
+    }
+
+    #[test]
+    fn warm_start_never_panics_on_extreme_knobs() {
+        for alpha in [1e-40, 0.0, -1.0, f32::NAN, f32::INFINITY] {
+            let f = warm_ftrl([1000.0, -1000.0, 0.0, 1.0, 2.0, 3.0], alpha);
+            assert!(
+                f.get_weights().iter().all(|w| w.is_finite()),
+                "alpha {alpha}"
+            );
+        }
     }
 
     #[test]

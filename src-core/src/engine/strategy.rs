@@ -246,6 +246,10 @@ fn finite(field: &str, v: f32) -> Result<()> {
     }
 }
 
+/// The smallest FTRL learning rate a strategy may set: below it the learner's state
+/// (weights divided by the rate) would leave the f32 range, and nothing would move.
+pub const MIN_LEARNING_RATE: f32 = 1e-4;
+
 impl Strategy {
     /// Parses a strategy from JSON, naming the offending field on error.
     pub fn from_json(text: &str) -> Result<Strategy> {
@@ -294,10 +298,13 @@ impl Strategy {
             }
         }
         let l = &self.learning;
-        if !(l.learning_rate.is_finite() && l.learning_rate > 0.0 && l.learning_rate <= 10.0) {
+        if !(l.learning_rate.is_finite() && (MIN_LEARNING_RATE..=10.0).contains(&l.learning_rate)) {
             return Err(Error::config(
                 "learning.learning_rate",
-                format!("must be in (0, 10], got {}", l.learning_rate),
+                format!(
+                    "must be in [{MIN_LEARNING_RATE}, 10], got {}",
+                    l.learning_rate
+                ),
             ));
         }
         if !(1..=100_000).contains(&l.update_every) {
@@ -537,6 +544,11 @@ mod tests {
             (r#"{"candidates": 0}"#, "candidates"),
             (
                 r#"{"learning": {"learning_rate": -1}}"#,
+                "learning.learning_rate",
+            ),
+            // Found by the service fuzzer: a subnormal rate overflowed the learner's state.
+            (
+                r#"{"learning": {"learning_rate": 1e-40}}"#,
                 "learning.learning_rate",
             ),
             (r#"{"weightz": {}}"#, "weightz"),
