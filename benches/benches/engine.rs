@@ -6,7 +6,12 @@
 //! - `ENGINE_BENCH`: `load`, `max`, `memory` or `all` (default `all`);
 //! - `ENGINE_RATE`: offered operations per second of the open-loop runs (default 25000;
 //!   4 of every 5 operations are recommendations, 1 an event);
-//! - `ENGINE_SECS`: seconds per run (default 10);
+//! - `ENGINE_SECS`: seconds per run (default 10), after `ENGINE_WARMUP_SECS` (default 2)
+//!   of the same load that are not counted (the steady state is what is measured);
+//! - `ENGINE_TRACE=FILE`: writes each counted recommendation's time, latency and
+//!   generator lateness (µs), to tell stalls from scheduling noise;
+//! - `ENGINE_BACKGROUND`: the engine's `background_priority`, `idle` (default), `low` or
+//!   `normal`;
 //! - `ENGINE_USERS`: users cycled through by the memory run (default 1,000,000), with
 //!   `ENGINE_ACTIVE` of them alive at once (default 100,000);
 //! - `ENGINE_DEVICE`: `cpu` (default) or `cuda` (build with `--features attune/cuda`):
@@ -32,6 +37,7 @@ use attune::engine::{Context, Engine, EngineConfig};
 use attune::event::{Action, RawEvent};
 use attune::store::{Store, StoreConfig};
 use attune::synth::{Generator, SynthConfig};
+use attune::threads::BackgroundPriority;
 use attune_benches::rss_kib;
 
 // The allocator the `attune` binary uses; hosts embedding the engine choose their own.
@@ -109,36 +115,70 @@ struct RunResult {
     mean_batch: f64,
 }
 
-/// Offers `rate` operations per second for `secs` (open loop: each operation is scheduled
-/// at its time whatever the previous ones did; latency counts from the scheduled time).
-fn open_loop(engine: &Engine, rate: f64, secs: f64, seed: u64) -> RunResult {
+/// Shortest sleep of the generator's ticker: operations due within it go out together.
+const TICK: Duration = Duration::from_micros(200);
+
+/// Offers `rate` operations per second for `warmup + secs` (open loop: each operation is
+/// scheduled at its time whatever the previous ones did; latency counts from the scheduled
+/// time) and reports the operations scheduled in the last `secs`, the steady state.
+///
+/// The schedule is kept by a ticker thread that sleeps with the OS's precise timers and
+/// hands the due operations to the runtime every [`TICK`] at most; tokio's own timer
+/// ticks in whole milliseconds, which would send operations in bursts up to a
+/// millisecond late and count that lateness against the engine.
+fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> RunResult {
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
         .build()
         .expect("runtime");
     let local = tokio::task::LocalSet::new();
     let hist = Rc::new(Histogram::default());
     let counts = Rc::new(std::cell::Cell::new((0u64, 0u64, 0u64, 0u64)));
-    let before = engine.metrics();
+    let trace_to = std::env::var_os("ENGINE_TRACE");
+    let trace = Rc::new(std::cell::RefCell::new(Vec::<(u64, u64, u64)>::new()));
     let started = Instant::now();
+    let measure_from = started + Duration::from_secs_f64(warmup);
+    let end = measure_from + Duration::from_secs_f64(secs);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(Instant, u64)>>();
+    let ticker = std::thread::Builder::new()
+        .name("bench-ticker".into())
+        .spawn(move || {
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let mut next = started;
+            let mut n: u64 = seed;
+            while next < end {
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while next <= now && next < end {
+                    n = n
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    due.push((next, n));
+                    next += interval;
+                }
+                if !due.is_empty() && tx.send(due).is_err() {
+                    return;
+                }
+                let wake = next.max(now + TICK);
+                std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+            }
+        })
+        .expect("ticker thread");
+    let mut before = None;
     local.block_on(&rt, async {
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        let mut next = Instant::now();
-        let end = next + Duration::from_secs_f64(secs);
-        let mut n: u64 = seed;
         let mut handles = Vec::new();
-        while next < end {
-            let now = Instant::now();
-            while next <= now && next < end {
-                n = n
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+        while let Some(due) = rx.recv().await {
+            for (scheduled, n) in due {
+                if before.is_none() && scheduled >= measure_from {
+                    before = Some(engine.metrics());
+                }
                 let user = (n >> 33) as usize % USERS;
                 let item = (n >> 17) as usize % ITEMS;
-                let (e, h, c, scheduled) =
-                    (engine.clone(), Rc::clone(&hist), Rc::clone(&counts), next);
+                let (e, h, c) = (engine.clone(), Rc::clone(&hist), Rc::clone(&counts));
+                let tr = trace_to.as_ref().map(|_| Rc::clone(&trace));
+                let counted = scheduled >= measure_from;
                 let is_event = (n >> 40).is_multiple_of(5);
                 handles.push(tokio::task::spawn_local(async move {
+                    let late = scheduled.elapsed().as_micros() as u64;
                     let r = if is_event {
                         e.record(click(user, item)).await.map(|_| ())
                     } else {
@@ -146,6 +186,9 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, seed: u64) -> RunResult {
                             .await
                             .map(|_| ())
                     };
+                    if !counted {
+                        return;
+                    }
                     // Single-threaded: nothing runs between this read and the write below.
                     let (mut recs, mut events, mut over, mut errs) = c.get();
                     match r {
@@ -153,24 +196,44 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, seed: u64) -> RunResult {
                         Ok(()) => {
                             recs += 1;
                             h.record_duration(scheduled.elapsed());
+                            if let Some(tr) = tr {
+                                tr.borrow_mut().push((
+                                    (scheduled - measure_from).as_micros() as u64,
+                                    scheduled.elapsed().as_micros() as u64,
+                                    late,
+                                ));
+                            }
                         }
                         Err(attune::Error::Overloaded { .. }) => over += 1,
                         Err(_) => errs += 1,
                     }
                     c.set((recs, events, over, errs));
                 }));
-                next += interval;
             }
             if handles.len() > 4096 {
                 handles.retain(|h| !h.is_finished());
             }
-            tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
         }
         for h in handles {
             let _ = h.await;
         }
     });
-    let secs = started.elapsed().as_secs_f64();
+    ticker.join().expect("ticker");
+    let secs = measure_from.elapsed().as_secs_f64();
+    if let Some(path) = trace_to {
+        // `ENGINE_TRACE=FILE`: each counted recommendation's scheduled time (from the end
+        // of the warm-up), latency and how late the generator sent it, in µs: to see
+        // whether the tail is spread out (scheduling) or clustered (stalls).
+        let text: String = trace
+            .borrow()
+            .iter()
+            .map(|(at, lat, late)| format!("{at} {lat} {late}\n"))
+            .collect();
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("ENGINE_TRACE: {e}");
+        }
+    }
+    let before = before.unwrap_or_else(|| engine.metrics());
     let after = engine.metrics();
     let (recs, events, overloaded, errors) = counts.get();
     let batches = after.batch_size.count - before.batch_size.count;
@@ -241,6 +304,11 @@ fn open(store: &Path, model: &Path, batching: Batching) -> Engine {
             EngineConfig::default().compute_threads,
         ),
         arbiters: env("ENGINE_ARBITERS", 1),
+        background_priority: match env("ENGINE_BACKGROUND", "idle".to_string()).as_str() {
+            "low" => BackgroundPriority::Low,
+            "normal" => BackgroundPriority::Normal,
+            _ => BackgroundPriority::Idle,
+        },
         store_config: StoreConfig {
             fsync: env("ENGINE_FSYNC", true),
             ..StoreConfig::default()
@@ -270,7 +338,10 @@ fn print(label: &str, rate: f64, r: &RunResult) {
 fn load(dir: &Path, store_path: &Path, model_path: &Path) {
     let rate: f64 = env("ENGINE_RATE", 25_000.0);
     let secs: f64 = env("ENGINE_SECS", 10.0);
-    println!("== open loop, {ITEMS} items, 4 recommendations : 1 event, {secs} s per run ==");
+    let warmup: f64 = env("ENGINE_WARMUP_SECS", 2.0);
+    println!(
+        "== open loop, {ITEMS} items, 4 recommendations : 1 event, {warmup} s of load not counted, then {secs} s per run =="
+    );
     let _ = dir;
     let dynamic = Batching {
         max_batch: env("ENGINE_MAX_BATCH", Batching::default().max_batch),
@@ -295,7 +366,7 @@ fn load(dir: &Path, store_path: &Path, model_path: &Path) {
         }
         let engine = open(store_path, model_path, batching);
         warm(&engine);
-        let r = open_loop(&engine, rate, secs, 11);
+        let r = open_loop(&engine, rate, secs, warmup, 11);
         print(label, rate, &r);
         let m = engine.metrics();
         println!(
@@ -310,6 +381,7 @@ fn load(dir: &Path, store_path: &Path, model_path: &Path) {
 
 fn max_throughput(store_path: &Path, model_path: &Path) {
     let secs: f64 = env("ENGINE_SECS", 10.0);
+    let warmup: f64 = env("ENGINE_WARMUP_SECS", 2.0);
     println!("== highest offered load with p99 <= 5 ms (dynamic batching) ==");
     let engine = open(
         store_path,
@@ -324,7 +396,7 @@ fn max_throughput(store_path: &Path, model_path: &Path) {
     for rate in [
         10_000.0, 15_000.0, 20_000.0, 25_000.0, 30_000.0, 35_000.0, 40_000.0,
     ] {
-        let r = open_loop(&engine, rate, secs, 13);
+        let r = open_loop(&engine, rate, secs, warmup, 13);
         print(&format!("offered {rate:.0} ops/s"), rate, &r);
         if r.latency.p99 <= 5000.0 && r.errors == 0 && r.overloaded == 0 {
             best = Some(r.recs as f64 / r.secs);

@@ -19,6 +19,7 @@ pub mod service;
 pub mod simulate;
 pub mod store;
 pub mod synth;
+pub mod threads;
 pub mod wire;
 
 pub use engine::{

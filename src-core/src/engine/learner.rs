@@ -90,6 +90,8 @@ pub(crate) struct Learner {
     /// applies them in a canonical order; nothing is published on the wall clock.
     deterministic: bool,
     held: Vec<LearnerMsg>,
+    /// The sources replaced by the last publish, kept until the next one.
+    retired: Option<Arc<crate::engine::sources::SourceSnapshot>>,
 }
 
 /// An FTRL model whose coefficients start at `weights` (intercept 0).
@@ -180,6 +182,7 @@ impl Learner {
             recent: VecDeque::new(),
             deterministic,
             held: Vec::new(),
+            retired: None,
         };
         learner.publish_weights();
         learner
@@ -500,6 +503,7 @@ impl Learner {
         let spawned = std::thread::Builder::new()
             .name("attune-finetune".into())
             .spawn(move || {
+                crate::threads::set_background(0, shared.config.background_priority);
                 match shared.fine_tune_and_swap(&model, &sequences) {
                     Ok(v) => tracing::info!(
                         version = v,
@@ -522,7 +526,9 @@ impl Learner {
     fn publish_sources(&mut self) {
         let prev = self.shared.sources();
         let next = self.counts.snapshot(Some(&prev));
-        self.shared.set_sources(next);
+        drop(prev);
+        // The sources before the last are freed here, not by a compute thread.
+        self.retired = Some(self.shared.set_sources(next));
         self.last_publish = Instant::now();
     }
 }

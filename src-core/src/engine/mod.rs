@@ -26,6 +26,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -91,6 +93,11 @@ pub struct EngineConfig {
     /// [`Engine::sync_learner`], in a canonical order (by user), and publishes only then,
     /// so a run is reproducible whatever the threads do. Off for serving.
     pub deterministic: bool,
+    /// How the background threads (the learner, fine-tuning, the store's indexer) are
+    /// scheduled against requests: `idle` (the default; Linux `SCHED_IDLE`: they run on
+    /// what requests leave and yield as soon as a request thread wakes), `low` (nice 19)
+    /// or `normal`.
+    pub background_priority: crate::threads::BackgroundPriority,
 }
 
 impl Default for EngineConfig {
@@ -114,6 +121,7 @@ impl Default for EngineConfig {
             pop_half_life: 100_000,
             seed: 42,
             deterministic: false,
+            background_priority: crate::threads::BackgroundPriority::Idle,
         }
     }
 }
@@ -415,10 +423,15 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub registry: Registry,
     book: StrategyBook,
-    live: RwLock<Arc<Live>>,
-    model: RwLock<Option<Arc<ModelSlot>>>,
-    sources: RwLock<Arc<SourceSnapshot>>,
-    catalog: RwLock<Arc<Catalog>>,
+    // What every batch reads is swapped, not locked: a reader never waits, so a writer
+    // preempted mid-swap (the learner runs at background priority) cannot stall the
+    // compute threads, and the old value is freed by whoever drops it last, outside any
+    // lock. Writers of `live` and `catalog` take `swap_writers` to read-modify-write.
+    live: ArcSwap<Live>,
+    model: ArcSwapOption<ModelSlot>,
+    sources: ArcSwap<SourceSnapshot>,
+    catalog: ArcSwap<Catalog>,
+    swap_writers: Mutex<()>,
     inference: RwLock<Option<Addr<InferenceActor>>>,
     batcher: RwLock<Option<Batcher>>,
     arbiters: Vec<ArbiterHandle>,
@@ -445,23 +458,30 @@ fn write<T>(lock: &RwLock<T>, v: T) {
 
 impl Shared {
     pub fn live(&self) -> Arc<Live> {
-        read(&self.live)
+        self.live.load_full()
     }
 
     pub fn model(&self) -> Option<Arc<ModelSlot>> {
-        read(&self.model)
+        self.model.load_full()
     }
 
     pub fn sources(&self) -> Arc<SourceSnapshot> {
-        read(&self.sources)
+        self.sources.load_full()
     }
 
-    pub fn set_sources(&self, s: SourceSnapshot) {
-        write(&self.sources, Arc::new(s));
+    /// Publishes new sources and returns the old ones: the caller should keep them
+    /// until the next publish, so that a compute thread still ranking with them is not the
+    /// one left to free them (thousands of lists) on a request's time.
+    pub fn set_sources(&self, s: SourceSnapshot) -> Arc<SourceSnapshot> {
+        self.sources.swap(Arc::new(s))
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
-        read(&self.catalog)
+        self.catalog.load_full()
+    }
+
+    fn swap_writers(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.swap_writers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The catalogue, extended from the store first if it lacks `item`.
@@ -469,11 +489,15 @@ impl Shared {
         let c = self.catalog();
         match item {
             Some(i) if i as usize >= c.len() => {
-                let mut w = self.catalog.write().unwrap_or_else(|e| e.into_inner());
-                if i as usize >= w.len() {
-                    *w = Arc::new(w.extended(&self.store));
+                let _writer = self.swap_writers();
+                let now = self.catalog();
+                if i as usize >= now.len() {
+                    let next = Arc::new(now.extended(&self.store));
+                    self.catalog.store(Arc::clone(&next));
+                    next
+                } else {
+                    now
                 }
-                Arc::clone(&w)
             }
             _ => c,
         }
@@ -515,18 +539,21 @@ impl Shared {
         weights: [f32; N_SOURCES],
         evidence: [f32; N_SOURCES],
     ) {
-        let mut w = self.live.write().unwrap_or_else(|e| e.into_inner());
-        if w.version == version {
-            let mut next = (**w).clone();
+        let _writer = self.swap_writers();
+        let now = self.live();
+        if now.version == version {
+            let mut next = (*now).clone();
             next.weights = weights;
             next.evidence = evidence;
-            *w = Arc::new(next);
+            self.live.store(Arc::new(next));
         }
     }
 
     fn set_live_version(&self, v: StrategyVersion) {
         let v = Arc::new(v);
-        write(&self.live, Arc::new(learner::initial_live(Arc::clone(&v))));
+        let _writer = self.swap_writers();
+        self.live
+            .store(Arc::new(learner::initial_live(Arc::clone(&v))));
         self.learn(LearnerMsg::Strategy(v));
     }
 
@@ -592,7 +619,7 @@ impl Shared {
 
     fn swap_in(&self, slot: ModelSlot) -> u64 {
         let v = slot.version;
-        write(&self.model, Some(Arc::new(slot)));
+        self.model.store(Some(Arc::new(slot)));
         Metrics::add(&self.metrics.model_swaps, 1);
         v
     }
@@ -739,6 +766,7 @@ impl Engine {
     pub fn open(config: EngineConfig) -> Result<Engine> {
         config.validate()?;
         let store = Store::open(&config.store, config.store_config.clone())?;
+        store.set_background_priority(config.background_priority);
         let book = StrategyBook::open(store.clone(), &config.strategy)?;
         let current = book
             .current()?
@@ -779,10 +807,11 @@ impl Engine {
             metrics: Arc::default(),
             registry: Registry::default(),
             book,
-            live: RwLock::new(Arc::new(live)),
-            model: RwLock::new(None),
-            sources: RwLock::new(Arc::default()),
-            catalog: RwLock::new(Arc::default()),
+            live: ArcSwap::from_pointee(live),
+            model: ArcSwapOption::empty(),
+            sources: ArcSwap::default(),
+            catalog: ArcSwap::default(),
+            swap_writers: Mutex::new(()),
             inference: RwLock::new(None),
             batcher: RwLock::new(None),
             arbiters,
@@ -800,12 +829,11 @@ impl Engine {
         if let Some(ck) = checkpoint {
             let weights = ck.dir.join(crate::model::checkpoint::WEIGHTS);
             let slot = shared.model_slot(ck, weights)?;
-            write(&shared.model, Some(Arc::new(slot)));
+            shared.model.store(Some(Arc::new(slot)));
         }
-        write(
-            &shared.catalog,
-            Arc::new(Catalog::default().extended(&store)),
-        );
+        shared
+            .catalog
+            .store(Arc::new(Catalog::default().extended(&store)));
         // Sessions load their user's history on first use: let the per-user index catch
         // up with the log first, so those loads never scan the log's tail.
         store.sync_index();
@@ -813,7 +841,7 @@ impl Engine {
         let counts = count_log(&store, config.pop_half_life)?;
         let mut counts = counts;
         counts.ensure_items(store.n_items());
-        shared.set_sources(counts.snapshot(None));
+        let _ = shared.set_sources(counts.snapshot(None));
 
         // The inference actor lives on the system's own arbiter; compute threads beside.
         let (itx, irx) = std::sync::mpsc::channel();
@@ -835,9 +863,13 @@ impl Engine {
 
         let learner = {
             let learner = Learner::new(Arc::clone(&shared), counts, config.finetune_every);
+            let priority = config.background_priority;
             std::thread::Builder::new()
                 .name("attune-learner".into())
-                .spawn(move || learner.run(&lrx))
+                .spawn(move || {
+                    crate::threads::set_background(0, priority);
+                    learner.run(&lrx)
+                })
                 .map_err(|e| Error::io("attune-learner thread", e))?
         };
         tracing::info!(store = %store.path().display(), model = ?config.model, "engine open");
@@ -1118,10 +1150,12 @@ impl Engine {
             crate::wire::check_id(&it.id).map_err(|e| Error::BadRequest(format!("item: {e}")))?;
         }
         self.shared.store.put_items(items)?;
-        write(
-            &self.shared.catalog,
-            Arc::new(Catalog::default().extended(&self.shared.store)),
-        );
+        {
+            let _writer = self.shared.swap_writers();
+            self.shared
+                .catalog
+                .store(Arc::new(Catalog::default().extended(&self.shared.store)));
+        }
         Ok(())
     }
 

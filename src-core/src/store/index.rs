@@ -10,7 +10,7 @@
 //! history always includes every committed event, indexed or not.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,6 +32,8 @@ struct Shared {
     committed: AtomicU64,
     /// Events below this are in the index.
     indexed: AtomicU64,
+    /// The indexer thread's kernel id (0 until it runs), so its priority can be set.
+    tid: AtomicI32,
     shutdown: Mutex<bool>,
     wake: Condvar,
     caught_up: Condvar,
@@ -63,7 +65,10 @@ impl Indexer {
         let s = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("attune-indexer".into())
-            .spawn(move || run(&s, &db))
+            .spawn(move || {
+                s.tid.store(crate::threads::current_tid(), Ordering::SeqCst);
+                run(&s, &db)
+            })
             .map_err(|e| Error::io("attune-indexer thread", e))?;
         Ok(Indexer {
             shared,
@@ -75,6 +80,19 @@ impl Indexer {
     pub fn committed(&self, next_seq: u64) {
         self.shared.committed.fetch_max(next_seq, Ordering::SeqCst);
         self.shared.wake.notify_one();
+    }
+
+    /// Schedules the indexer thread as `priority` says (see [`crate::threads`]).
+    pub fn set_priority(&self, priority: crate::threads::BackgroundPriority) {
+        // The thread records its id first thing; wait the moment that may take.
+        for _ in 0..1000 {
+            let tid = self.shared.tid.load(Ordering::SeqCst);
+            if tid != 0 {
+                crate::threads::set_background(tid, priority);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// The watermark: events below it are in the index.

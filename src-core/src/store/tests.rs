@@ -423,8 +423,8 @@ fn small_appends_fill_the_last_block() {
         let blocks = store.inner.db.scan_prefix([keys::EVENT]).count();
         assert_eq!(
             blocks,
-            100usize.div_ceil(BLOCK_EVENTS),
-            "one key per append"
+            100usize.div_ceil(TAIL_FILL),
+            "one key per TAIL_FILL appends, not one per append"
         );
         store.close().expect("close");
     }
