@@ -370,10 +370,11 @@ fn load(dir: &Path, store_path: &Path, model_path: &Path) {
         print(label, rate, &r);
         let m = engine.metrics();
         println!(
-            "  (engine: recommend p50 {:.0} µs p99 {:.0} µs, compute per batch p50 {:.0} µs p99 {:.0} µs, queue delay p50 {:.0} µs p99 {:.0} µs, record p50 {:.0} µs p99 {:.0} µs, {} full encodes, {} pushes, {} evictions)",
+            "  (engine: recommend p50 {:.0} µs p99 {:.0} µs, compute per batch p50 {:.0} µs p99 {:.0} µs, queue delay p50 {:.0} µs p99 {:.0} µs, record p50 {:.0} µs p99 {:.0} µs, {} full encodes, {} pushes, {} evictions, {} learner messages dropped)",
             m.recommend_latency_us.p50, m.recommend_latency_us.p99,
             m.compute_time_us.p50, m.compute_time_us.p99, m.queue_delay_us.p50, m.queue_delay_us.p99,
-            m.record_latency_us.p50, m.record_latency_us.p99, m.state_encodes, m.state_pushes, m.sessions_evicted
+            m.record_latency_us.p50, m.record_latency_us.p99, m.state_encodes, m.state_pushes, m.sessions_evicted,
+            m.learner_dropped
         );
         futures_block(engine.shutdown());
     }
