@@ -431,6 +431,42 @@ fn blocking_wrappers_work_without_a_runtime() {
     engine.shutdown().expect("shutdown");
 }
 
+/// The background threads run at the configured priority. (Other tests' engines run at
+/// the default, `idle`; `low` marks this one's threads.)
+#[test]
+#[cfg(target_os = "linux")]
+fn background_threads_run_at_the_configured_priority() {
+    use crate::threads::{priority_of, BackgroundPriority};
+    let (_dir, mut config) = fixture(5);
+    config.background_priority = BackgroundPriority::Low;
+    let engine = Engine::open(config).expect("open").blocking();
+    engine.engine().sync_learner().expect("sync");
+    let at_low = |name: &str| {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .filter_map(|t| {
+                let t = t.ok()?.path();
+                let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+                let tid: i32 = t.file_name()?.to_str()?.parse().ok()?;
+                (comm.trim() == name).then(|| priority_of(tid))
+            })
+            .any(|p| p == Some(BackgroundPriority::Low))
+    };
+    assert!(
+        at_low("attune-learner"),
+        "the learner thread is not at low priority"
+    );
+    assert!(
+        at_low("attune-indexer"),
+        "the indexer thread is not at low priority"
+    );
+    assert!(
+        !at_low("attune-log-writ"),
+        "the log writer (request path) must keep its priority"
+    );
+    engine.shutdown().expect("shutdown");
+}
+
 #[test]
 fn the_learner_moves_weights_toward_what_pays() {
     let (_dir, mut config) = fixture(100);
