@@ -402,18 +402,60 @@ pub(crate) struct Entry {
     stats: Arc<EntryStats>,
 }
 
+/// Shards of the session registry: a request locks only its user's shard, and the
+/// janitor's sweep one shard at a time, so a sweep over 100,000 sessions never holds up
+/// every request at once.
+const REGISTRY_SHARDS: usize = 32;
+
 /// Live session actors by user.
-#[derive(Default)]
 pub(crate) struct Registry {
-    map: Mutex<HashMap<Arc<str>, Entry>>,
+    shards: Vec<Mutex<HashMap<Arc<str>, Entry>>>,
     pub total_bytes: AtomicU64,
     next_arbiter: AtomicUsize,
 }
 
+type Shard = HashMap<Arc<str>, Entry>;
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            shards: (0..REGISTRY_SHARDS).map(|_| Mutex::default()).collect(),
+            total_bytes: AtomicU64::new(0),
+            next_arbiter: AtomicUsize::new(0),
+        }
+    }
+}
+
 impl Registry {
-    /// The map of live sessions (an entry holds no invariant a panic could break).
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    /// The shard holding `user` (an entry holds no invariant a panic could break).
+    fn lock(&self, user: &str) -> std::sync::MutexGuard<'_, Shard> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(user);
+        self.lock_shard(h as usize % self.shards.len())
+    }
+
+    fn lock_shard(&self, i: usize) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Live sessions.
+    fn len(&self) -> usize {
+        (0..self.shards.len())
+            .map(|i| self.lock_shard(i).len())
+            .sum()
+    }
+
+    /// Removes every entry.
+    fn drain(&self) -> Vec<Entry> {
+        (0..self.shards.len())
+            .flat_map(|i| {
+                self.lock_shard(i)
+                    .drain()
+                    .map(|(_, e)| e)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 }
 
@@ -667,69 +709,96 @@ impl Shared {
     }
 }
 
-/// The janitor: evicts idle sessions and keeps the live ones inside the memory budget.
+/// The janitor thread: every `sweep_every_ms`, evicts idle sessions and keeps the live
+/// ones inside the memory budget. It has a thread of its own rather than an arbiter's
+/// time: a sweep over 100,000 sessions (and the sort of them by last use) takes
+/// milliseconds that the inference actor's batching should not wait. It runs at normal
+/// priority because it holds registry shards, which requests wait for.
 struct Janitor {
-    shared: Arc<Shared>,
+    stop: crossbeam_channel::Sender<()>,
+    thread: JoinHandle<()>,
 }
 
-impl Actor for Janitor {
-    type Context = actix::Context<Self>;
+impl Janitor {
+    fn start(shared: Arc<Shared>) -> Result<Janitor> {
+        let (stop, rx) = crossbeam_channel::bounded::<()>(0);
+        let every = Duration::from_millis(shared.config.sweep_every_ms);
+        let thread = std::thread::Builder::new()
+            .name("attune-janitor".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = rx.recv_timeout(every)
+                {
+                    if shared.closed.load(Ordering::Acquire) {
+                        break;
+                    }
+                    shared.sweep(false);
+                }
+            })
+            .map_err(|e| Error::io("attune-janitor thread", e))?;
+        Ok(Janitor { stop, thread })
+    }
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let every = Duration::from_millis(self.shared.config.sweep_every_ms);
-        ctx.run_interval(every, |act, _ctx| {
-            act.shared.sweep(false);
-        });
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
     }
 }
 
 impl Shared {
     /// Evicts sessions idle past the TTL, then the least recently used until the live ones
-    /// fit in 90% of the budget (`all`: every session).
+    /// fit in 90% of the budget (`all`: every session). Locks one registry shard at a
+    /// time; the choice of least recently used is made outside the locks, and a session
+    /// used meanwhile is spared.
     fn sweep(&self, all: bool) -> usize {
         let now = self.now_ms();
         let ttl = (self.config.session_ttl_s * 1000.0) as u64;
         let budget = self.config.session_budget_bytes;
-        let mut victims = Vec::new();
-        {
-            let mut map = self.registry.lock();
-            let mut total = self.registry.total_bytes.load(Ordering::Relaxed);
-            let mut live: Vec<(u64, u64, Arc<str>)> = Vec::new();
-            for (name, e) in map.iter() {
+        let mut evicted = 0;
+        let mut total = self.registry.total_bytes.load(Ordering::Relaxed);
+        let mut live: Vec<(u64, u64, Arc<str>)> = Vec::new();
+        for i in 0..self.registry.shards.len() {
+            let mut shard = self.registry.lock_shard(i);
+            shard.retain(|name, e| {
                 let last = e.stats.last_used_ms.load(Ordering::Relaxed);
                 let bytes = e.stats.bytes.load(Ordering::Relaxed);
-                if all
+                let idle = all
                     || now.saturating_sub(last) > ttl
                     || !e.addr.connected()
-                    || e.stats.crashed.load(Ordering::Acquire)
-                {
-                    victims.push(Arc::clone(name));
+                    || e.stats.crashed.load(Ordering::Acquire);
+                if idle {
+                    e.addr.do_send(session::Evict);
                     total = total.saturating_sub(bytes);
+                    evicted += 1;
                 } else {
                     live.push((last, bytes, Arc::clone(name)));
                 }
-            }
-            if total > budget {
-                live.sort_unstable();
-                let target = budget / 10 * 9;
-                for (_, bytes, name) in live {
-                    if total <= target {
-                        break;
+                !idle
+            });
+        }
+        if total > budget {
+            live.sort_unstable();
+            let target = budget / 10 * 9;
+            for (last, bytes, name) in live {
+                if total <= target {
+                    break;
+                }
+                let mut shard = self.registry.lock(&name);
+                let unused = shard
+                    .get(&name)
+                    .is_some_and(|e| e.stats.last_used_ms.load(Ordering::Relaxed) == last);
+                if unused {
+                    if let Some(e) = shard.remove(&name) {
+                        e.addr.do_send(session::Evict);
+                        evicted += 1;
+                        total = total.saturating_sub(bytes);
                     }
-                    total = total.saturating_sub(bytes);
-                    victims.push(name);
-                }
-            }
-            for name in &victims {
-                if let Some(e) = map.remove(name) {
-                    e.addr.do_send(session::Evict);
                 }
             }
         }
-        if !victims.is_empty() {
-            tracing::debug!(evicted = victims.len(), "sessions evicted");
+        if evicted > 0 {
+            tracing::debug!(evicted, "sessions evicted");
         }
-        victims.len()
+        evicted
     }
 }
 
@@ -738,6 +807,7 @@ struct Threads {
     system: Option<System>,
     system_thread: Option<JoinHandle<()>>,
     learner: Option<JoinHandle<()>>,
+    janitor: Option<Janitor>,
     log: Option<log::LogWriter>,
 }
 
@@ -849,10 +919,6 @@ impl Engine {
         let (capacity, threads) = (config.queue_capacity, config.compute_threads);
         system.arbiter().spawn(async move {
             let (batcher, addr) = inference::start(&sh, capacity, threads);
-            Janitor {
-                shared: Arc::clone(&sh),
-            }
-            .start();
             let _ = itx.send((batcher, addr));
         });
         let (batcher, addr) = irx
@@ -872,6 +938,7 @@ impl Engine {
                 })
                 .map_err(|e| Error::io("attune-learner thread", e))?
         };
+        let janitor = Janitor::start(Arc::clone(&shared))?;
         tracing::info!(store = %store.path().display(), model = ?config.model, "engine open");
         Ok(Engine {
             shared,
@@ -879,6 +946,7 @@ impl Engine {
                 system: Some(system),
                 system_thread: Some(system_thread),
                 learner: Some(learner),
+                janitor: Some(janitor),
                 log: Some(log_writer),
             })),
         })
@@ -911,7 +979,7 @@ impl Engine {
                 "user {user} is being forgotten; try again in a moment"
             )));
         }
-        let mut map = self.shared.registry.lock();
+        let mut map = self.shared.registry.lock(user);
         if let Some(e) = map.get(user) {
             if e.addr.connected() && !e.stats.crashed.load(Ordering::Acquire) {
                 return Ok((e.addr.clone(), Arc::clone(&e.stats)));
@@ -957,7 +1025,7 @@ impl Engine {
             match addr.send(make()).await {
                 Ok(r) => return Ok(r),
                 Err(_) => {
-                    let mut map = self.shared.registry.lock();
+                    let mut map = self.shared.registry.lock(user);
                     let same = map.get(user).is_some_and(|e| e.addr == addr);
                     if same {
                         // Still registered, so not evicted: it crashed.
@@ -1072,7 +1140,7 @@ impl Engine {
             )));
         }
         let _unmark = Unmark(&self.shared, Arc::clone(&name));
-        let entry = self.shared.registry.lock().remove(user);
+        let entry = self.shared.registry.lock(user).remove(user);
         if let Some(e) = entry {
             // Its handlers in flight finish first (the mailbox is ordered).
             let _ = e.addr.send(session::Forget).await;
@@ -1243,7 +1311,7 @@ impl Engine {
     pub fn metrics(&self) -> MetricsSnapshot {
         let m = &self.shared.metrics;
         let live = self.shared.live();
-        let active = self.shared.registry.lock().len() as u64;
+        let active = self.shared.registry.len() as u64;
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MetricsSnapshot {
             uptime_s: self.shared.started.elapsed().as_secs_f64(),
@@ -1292,10 +1360,13 @@ impl Engine {
         if self.shared.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let addrs: Vec<Addr<SessionActor>> = {
-            let mut map = self.shared.registry.lock();
-            map.drain().map(|(_, e)| e.addr).collect()
-        };
+        let addrs: Vec<Addr<SessionActor>> = self
+            .shared
+            .registry
+            .drain()
+            .into_iter()
+            .map(|e| e.addr)
+            .collect();
         for a in addrs {
             let _ = a.send(session::Evict).await;
         }
@@ -1318,6 +1389,9 @@ impl Engine {
 
 fn shutdown_threads(shared: &Shared, threads: &Mutex<Threads>) -> Result<()> {
     let mut t = threads.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(j) = t.janitor.take() {
+        j.stop();
+    }
     let (tx, rx) = crossbeam_channel::bounded(1);
     if shared.learner.send(LearnerMsg::Shutdown(tx)).is_ok() {
         let _ = rx.recv_timeout(Duration::from_secs(30));
