@@ -209,8 +209,22 @@ fn a_served_log_replays_to_the_slates_that_were_served() {
             })
             .collect();
         ok(&s, "POST", "/v1/events", None, &events);
-        // The learner publishes its counts every 200 ms; the replay applies each round.
-        std::thread::sleep(Duration::from_millis(400));
+        // The replay applies each round's counts before ranking; here the learner publishes
+        // them every 200 ms (at background priority, so later on a busy machine): wait
+        // until the published sources include every event posted.
+        let posted = 6 * (round + 1);
+        let waited = std::time::Instant::now();
+        loop {
+            let stats = ok(&s, "GET", "/v1/stats", None, "");
+            if stats["learned_events"].as_u64().expect("learned_events") >= posted {
+                break;
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "the learner did not publish {posted} events in 30 s: {stats}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for u in 0..3 {
             let rec = ok(
                 &s,

@@ -92,6 +92,8 @@ pub(crate) struct Learner {
     held: Vec<LearnerMsg>,
     /// The sources replaced by the last publish, kept until the next one.
     retired: Option<Arc<crate::engine::sources::SourceSnapshot>>,
+    /// Interaction messages applied so far.
+    applied: u64,
 }
 
 /// An FTRL model whose coefficients start at `weights` (intercept 0).
@@ -183,6 +185,7 @@ impl Learner {
             deterministic,
             held: Vec::new(),
             retired: None,
+            applied: 0,
         };
         learner.publish_weights();
         learner
@@ -312,6 +315,7 @@ impl Learner {
                 previous,
                 request_id,
             } => {
+                self.applied += 1;
                 if kind.is_interaction() {
                     self.counts.observe(item, &previous);
                     self.remember(&user, item);
@@ -529,6 +533,10 @@ impl Learner {
         drop(prev);
         // The sources before the last are freed here, not by a compute thread.
         self.retired = Some(self.shared.set_sources(next));
+        self.shared
+            .metrics
+            .learned_events
+            .store(self.applied, std::sync::atomic::Ordering::Release);
         self.last_publish = Instant::now();
     }
 }

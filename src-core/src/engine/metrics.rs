@@ -155,6 +155,8 @@ pub struct Metrics {
     pub feedback_joined: AtomicU64,
     /// Messages the learner's queue dropped because it was full.
     pub learner_dropped: AtomicU64,
+    /// Events the learner had applied when it last published its sources.
+    pub learned_events: AtomicU64,
     /// Cumulative reward, in thousandths.
     pub reward_milli: AtomicU64,
     /// Model hot swaps.
@@ -215,6 +217,9 @@ pub struct MetricsSnapshot {
     pub feedback_joined: u64,
     /// Learner messages dropped.
     pub learner_dropped: u64,
+    /// Events (interactions and feedback) counted in the sources the learner last
+    /// published: how far learning has caught up with what was recorded.
+    pub learned_events: u64,
     /// Cumulative reward.
     pub reward: f64,
     /// Model hot swaps so far.

@@ -1329,6 +1329,7 @@ impl Engine {
             queue_depth: self.shared.batcher().map_or(0, |b| b.depth() as u64),
             feedback_joined: l(&m.feedback_joined),
             learner_dropped: l(&m.learner_dropped),
+            learned_events: l(&m.learned_events),
             reward: l(&m.reward_milli) as f64 / 1000.0,
             model_swaps: l(&m.model_swaps),
             state_encodes: l(&m.state_encodes),
