@@ -165,7 +165,10 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
         .expect("ticker thread");
     let mut before = None;
     local.block_on(&rt, async {
-        let mut handles = Vec::new();
+        // A JoinSet reaps finished tasks in O(finished); scanning a list of handles every
+        // tick cost O(in flight), which under overload (hundreds of thousands in flight)
+        // made the generator itself the bottleneck.
+        let mut tasks = tokio::task::JoinSet::new();
         while let Some(due) = rx.recv().await {
             for (scheduled, n) in due {
                 if before.is_none() && scheduled >= measure_from {
@@ -177,7 +180,7 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
                 let tr = trace_to.as_ref().map(|_| Rc::clone(&trace));
                 let counted = scheduled >= measure_from;
                 let is_event = (n >> 40).is_multiple_of(5);
-                handles.push(tokio::task::spawn_local(async move {
+                tasks.spawn_local(async move {
                     let late = scheduled.elapsed().as_micros() as u64;
                     let r = if is_event {
                         e.record(click(user, item)).await.map(|_| ())
@@ -208,15 +211,11 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
                         Err(_) => errs += 1,
                     }
                     c.set((recs, events, over, errs));
-                }));
+                });
             }
-            if handles.len() > 4096 {
-                handles.retain(|h| !h.is_finished());
-            }
+            while tasks.try_join_next().is_some() {}
         }
-        for h in handles {
-            let _ = h.await;
-        }
+        while tasks.join_next().await.is_some() {}
     });
     ticker.join().expect("ticker");
     let secs = measure_from.elapsed().as_secs_f64();
