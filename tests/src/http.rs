@@ -349,8 +349,24 @@ impl Response {
     }
 }
 
+/// Connects to `addr`. A client that opens tens of thousands of connections a minute (the
+/// fuzzer opens one per request) can run out of local ports while closed ones sit in
+/// TIME_WAIT: that failure is the test machine's, not the server's, so it is retried for a
+/// while instead of being reported as the server not answering.
 fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let s = TcpStream::connect(addr)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        match TcpStream::connect(addr) {
+            Ok(s) => break s,
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrNotAvailable
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
     s.set_nodelay(true)?;
