@@ -235,9 +235,6 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
     let before = before.unwrap_or_else(|| engine.metrics());
     let after = engine.metrics();
     let (recs, events, overloaded, errors) = counts.get();
-    let batches = after.batch_size.count - before.batch_size.count;
-    let requests = after.batch_size.mean * after.batch_size.count as f64
-        - before.batch_size.mean * before.batch_size.count as f64;
     RunResult {
         recs,
         events,
@@ -245,11 +242,7 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
         errors,
         secs,
         latency: hist.snapshot(),
-        mean_batch: if batches > 0 {
-            requests / batches as f64
-        } else {
-            0.0
-        },
+        mean_batch: after.batch_size.mean_since(&before.batch_size),
     }
 }
 

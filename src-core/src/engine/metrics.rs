@@ -130,6 +130,18 @@ pub struct HistogramSnapshot {
     pub buckets: Vec<(f64, u64)>,
 }
 
+impl HistogramSnapshot {
+    /// The mean of the values recorded between `earlier` (a snapshot of the same
+    /// histogram) and this one; 0 when none were.
+    pub fn mean_since(&self, earlier: &HistogramSnapshot) -> f64 {
+        let n = self.count.saturating_sub(earlier.count);
+        if n == 0 {
+            return 0.0;
+        }
+        (self.mean * self.count as f64 - earlier.mean * earlier.count as f64) / n as f64
+    }
+}
+
 /// The engine's live counters.
 #[derive(Debug, Default)]
 pub struct Metrics {

@@ -163,13 +163,7 @@ impl LiveStats {
     ) -> LiveStats {
         let secs = interval.as_secs_f64().max(1e-3);
         let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
-        let (bp, bc) = (&prev.batch_size, &cur.batch_size);
-        let batches = bc.count.saturating_sub(bp.count);
-        let batch_mean = if batches == 0 {
-            0.0
-        } else {
-            (bc.mean * bc.count as f64 - bp.mean * bp.count as f64) / batches as f64
-        };
+        let batch_mean = cur.batch_size.mean_since(&prev.batch_size);
         let (lp, lc) = (&prev.recommend_latency_us, &cur.recommend_latency_us);
         LiveStats {
             uptime_s: cur.uptime_s,
