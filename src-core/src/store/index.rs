@@ -10,7 +10,7 @@
 //! history always includes every committed event, indexed or not.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,8 +32,6 @@ struct Shared {
     committed: AtomicU64,
     /// Events below this are in the index.
     indexed: AtomicU64,
-    /// The indexer thread's kernel id (0 until it runs), so its priority can be set.
-    tid: AtomicI32,
     shutdown: Mutex<bool>,
     wake: Condvar,
     caught_up: Condvar,
@@ -43,6 +41,8 @@ struct Shared {
 #[derive(Debug)]
 pub(crate) struct Indexer {
     shared: Arc<Shared>,
+    /// The indexer thread's kernel id (0 where the platform has none).
+    tid: i32,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -63,15 +63,19 @@ impl Indexer {
             ..Default::default()
         });
         let s = Arc::clone(&shared);
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("attune-indexer".into())
             .spawn(move || {
-                s.tid.store(crate::threads::current_tid(), Ordering::SeqCst);
+                let _ = tid_tx.send(crate::threads::current_tid());
                 run(&s, &db)
             })
             .map_err(|e| Error::io("attune-indexer thread", e))?;
+        // The thread sends its id first thing (so that its priority can be set later).
+        let tid = tid_rx.recv().unwrap_or(0);
         Ok(Indexer {
             shared,
+            tid,
             handle: Mutex::new(Some(handle)),
         })
     }
@@ -84,14 +88,8 @@ impl Indexer {
 
     /// Schedules the indexer thread as `priority` says (see [`crate::threads`]).
     pub fn set_priority(&self, priority: crate::threads::BackgroundPriority) {
-        // The thread records its id first thing; wait the moment that may take.
-        for _ in 0..1000 {
-            let tid = self.shared.tid.load(Ordering::SeqCst);
-            if tid != 0 {
-                crate::threads::set_background(tid, priority);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        if self.tid != 0 {
+            crate::threads::set_background(self.tid, priority);
         }
     }
 
