@@ -100,7 +100,7 @@ pub(crate) struct Learner {
 ///
 /// Never panics: the state is clamped to finite values (a strategy's knobs are
 /// validated, but the learner must outlive whatever reaches it), and if linfa still
-/// refuses it the model starts from zero coefficients.
+/// refuses it the model starts from linfa's own initial state (`Ftrl::new`).
 fn warm_ftrl(weights: [f32; N_SOURCES], alpha: f32) -> Ftrl<f32> {
     let alpha = if alpha.is_finite() && alpha > 0.0 {
         alpha.max(crate::engine::strategy::MIN_LEARNING_RATE)

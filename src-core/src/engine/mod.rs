@@ -26,12 +26,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-
-use arc_swap::{ArcSwap, ArcSwapOption};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 

@@ -2,9 +2,9 @@
 //!
 //! Everything that one append or one imported chunk must change atomically (event blocks,
 //! the ids they introduce, an import record) is written by a single `apply_batch` (or a
-//! plain insert when it is one key). sled batches are kept to a few large values: in sled 0.34 every key written through a batch
-//! costs kilobytes of memory that stay allocated, while large values and plain inserts
-//! do not (measured; see ARCHITECTURE.md). Hence events go in blocks, new ids in blocks,
+//! plain insert when it is one key). sled batches are kept to a few large values: in
+//! sled 0.34 every key written through a batch costs kilobytes of memory that stay
+//! allocated, while large values and plain inserts do not (measured; see ARCHITECTURE.md). Hence events go in blocks, new ids in blocks,
 //! and the per-user index is maintained with plain inserts by a background indexer.
 //!
 //! Keys start with a one-byte prefix; integers are big-endian so that sled's lexicographic

@@ -188,7 +188,8 @@ struct Writer {
     next_seq: u64,
     users: Interner,
     items: Interner,
-    /// The log's last block, while it has room for more events: (first seq, events).
+    /// The log's last block, while it holds fewer than `TAIL_FILL` events (so later small
+    /// appends rewrite it): (first seq, events).
     tail: Option<(u64, Vec<Event>)>,
 }
 
@@ -369,14 +370,12 @@ impl Store {
         let tail = match &w.tail {
             _ if n == 0 => w.tail.clone(),
             Some((at, held))
-                if at + held.len() as u64 == first
-                    && held.len() < TAIL_FILL
-                    && held.len() + n <= BLOCK_EVENTS =>
+                if at + held.len() as u64 == first && held.len() + n <= BLOCK_EVENTS =>
             {
                 let mut block = held.clone();
                 block.extend(dense);
                 put_events(&mut batch, *at, &block)?;
-                Some((*at, block))
+                (block.len() < TAIL_FILL).then_some((*at, block))
             }
             _ => {
                 put_events(&mut batch, first, &dense)?;
