@@ -20,7 +20,9 @@
 //! - `ENGINE_DYNAMIC_ONLY=true`: the load run skips its batch-size-1 comparison;
 //! - `ENGINE_COMPUTE_THREADS`, `ENGINE_ARBITERS`: the engine's compute threads (default:
 //!   the cores, at most 4) and arbiter threads (default 1); `ENGINE_FSYNC=false` makes
-//!   events durable on apply instead of on fsync (to see what the flushes cost).
+//!   events durable on apply instead of on fsync (to see what the flushes cost);
+//!   `ENGINE_FLUSH_INTERVAL_US` and `ENGINE_FLUSH_DELAY_US` set the store's
+//!   `min_flush_interval` (default 2 ms) and `max_flush_delay` (default 0).
 //!
 //! The catalogue is ml-1m-sized (3,700 items), the model a 2-layer, d = 64, max_len 200
 //! attention model with random weights (speed does not depend on what it learned), the
@@ -223,11 +225,13 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
         // `ENGINE_TRACE=FILE`: each counted recommendation's scheduled time (from the end
         // of the warm-up), latency and how late the generator sent it, in µs: to see
         // whether the tail is spread out (scheduling) or clustered (stalls).
-        let text: String = trace
-            .borrow()
-            .iter()
-            .map(|(at, lat, late)| format!("{at} {lat} {late}\n"))
-            .collect();
+        // A first comment line gives the instant the times count from (on Linux, its
+        // CLOCK_MONOTONIC seconds and nanoseconds), to line them up with the samples of
+        // `perf record -k mono`.
+        let mut text = format!("# from {measure_from:?}\n");
+        for (at, lat, late) in trace.borrow().iter() {
+            text.push_str(&format!("{at} {lat} {late}\n"));
+        }
         if let Err(e) = std::fs::write(&path, text) {
             eprintln!("ENGINE_TRACE: {e}");
         }
@@ -303,6 +307,11 @@ fn open(store: &Path, model: &Path, batching: Batching) -> Engine {
         },
         store_config: StoreConfig {
             fsync: env("ENGINE_FSYNC", true),
+            max_flush_delay: Duration::from_micros(env("ENGINE_FLUSH_DELAY_US", 0)),
+            min_flush_interval: Duration::from_micros(env(
+                "ENGINE_FLUSH_INTERVAL_US",
+                StoreConfig::default().min_flush_interval.as_micros() as u64,
+            )),
             ..StoreConfig::default()
         },
         ..EngineConfig::default()

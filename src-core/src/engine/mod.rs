@@ -476,6 +476,9 @@ pub(crate) struct Shared {
     inference: RwLock<Option<Addr<InferenceActor>>>,
     batcher: RwLock<Option<Batcher>>,
     arbiters: Vec<ArbiterHandle>,
+    /// Per arbiter, where compute threads hand a batch's answers for its sessions: one
+    /// message (one wake-up of the arbiter) per batch, not one per request.
+    replies: Vec<tokio::sync::mpsc::UnboundedSender<Vec<inference::Reply>>>,
     learner: crossbeam_channel::Sender<LearnerMsg>,
     pub(crate) log: crossbeam_channel::Sender<log::LogMsg>,
     started: Instant,
@@ -869,6 +872,7 @@ impl Engine {
             .recv()
             .map_err(|_| Error::ActorFailed("the actix system failed to start".into()))?;
 
+        let replies = arbiters.iter().map(inference::reply_box).collect();
         let log_writer = log::LogWriter::start(store.clone())?;
         let live = learner::initial_live(Arc::new(current));
         let shared = Arc::new(Shared {
@@ -884,6 +888,7 @@ impl Engine {
             inference: RwLock::new(None),
             batcher: RwLock::new(None),
             arbiters,
+            replies,
             learner: ltx,
             log: log_writer.tx.clone(),
             started: Instant::now(),
@@ -987,19 +992,20 @@ impl Engine {
         let name: Arc<str> = Arc::from(user);
         let stats = Arc::new(EntryStats::default());
         let n = self.shared.arbiters.len();
-        let arbiter = &self.shared.arbiters[self
+        let home = self
             .shared
             .registry
             .next_arbiter
             .fetch_add(1, Ordering::Relaxed)
-            % n];
+            % n;
         let (sh, nm, st) = (
             Arc::clone(&self.shared),
             Arc::clone(&name),
             Arc::clone(&stats),
         );
-        let addr =
-            SessionActor::start_in_arbiter(arbiter, move |_ctx| SessionActor::new(nm, sh, st));
+        let addr = SessionActor::start_in_arbiter(&self.shared.arbiters[home], move |_ctx| {
+            SessionActor::new(nm, sh, st, home)
+        });
         Metrics::add(&self.shared.metrics.sessions_started, 1);
         map.insert(
             name,

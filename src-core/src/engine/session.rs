@@ -72,13 +72,16 @@ pub(crate) struct SessionActor {
     seen: Vec<ItemId>,
     interactions: u64,
     state: Option<(Box<SessionState>, u64)>,
+    /// Index of the arbiter the actor runs on (where its answers are delivered).
+    home: usize,
     requests: u64,
     bytes: u64,
 }
 
 impl SessionActor {
-    pub fn new(name: Arc<str>, shared: Arc<Shared>, stats: Arc<EntryStats>) -> Self {
+    pub fn new(name: Arc<str>, shared: Arc<Shared>, stats: Arc<EntryStats>, home: usize) -> Self {
         SessionActor {
+            home,
             name,
             shared,
             stats,
@@ -257,6 +260,7 @@ impl SessionActor {
             seed,
             enqueued: std::time::Instant::now(),
             reply,
+            home: self.home,
         }
     }
 

@@ -2,14 +2,17 @@
 //!
 //! A writer applies its batch to sled (in memory), takes a ticket, and waits until a flush
 //! that started after its batch was applied has finished. One background thread runs the
-//! flushes: it wakes when tickets are pending, optionally waits `max_flush_delay` to let
-//! more writers join, flushes sled (fsync), and releases every ticket it covered. Writers
-//! that arrive while a flush runs are covered by the next one, so concurrent appends share
-//! flushes without any writer waiting longer than two flushes plus the delay.
+//! flushes: it wakes when tickets are pending, waits until `min_flush_interval` has
+//! passed since the previous flush started (under a steady stream of writes this paces the
+//! flushes; after a quiet spell it does not wait), optionally waits `max_flush_delay` more
+//! to let more writers join, flushes sled (fsync), and releases every ticket it covered.
+//! Writers that arrive while a flush runs are covered by the next one, so concurrent
+//! appends share flushes without any writer waiting longer than two flushes plus the
+//! interval and the delay.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -57,12 +60,12 @@ pub(crate) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the flusher thread over `db`.
-    pub fn start(db: sled::Db, max_flush_delay: Duration, fsync: bool) -> Result<Self> {
+    pub fn start(db: sled::Db, pacing: Pacing, fsync: bool) -> Result<Self> {
         let shared = Arc::new(Shared::default());
         let s = Arc::clone(&shared);
         let flusher = std::thread::Builder::new()
             .name("attune-flusher".into())
-            .spawn(move || flush_loop(&s, &db, max_flush_delay))
+            .spawn(move || flush_loop(&s, &db, pacing))
             .map_err(|e| Error::io("attune-flusher thread", e))?;
         Ok(GroupCommit {
             shared,
@@ -156,7 +159,15 @@ fn ticket_outcome(st: &State, ticket: u64) -> Result<()> {
     }
 }
 
-fn flush_loop(shared: &Shared, db: &sled::Db, max_flush_delay: Duration) {
+/// When the flusher flushes (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pacing {
+    pub max_flush_delay: Duration,
+    pub min_flush_interval: Duration,
+}
+
+fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing) {
+    let mut last_start: Option<Instant> = None;
     loop {
         {
             let mut st = shared.lock();
@@ -170,9 +181,16 @@ fn flush_loop(shared: &Shared, db: &sled::Db, max_flush_delay: Duration) {
                 return;
             }
         }
-        if !max_flush_delay.is_zero() {
-            std::thread::sleep(max_flush_delay);
+        if let Some(next) = last_start.map(|t| t + pacing.min_flush_interval) {
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
         }
+        if !pacing.max_flush_delay.is_zero() {
+            std::thread::sleep(pacing.max_flush_delay);
+        }
+        last_start = Some(Instant::now());
         // Every ticket up to `target` was applied to sled before it was issued.
         let target = shared.lock().issued;
         let outcome = db.flush();

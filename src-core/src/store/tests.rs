@@ -264,6 +264,49 @@ fn config_is_validated() {
         .expect_err("too long")
         .to_string()
         .contains("max_flush_delay"));
+    let bad = StoreConfig {
+        min_flush_interval: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    assert!(bad
+        .validate()
+        .expect_err("too long")
+        .to_string()
+        .contains("min_flush_interval"));
+}
+
+/// Flushes start at least `min_flush_interval` apart, but a write after a quiet spell is
+/// flushed at once.
+#[test]
+fn flushes_are_paced_but_a_lone_write_is_not_delayed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let interval = Duration::from_millis(400);
+    let store = Store::open(
+        dir.path().join("s"),
+        StoreConfig {
+            min_flush_interval: interval,
+            ..Default::default()
+        },
+    )
+    .expect("open");
+    let t0 = std::time::Instant::now();
+    store.append(&[click("a", "x", 1)]).expect("first");
+    let first = t0.elapsed();
+    store.append(&[click("a", "y", 2)]).expect("second");
+    let second = t0.elapsed();
+    assert!(first < interval, "the first write waited {first:?}");
+    assert!(
+        second >= interval,
+        "the second flush came {second:?} after the first"
+    );
+    std::thread::sleep(interval + Duration::from_millis(100));
+    let t1 = std::time::Instant::now();
+    store.append(&[click("a", "z", 3)]).expect("third");
+    let third = t1.elapsed();
+    assert!(
+        third < interval,
+        "a write after a quiet spell waited {third:?}"
+    );
 }
 
 #[test]
