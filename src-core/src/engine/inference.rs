@@ -58,28 +58,59 @@ pub(crate) struct Job {
 /// A job's answer on its way to the session's arbiter.
 pub(crate) type Reply = (tokio::sync::oneshot::Sender<JobOutcome>, JobOutcome);
 
-/// Starts, on `arbiter`, the task that completes the answers compute threads hand it, and
-/// returns its sender.
+/// Answers handed to an arbiter in one message: a batch's recommendations, or a flush's
+/// acknowledgements of recorded events.
+pub(crate) enum Delivery {
+    Jobs(Vec<Reply>),
+    Acks(Vec<(super::log::AckSender, Result<super::log::Ack>)>),
+}
+
+/// Where answers for one arbiter's sessions are handed over.
+pub(crate) type ReplySender = tokio::sync::mpsc::UnboundedSender<Delivery>;
+
+impl Delivery {
+    /// Completes every answer (the sessions may have gone away; then nobody waits).
+    fn complete(self) {
+        match self {
+            Delivery::Jobs(v) => {
+                for (reply, outcome) in v {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Delivery::Acks(v) => {
+                for (reply, ack) in v {
+                    let _ = reply.send(ack);
+                }
+            }
+        }
+    }
+}
+
+/// Starts, on `arbiter`, the task that completes the answers handed to it, and returns
+/// its sender.
 ///
 /// A compute thread that completed each request's oneshot itself woke the arbiter once
 /// per request (a write to its event fd, and often an inter-processor interrupt): about
-/// a twelfth of the compute threads' time at 20,000 requests a second. Handing the whole
-/// batch's answers for an arbiter over in one message wakes it once; the oneshots are
-/// then completed on the arbiter's own thread, which wakes the sessions' futures without
-/// a system call.
-pub(crate) fn reply_box(
-    arbiter: &actix::ArbiterHandle,
-) -> tokio::sync::mpsc::UnboundedSender<Vec<Reply>> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Reply>>();
+/// a twelfth of the compute threads' time at 20,000 requests a second; the log's
+/// acknowledgements did the same per recorded event. Handing a whole batch's answers for
+/// an arbiter over in one message wakes it once; the oneshots are then completed on the
+/// arbiter's own thread, which wakes the sessions' futures without a system call.
+pub(crate) fn reply_box(arbiter: &actix::ArbiterHandle) -> ReplySender {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Delivery>();
     arbiter.spawn(async move {
-        while let Some(batch) = rx.recv().await {
-            for (reply, outcome) in batch {
-                // The session may have gone away meanwhile; then nobody waits.
-                let _ = reply.send(outcome);
-            }
+        while let Some(delivery) = rx.recv().await {
+            delivery.complete();
         }
     });
     tx
+}
+
+/// Hands `delivery` to its arbiter, or completes it here if the arbiter is gone
+/// (shutdown).
+pub(crate) fn deliver(to: &ReplySender, delivery: Delivery) {
+    if let Err(e) = to.send(delivery) {
+        e.0.complete();
+    }
 }
 
 /// What a job gives back: the ranking, and the session's model state to keep.
@@ -607,12 +638,7 @@ fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
         if replies.is_empty() {
             continue;
         }
-        if let Err(e) = shared.replies[home].send(replies) {
-            // The arbiter is gone (shutdown): answer from here.
-            for (reply, outcome) in e.0 {
-                let _ = reply.send(outcome);
-            }
-        }
+        deliver(&shared.replies[home], Delivery::Jobs(replies));
     }
     if scratch.logits.is_empty() {
         scratch.logits = logits;

@@ -478,7 +478,7 @@ pub(crate) struct Shared {
     arbiters: Vec<ArbiterHandle>,
     /// Per arbiter, where compute threads hand a batch's answers for its sessions: one
     /// message (one wake-up of the arbiter) per batch, not one per request.
-    replies: Vec<tokio::sync::mpsc::UnboundedSender<Vec<inference::Reply>>>,
+    replies: Vec<inference::ReplySender>,
     learner: crossbeam_channel::Sender<LearnerMsg>,
     pub(crate) log: crossbeam_channel::Sender<log::LogMsg>,
     started: Instant,
@@ -872,8 +872,8 @@ impl Engine {
             .recv()
             .map_err(|_| Error::ActorFailed("the actix system failed to start".into()))?;
 
-        let replies = arbiters.iter().map(inference::reply_box).collect();
-        let log_writer = log::LogWriter::start(store.clone())?;
+        let replies: Vec<_> = arbiters.iter().map(inference::reply_box).collect();
+        let log_writer = log::LogWriter::start(store.clone(), replies.clone())?;
         let live = learner::initial_live(Arc::new(current));
         let shared = Arc::new(Shared {
             store: store.clone(),

@@ -317,7 +317,11 @@ impl Handler<Record> for SessionActor {
         let kind = msg.event.action.kind();
         let value = msg.event.action.value();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.shared.log.send(LogMsg::Record(msg.event, tx)).is_ok();
+        let sent = self
+            .shared
+            .log
+            .send(LogMsg::Record(msg.event, tx, self.home))
+            .is_ok();
         let request_id = msg.request_id;
         Box::pin(
             async move {
