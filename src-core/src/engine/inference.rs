@@ -3,10 +3,12 @@
 //! The [`InferenceActor`] owns a bounded crossbeam queue and the compute threads that
 //! drain it, and supervises them. Sessions submit jobs straight into the queue through its
 //! [`Batcher`] handle (no mailbox hop on the hot path); a full queue answers
-//! [`Error::Overloaded`] at once, and the reply comes back on a oneshot channel. Dedicated compute threads, never the async
-//! arbiters, drain the queue into batches the way Triton's dynamic batcher does: a batch
-//! leaves as soon as it holds `max_batch` requests or its oldest request has waited
-//! `max_queue_delay`. A batch brings each session's cached model state up to date (the
+//! [`Error::Overloaded`] at once, and the reply comes back on a oneshot channel, completed
+//! on the session's arbiter from that arbiter's `reply_box` (one message per batch).
+//! Dedicated compute threads, never the async arbiters, drain the queue into batches the
+//! way Triton's dynamic batcher does: a batch leaves as soon as it holds `max_batch`
+//! requests or its oldest request has waited `max_queue_delay` (one thread gathers at a
+//! time, see `Gather`). A batch brings each session's cached model state up to date (the
 //! pending events pushed incrementally, or a full encode when the state is cold or was
 //! built by another model), scores every user of the batch against the catalogue in one
 //! matrix product, and blends the model's task scores with the baseline sources by the
