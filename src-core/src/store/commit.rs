@@ -3,8 +3,9 @@
 //! A writer applies its batch to sled (in memory), takes a ticket, and waits until a flush
 //! that started after its batch was applied has finished. One background thread runs the
 //! flushes: it wakes when tickets are pending, waits until `min_flush_interval` has
-//! passed since the previous flush started (under a steady stream of writes this paces the
-//! flushes; after a quiet spell it does not wait), optionally waits `max_flush_delay` more
+//! passed since the previous flush started if that flush covered several writes or writes
+//! arrived while it ran (under concurrent writers this paces the flushes; after a quiet
+//! spell, or for one writer waiting on each append, it does not wait), optionally waits `max_flush_delay` more
 //! to let more writers join, flushes sled (fsync), and releases every ticket it covered.
 //! Writers that arrive while a flush runs are covered by the next one, so concurrent
 //! appends share flushes without any writer waiting longer than two flushes plus the
@@ -167,7 +168,10 @@ pub(crate) struct Pacing {
 }
 
 fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing) {
-    let mut last_start: Option<Instant> = None;
+    // When the last flush started, if it covered several writes or writes arrived while
+    // it ran (concurrent writers, or a stream); otherwise the next flush is not paced, so
+    // a writer that appends one batch at a time and waits for each is never held back.
+    let mut busy_since: Option<Instant> = None;
     loop {
         {
             let mut st = shared.lock();
@@ -181,7 +185,7 @@ fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing) {
                 return;
             }
         }
-        if let Some(next) = last_start.map(|t| t + pacing.min_flush_interval) {
+        if let Some(next) = busy_since.map(|t| t + pacing.min_flush_interval) {
             let now = Instant::now();
             if next > now {
                 std::thread::sleep(next - now);
@@ -190,9 +194,12 @@ fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing) {
         if !pacing.max_flush_delay.is_zero() {
             std::thread::sleep(pacing.max_flush_delay);
         }
-        last_start = Some(Instant::now());
+        let started = Instant::now();
         // Every ticket up to `target` was applied to sled before it was issued.
-        let target = shared.lock().issued;
+        let (target, covered) = {
+            let st = shared.lock();
+            (st.issued, st.issued - st.durable)
+        };
         let outcome = db.flush();
         let mut st = shared.lock();
         st.flushes += 1;
@@ -207,6 +214,7 @@ fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing) {
         }
         st.durable = st.durable.max(target);
         let durable = st.durable;
+        busy_since = (covered > 1 || st.issued > durable).then_some(started);
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut st.waiters)
             .into_iter()
             .partition(|(t, _)| *t <= durable);

@@ -55,12 +55,14 @@ pub struct StoreConfig {
     /// as one write is pending, and writers arriving meanwhile join the next flush.
     #[serde(with = "duration_ms")]
     pub max_flush_delay: Duration,
-    /// Shortest time between the starts of two flushes. Default 2 ms: a write after a
-    /// quiet spell is flushed at once, but under a steady stream of writes flushes are
-    /// paced to at most 500 a second. Each flush costs an fsync and wakes every thread of
-    /// sled's I/O pool (eight), which at 1,500 flushes a second took a tenth of a core
-    /// from request threads; the price is up to this much more time to acknowledge a write
-    /// under load.
+    /// Shortest time between the starts of two flushes while writers are concurrent (the
+    /// previous flush covered several appends, or appends arrived while it ran). Default
+    /// 2 ms: under a steady stream flushes are paced to at most 500 a second, while a
+    /// write after a quiet spell, or from a single writer waiting on each append, is
+    /// flushed at once.
+    /// Each flush costs an fsync and wakes every thread of sled's I/O pool (eight), which
+    /// at 1,500 flushes a second took a tenth of a core from request threads; the price is
+    /// up to this much more time to acknowledge a write under load.
     #[serde(default = "default_min_flush_interval", with = "duration_ms")]
     pub min_flush_interval: Duration,
     /// sled page cache, in bytes. Default 256 MiB.

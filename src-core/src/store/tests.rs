@@ -275,12 +275,12 @@ fn config_is_validated() {
         .contains("min_flush_interval"));
 }
 
-/// Flushes start at least `min_flush_interval` apart, but a write after a quiet spell is
-/// flushed at once.
+/// Under concurrent writers flushes start at least `min_flush_interval` apart; a single
+/// writer that waits for each append is never held back.
 #[test]
-fn flushes_are_paced_but_a_lone_write_is_not_delayed() {
+fn flushes_are_paced_under_concurrent_writers_only() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let interval = Duration::from_millis(400);
+    let interval = Duration::from_millis(200);
     let store = Store::open(
         dir.path().join("s"),
         StoreConfig {
@@ -289,24 +289,38 @@ fn flushes_are_paced_but_a_lone_write_is_not_delayed() {
         },
     )
     .expect("open");
+    // One writer, one append at a time: nothing arrives during a flush, none waits.
     let t0 = std::time::Instant::now();
-    store.append(&[click("a", "x", 1)]).expect("first");
-    let first = t0.elapsed();
-    store.append(&[click("a", "y", 2)]).expect("second");
-    let second = t0.elapsed();
-    assert!(first < interval, "the first write waited {first:?}");
+    for i in 0..5 {
+        store.append(&[click("a", "x", i)]).expect("append");
+    }
+    let sequential = t0.elapsed();
     assert!(
-        second >= interval,
-        "the second flush came {second:?} after the first"
+        sequential < interval,
+        "five sequential appends took {sequential:?}: they were paced"
     );
-    std::thread::sleep(interval + Duration::from_millis(100));
+    // Four writers for 1.2 s: flushes cover several appends and are paced.
+    let before = store.inner.commit.flushes();
     let t1 = std::time::Instant::now();
-    store.append(&[click("a", "z", 3)]).expect("third");
-    let third = t1.elapsed();
+    std::thread::scope(|scope| {
+        for w in 0..4 {
+            let store = &store;
+            scope.spawn(move || {
+                let user = format!("w{w}");
+                while t1.elapsed() < Duration::from_millis(1200) {
+                    store.append(&[click(&user, "y", 1)]).expect("append");
+                }
+            });
+        }
+    });
+    let flushes = store.inner.commit.flushes() - before;
+    let most = (t1.elapsed().as_secs_f64() / interval.as_secs_f64()).ceil() as u64 + 2;
     assert!(
-        third < interval,
-        "a write after a quiet spell waited {third:?}"
+        flushes <= most,
+        "{flushes} flushes in {:?} with a {interval:?} interval",
+        t1.elapsed()
     );
+    assert!(flushes >= 2, "only {flushes} flushes");
 }
 
 #[test]
