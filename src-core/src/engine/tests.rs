@@ -116,6 +116,47 @@ async fn read_your_writes_after_record() {
     engine.shutdown().await.expect("shutdown");
 }
 
+/// With several arbiters, each session's answers and acknowledgements come back through
+/// its own arbiter's reply box: concurrent users spread over three arbiters each read
+/// their own writes, and a batch mixing their requests answers every one.
+#[actix::test]
+async fn sessions_on_several_arbiters_get_their_answers() {
+    let (_dir, mut config) = fixture(30);
+    config.arbiters = 3;
+    config.strategy.batching = Batching {
+        max_batch: 16,
+        max_queue_delay_us: 5_000,
+    };
+    let engine = Engine::open(config).expect("open");
+    let gen = Generator::new(SynthConfig::default()).expect("gen");
+    let items: Vec<String> = gen.items().map(|i| i.id).collect();
+    for round in 0..5 {
+        let futs: Vec<_> = (0..12)
+            .map(|u| {
+                let e = engine.clone();
+                let item = items[(u * 13 + round * 7) % items.len()].clone();
+                async move {
+                    let user = format!("u{u}");
+                    e.record(click(&user, &item)).await.expect("record");
+                    let rec = e.recommend(&user, 10, quiet()).await.expect("rec");
+                    let info = e.session_info(&user).await.expect("info");
+                    (item, rec, info)
+                }
+            })
+            .collect();
+        for (item, rec, info) in futures_join_all(futs).await {
+            assert_eq!(info.recent.last(), Some(&item), "round {round}");
+            assert_eq!(rec.items.len(), 10);
+            assert!(rec.items.iter().all(|i| i.item != item), "round {round}");
+        }
+    }
+    assert!(
+        engine.metrics().batch_size.max > 1.0,
+        "requests shared batches"
+    );
+    engine.shutdown().await.expect("shutdown");
+}
+
 #[actix::test]
 async fn batches_form_under_load_and_flush_on_the_deadline() {
     let (_dir, mut config) = fixture(100);
