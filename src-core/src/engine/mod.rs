@@ -94,8 +94,9 @@ pub struct EngineConfig {
     pub deterministic: bool,
     /// How the background threads (the learner, fine-tuning, the store's indexer) are
     /// scheduled against requests: `idle` (the default; Linux `SCHED_IDLE`: they run on
-    /// what requests leave and yield as soon as a request thread wakes), `low` (nice 19)
-    /// or `normal`.
+    /// what requests leave and yield as soon as a request thread wakes; the indexer, which
+    /// holds a lock the log writer needs, runs at `low` instead), `low` (nice 19) or
+    /// `normal`.
     pub background_priority: crate::threads::BackgroundPriority,
 }
 
@@ -832,13 +833,29 @@ fn check_user(user: &str) -> Result<()> {
     crate::wire::check_id(user).map_err(|e| Error::BadRequest(format!("user: {e}")))
 }
 
+/// The store indexer's scheduling for the engine's `background_priority`: as given, except
+/// that `idle` becomes `low` (nice 19). The indexer holds sled's concurrency lock (shared)
+/// while it writes, and the log writer needs that lock exclusively for every batch; at
+/// `SCHED_IDLE` a request thread waking on the indexer's CPU preempted it mid-write, and
+/// the log writer then spun (on `sched_yield`, 7,000 calls a second at 25,000 events a
+/// second) until a CPU fell idle for the indexer to finish. At nice 19 it still yields
+/// to request threads but gets back within a scheduling period.
+pub(crate) fn indexer_priority(
+    background: crate::threads::BackgroundPriority,
+) -> crate::threads::BackgroundPriority {
+    match background {
+        crate::threads::BackgroundPriority::Idle => crate::threads::BackgroundPriority::Low,
+        other => other,
+    }
+}
+
 impl Engine {
     /// Opens the store, loads the model, counts the log into the baseline sources and
     /// starts the actors. Blocks until the engine serves.
     pub fn open(config: EngineConfig) -> Result<Engine> {
         config.validate()?;
         let store = Store::open(&config.store, config.store_config.clone())?;
-        store.set_background_priority(config.background_priority);
+        store.set_background_priority(indexer_priority(config.background_priority));
         let book = StrategyBook::open(store.clone(), &config.strategy)?;
         let current = book
             .current()?

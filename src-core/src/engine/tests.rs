@@ -478,11 +478,9 @@ fn blocking_wrappers_work_without_a_runtime() {
 #[cfg(target_os = "linux")]
 fn background_threads_run_at_the_configured_priority() {
     use crate::threads::{priority_of, BackgroundPriority};
-    let (_dir, mut config) = fixture(5);
-    config.background_priority = BackgroundPriority::Low;
-    let engine = Engine::open(config).expect("open").blocking();
-    engine.engine().sync_learner().expect("sync");
-    let at_low = |name: &str| {
+    // The priorities of the process's threads called `name` (other tests' engines run in
+    // this process too, so assertions are about any or every such thread).
+    let priorities = |name: &str| -> Vec<Option<BackgroundPriority>> {
         std::fs::read_dir("/proc/self/task")
             .expect("/proc/self/task")
             .filter_map(|t| {
@@ -491,21 +489,35 @@ fn background_threads_run_at_the_configured_priority() {
                 let tid: i32 = t.file_name()?.to_str()?.parse().ok()?;
                 (comm.trim() == name).then(|| priority_of(tid))
             })
-            .any(|p| p == Some(BackgroundPriority::Low))
+            .collect()
     };
-    assert!(
-        at_low("attune-learner"),
-        "the learner thread is not at low priority"
-    );
-    assert!(
-        at_low("attune-indexer"),
-        "the indexer thread is not at low priority"
-    );
-    assert!(
-        !at_low("attune-log-writ"),
-        "the log writer (request path) must keep its priority"
-    );
-    engine.shutdown().expect("shutdown");
+    for setting in [BackgroundPriority::Low, BackgroundPriority::Idle] {
+        let (_dir, mut config) = fixture(5);
+        config.background_priority = setting;
+        let engine = Engine::open(config).expect("open").blocking();
+        engine.engine().sync_learner().expect("sync");
+        assert!(
+            priorities("attune-learner").contains(&Some(setting)),
+            "no learner thread at {setting:?}"
+        );
+        let indexers = priorities("attune-indexer");
+        assert!(
+            indexers.contains(&Some(BackgroundPriority::Low)),
+            "no indexer thread at low priority"
+        );
+        // The indexer holds a lock the log writer needs: never at SCHED_IDLE.
+        assert!(
+            !indexers.contains(&Some(BackgroundPriority::Idle)),
+            "an indexer thread runs at SCHED_IDLE"
+        );
+        assert!(
+            priorities("attune-log-writ")
+                .iter()
+                .all(|p| *p == Some(BackgroundPriority::Normal)),
+            "the log writer (request path) must keep its priority"
+        );
+        engine.shutdown().expect("shutdown");
+    }
 }
 
 #[test]
