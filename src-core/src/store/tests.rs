@@ -314,7 +314,12 @@ fn flushes_are_paced_under_concurrent_writers_only() {
         }
     });
     let flushes = store.inner.commit.flushes() - before;
-    let most = (t1.elapsed().as_secs_f64() / interval.as_secs_f64()).ceil() as u64 + 2;
+    // Paced, about one flush per interval; unpaced, hundreds (one per fsync). A flush that
+    // happens to cover one append with none arriving meanwhile does not pace the next,
+    // which on a busy machine (the test suite's other threads) happens now and then: the
+    // bound allows three times the paced count.
+    let paced = (t1.elapsed().as_secs_f64() / interval.as_secs_f64()).ceil() as u64 + 2;
+    let most = 3 * paced;
     assert!(
         flushes <= most,
         "{flushes} flushes in {:?} with a {interval:?} interval",
