@@ -107,11 +107,28 @@ pub(crate) fn reply_box(arbiter: &actix::ArbiterHandle) -> ReplySender {
     tx
 }
 
-/// Hands `delivery` to its arbiter, or completes it here if the arbiter is gone
-/// (shutdown).
-pub(crate) fn deliver(to: &ReplySender, delivery: Delivery) {
-    if let Err(e) = to.send(delivery) {
-        e.0.complete();
+/// Hands each answer to the arbiter of its index (its session's home), one message per
+/// arbiter made by `wrap`. An answer whose arbiter does not exist, or is gone (shutdown),
+/// is completed here.
+pub(crate) fn deliver_by_home<T>(
+    replies: &[ReplySender],
+    answers: impl IntoIterator<Item = (usize, T)>,
+    wrap: impl Fn(Vec<T>) -> Delivery,
+) {
+    let mut homes: Vec<Vec<T>> = replies.iter().map(|_| Vec::new()).collect();
+    for (home, answer) in answers {
+        match homes.get_mut(home) {
+            Some(h) => h.push(answer),
+            None => wrap(vec![answer]).complete(),
+        }
+    }
+    for (to, answers) in replies.iter().zip(homes) {
+        if answers.is_empty() {
+            continue;
+        }
+        if let Err(e) = to.send(wrap(answers)) {
+            e.0.complete();
+        }
     }
 }
 
@@ -615,9 +632,7 @@ fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
             }
         }
     }
-    let mut homes: Vec<Vec<Reply>> = (0..shared.replies.len().max(1))
-        .map(|_| Vec::new())
-        .collect();
+    let mut answers = Vec::with_capacity(batch.len());
     for (i, mut job) in batch.into_iter().enumerate() {
         let result = match errors[i].take() {
             Some(e) => Err(e),
@@ -633,15 +648,9 @@ fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
             )),
         };
         let state = job.state.take();
-        let home = job.home.min(homes.len() - 1);
-        homes[home].push((job.reply, JobOutcome { result, state }));
+        answers.push((job.home, (job.reply, JobOutcome { result, state })));
     }
-    for (home, replies) in homes.into_iter().enumerate() {
-        if replies.is_empty() {
-            continue;
-        }
-        deliver(&shared.replies[home], Delivery::Jobs(replies));
-    }
+    deliver_by_home(&shared.replies, answers, Delivery::Jobs);
     if scratch.logits.is_empty() {
         scratch.logits = logits;
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::inference::{deliver, Delivery, ReplySender};
+use super::inference::{deliver_by_home, Delivery, ReplySender};
 use crate::error::{Error, Result};
 use crate::event::{ItemId, RawEvent};
 use crate::store::{PendingAppend, Store};
@@ -105,11 +105,8 @@ fn write_loop(store: &Store, rx: &Receiver<LogMsg>, acks: &Sender<Applied>) {
         // `recv` on an empty channel would spin on `sched_yield` (6,000 calls a second
         // at 25,000 events a second, each a chance to switch a request thread out) only
         // to sleep afterwards anyway.
-        if let Some(next) = busy_since.map(|t| t + MIN_BATCH_INTERVAL) {
-            let now = Instant::now();
-            if next > now {
-                std::thread::sleep(next - now);
-            }
+        if let Some(t) = busy_since {
+            std::thread::sleep((t + MIN_BATCH_INTERVAL).saturating_duration_since(Instant::now()));
         }
         let first = match rx.try_recv() {
             Ok(m) => m,
@@ -222,9 +219,7 @@ fn ack_loop(rx: &Receiver<Applied>, replies: &[ReplySender]) {
     while let Ok(Applied::Batch { pending, acks }) = rx.recv() {
         let first = pending.range().start;
         let outcome = pending.wait();
-        let mut homes: Vec<Vec<(AckSender, Result<Ack>)>> =
-            (0..replies.len()).map(|_| Vec::new()).collect();
-        for (i, item, tx, home) in acks {
+        let answers = acks.into_iter().map(|(i, item, tx, home)| {
             let ack = match &outcome {
                 Ok(_) => Ok(Ack {
                     seq: first + i as u64,
@@ -232,17 +227,8 @@ fn ack_loop(rx: &Receiver<Applied>, replies: &[ReplySender]) {
                 }),
                 Err(e) => Err(Error::Flush(e.to_string())),
             };
-            match homes.get_mut(home) {
-                Some(h) => h.push((tx, ack)),
-                None => {
-                    let _ = tx.send(ack);
-                }
-            }
-        }
-        for (home, acks) in homes.into_iter().enumerate() {
-            if !acks.is_empty() {
-                deliver(&replies[home], Delivery::Acks(acks));
-            }
-        }
+            (home, (tx, ack))
+        });
+        deliver_by_home(replies, answers, Delivery::Acks);
     }
 }

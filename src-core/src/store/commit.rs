@@ -5,8 +5,9 @@
 //! flushes: it wakes when tickets are pending, waits until `min_flush_interval` has
 //! passed since the previous flush started if that flush covered several writes or writes
 //! arrived while it ran (under concurrent writers this paces the flushes; after a quiet
-//! spell, or for one writer waiting on each append, it does not wait), optionally waits `max_flush_delay` more
-//! to let more writers join, flushes sled (fsync), and releases every ticket it covered.
+//! spell, or for one writer waiting on each append, it does not wait), optionally waits
+//! `max_flush_delay` more to let more writers join, flushes sled (fsync), and releases
+//! every ticket it covered.
 //! Writers that arrive while a flush runs are covered by the next one, so concurrent
 //! appends share flushes without any writer waiting longer than two flushes plus the
 //! interval and the delay.
@@ -185,11 +186,10 @@ fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing) {
                 return;
             }
         }
-        if let Some(next) = busy_since.map(|t| t + pacing.min_flush_interval) {
-            let now = Instant::now();
-            if next > now {
-                std::thread::sleep(next - now);
-            }
+        if let Some(t) = busy_since {
+            std::thread::sleep(
+                (t + pacing.min_flush_interval).saturating_duration_since(Instant::now()),
+            );
         }
         if !pacing.max_flush_delay.is_zero() {
             std::thread::sleep(pacing.max_flush_delay);

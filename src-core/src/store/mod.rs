@@ -96,17 +96,16 @@ impl Default for StoreConfig {
 impl StoreConfig {
     /// Checks the knobs' ranges.
     pub fn validate(&self) -> Result<()> {
-        if self.max_flush_delay > Duration::from_secs(1) {
-            return Err(Error::config(
-                "store.max_flush_delay",
-                "must be at most 1000 ms: acknowledgements would wait that long",
-            ));
-        }
-        if self.min_flush_interval > Duration::from_secs(1) {
-            return Err(Error::config(
-                "store.min_flush_interval",
-                "must be at most 1000 ms: acknowledgements would wait that long",
-            ));
+        for (knob, wait) in [
+            ("store.max_flush_delay", self.max_flush_delay),
+            ("store.min_flush_interval", self.min_flush_interval),
+        ] {
+            if wait > Duration::from_secs(1) {
+                return Err(Error::config(
+                    knob,
+                    "must be at most 1000 ms: acknowledgements would wait that long",
+                ));
+            }
         }
         if self.cache_capacity < (1 << 20) {
             return Err(Error::config(

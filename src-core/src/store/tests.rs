@@ -255,24 +255,28 @@ fn closed_store_refuses_writes() {
 
 #[test]
 fn config_is_validated() {
-    let bad = StoreConfig {
-        max_flush_delay: Duration::from_secs(5),
-        ..Default::default()
-    };
-    assert!(bad
-        .validate()
-        .expect_err("too long")
-        .to_string()
-        .contains("max_flush_delay"));
-    let bad = StoreConfig {
-        min_flush_interval: Duration::from_millis(1500),
-        ..Default::default()
-    };
-    assert!(bad
-        .validate()
-        .expect_err("too long")
-        .to_string()
-        .contains("min_flush_interval"));
+    for (bad, knob) in [
+        (
+            StoreConfig {
+                max_flush_delay: Duration::from_secs(5),
+                ..Default::default()
+            },
+            "max_flush_delay",
+        ),
+        (
+            StoreConfig {
+                min_flush_interval: Duration::from_millis(1500),
+                ..Default::default()
+            },
+            "min_flush_interval",
+        ),
+    ] {
+        assert!(bad
+            .validate()
+            .expect_err("too long")
+            .to_string()
+            .contains(knob));
+    }
 }
 
 /// Under concurrent writers flushes start at least `min_flush_interval` apart; a single
