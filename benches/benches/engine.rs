@@ -22,7 +22,9 @@
 //!   the cores, at most 4) and arbiter threads (default 1); `ENGINE_FSYNC=false` makes
 //!   events durable on apply instead of on fsync (to see what the flushes cost);
 //!   `ENGINE_FLUSH_INTERVAL_US` and `ENGINE_FLUSH_DELAY_US` set the store's
-//!   `min_flush_interval` (default 2 ms) and `max_flush_delay` (default 0).
+//!   `min_flush_interval` (default 2 ms) and `max_flush_delay` (default 0);
+//! - `ENGINE_HUGE_PAGES=true`: keeps transparent huge pages, which the benchmark turns
+//!   off for its process as `attune serve` does (`attune::threads::avoid_huge_pages`).
 //!
 //! The catalogue is ml-1m-sized (3,700 items), the model a 2-layer, d = 64, max_len 200
 //! attention model with random weights (speed does not depend on what it learned), the
@@ -513,6 +515,10 @@ fn futures_block<F: std::future::Future<Output = attune::Result<()>>>(f: F) {
 
 fn main() {
     let mode: String = env("ENGINE_BENCH", "all".to_string());
+    // As `attune serve` does; `ENGINE_HUGE_PAGES=true` keeps them, for comparison.
+    if !env("ENGINE_HUGE_PAGES", false) {
+        attune::threads::avoid_huge_pages();
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let model_path = model(dir.path());
     if mode == "memory" || mode == "all" {

@@ -410,6 +410,9 @@ pub(crate) fn default_checkpoint() -> Option<PathBuf> {
 }
 
 pub fn simulate(a: SimulateArgs) -> Result<()> {
+    // A serving workload (see `avoid_huge_pages`): 9.1-9.7 s instead of 10.3-11.2 s for
+    // the default simulation, 147 MB peak RSS instead of 195 MB.
+    attune::threads::avoid_huge_pages();
     let mut strategies = Vec::new();
     for path in &a.strategies {
         let text = std::fs::read_to_string(path)
@@ -529,6 +532,7 @@ fn pick_model(dir: &Path) -> Result<PathBuf> {
 }
 
 pub fn serve(a: ServeArgs) -> Result<()> {
+    attune::threads::avoid_huge_pages();
     let file = match &a.config {
         Some(p) => attune::service::config::ServeFile::load(p)?,
         None => attune::service::config::ServeFile::default(),
