@@ -454,6 +454,7 @@ fn memory(dir: &Path, model_path: &Path) {
         .expect("runtime");
     let local = tokio::task::LocalSet::new();
     let peak_active = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let peak_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     local.block_on(&rt, async {
         let chunk = 2000;
         for start in (0..users).step_by(chunk) {
@@ -476,6 +477,7 @@ fn memory(dir: &Path, model_path: &Path) {
             }
             let m = engine.metrics();
             peak_active.fetch_max(m.active_sessions, std::sync::atomic::Ordering::Relaxed);
+            peak_bytes.fetch_max(m.session_bytes, std::sync::atomic::Ordering::Relaxed);
             if start.is_multiple_of(100_000) {
                 let (rss, _) = rss_kib();
                 println!(
@@ -492,11 +494,12 @@ fn memory(dir: &Path, model_path: &Path) {
     let m = engine.metrics();
     let (rss, peak) = rss_kib();
     println!(
-        "cycled {users} users in {:.0} s: peak {} active sessions, {} evicted, budget {:.0} MiB, sessions now {:.1} MiB; RSS {:.0} MiB (peak {:.0} MiB, {:.0} MiB before)",
+        "cycled {users} users in {:.0} s: peak {} active sessions, {} evicted, budget {:.0} MiB, sessions at most {:.1} MiB (after each 2,000 users), now {:.1} MiB; RSS {:.0} MiB (peak {:.0} MiB, {:.0} MiB before)",
         started.elapsed().as_secs_f64(),
         peak_active.load(std::sync::atomic::Ordering::Relaxed),
         m.sessions_evicted,
         budget as f64 / 1048576.0,
+        peak_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1048576.0,
         m.session_bytes as f64 / 1048576.0,
         rss as f64 / 1024.0,
         peak as f64 / 1024.0,

@@ -156,12 +156,10 @@ impl SessionActor {
             + state;
         let old = std::mem::replace(&mut self.bytes, b);
         self.stats.bytes.store(b, Ordering::Relaxed);
-        let total = &self.shared.registry.total_bytes;
-        if b >= old {
-            total.fetch_add(b - old, Ordering::Relaxed);
-        } else {
-            total.fetch_sub(old - b, Ordering::Relaxed);
-        }
+        self.shared.registry.add_bytes(
+            b as i64 - old as i64,
+            self.shared.config.session_budget_bytes,
+        );
     }
 
     fn persist(&self) {
@@ -287,10 +285,7 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.shared
-            .registry
-            .total_bytes
-            .fetch_sub(self.bytes, Ordering::Relaxed);
+        self.shared.registry.add_bytes(-(self.bytes as i64), 0);
         self.bytes = 0;
     }
 }

@@ -446,6 +446,34 @@ async fn idle_sessions_are_evicted_and_the_budget_holds() {
     engine.shutdown().await.expect("shutdown");
 }
 
+#[actix::test]
+async fn crossing_the_budget_wakes_the_janitor_at_once() {
+    let (_dir, mut config) = fixture(200);
+    // No tick within the test: only the budget's bell can start a sweep.
+    config.sweep_every_ms = 3_600_000;
+    config.session_ttl_s = 3_600.0;
+    config.session_budget_bytes = 200_000;
+    let engine = Engine::open(config).expect("open");
+    for u in 0..200 {
+        engine
+            .recommend(&format!("u{u}"), 5, quiet())
+            .await
+            .expect("rec");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let m = loop {
+        let m = engine.metrics();
+        if m.session_bytes <= 200_000 || std::time::Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(m.sessions_evicted > 0, "nothing evicted over budget");
+    assert!(m.session_bytes <= 200_000, "{} bytes live", m.session_bytes);
+    assert!(m.active_sessions > 0, "the budget holds sessions, not none");
+    engine.shutdown().await.expect("shutdown");
+}
+
 #[test]
 fn blocking_wrappers_work_without_a_runtime() {
     let (_dir, config) = fixture(20);
