@@ -122,8 +122,8 @@ pub fn priority_of(tid: i32) -> Option<BackgroundPriority> {
 /// already in huge pages stays so). For serving processes: the request path's small,
 /// short-lived allocations make the allocator return pages and fault them in again,
 /// and each fault of a huge page zeroes 2 MiB. Training, with its large long-lived
-/// buffers, is better left with them. The `attune serve` and `attune simulate` commands
-/// call it; a host embedding the engine decides for its own process. Returns whether
+/// buffers, is better left with them. The `attune serve`, `attune demo` and `attune simulate`
+/// commands call it; a host embedding the engine decides for its own process. Returns whether
 /// the process now runs without them (false where the platform cannot say or refused).
 pub fn avoid_huge_pages() -> bool {
     #[cfg(target_os = "linux")]

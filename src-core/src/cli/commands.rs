@@ -576,6 +576,8 @@ pub fn serve(a: ServeArgs) -> Result<()> {
 }
 
 pub fn demo(a: DemoArgs) -> Result<()> {
+    // The demo serves, as `attune serve` does.
+    attune::threads::avoid_huge_pages();
     let model = pick_model(&a.models).with_context(|| {
         format!(
             "the demo serves the shipped checkpoint: run it from the repository root, or pass --models DIR (looked in {})",
