@@ -68,8 +68,8 @@ pub struct EngineConfig {
     pub session_ttl_s: f64,
     /// Bytes the live sessions may hold before the least recently used are evicted.
     pub session_budget_bytes: u64,
-    /// How often the janitor checks TTLs and the budget, in milliseconds (crossing the
-    /// budget also wakes it at once).
+    /// How often the janitor checks TTLs and the budget, in milliseconds (sessions holding
+    /// more than 95% of the budget also wake it at once).
     pub sweep_every_ms: u64,
     /// Capacity of the learner's queue (beyond it, learner messages are dropped).
     pub learner_queue: usize,
@@ -408,10 +408,14 @@ pub(crate) struct Entry {
 /// every request at once.
 const REGISTRY_SHARDS: usize = 32;
 
-/// Where the janitor starts evicting for the session budget: 95% of it (it evicts down
-/// to 90%).
+/// Where the janitor starts evicting for the session budget: 95% of it.
 fn high_water(budget: u64) -> u64 {
     budget / 20 * 19
+}
+
+/// Where the janitor's evictions for the session budget stop: 90% of it.
+fn low_water(budget: u64) -> u64 {
+    budget / 10 * 9
 }
 
 /// Live session actors by user.
@@ -419,8 +423,8 @@ pub(crate) struct Registry {
     shards: Vec<Mutex<HashMap<Arc<str>, Entry>>>,
     pub total_bytes: AtomicU64,
     next_arbiter: AtomicUsize,
-    /// Rung when the sessions' bytes cross the budget, so the janitor sweeps at once
-    /// instead of at its next tick (see [`Registry::add_bytes`]).
+    /// Rung while the sessions' bytes are over the budget's high-water mark, so the
+    /// janitor sweeps at once instead of at its next tick (see [`Registry::grow`]).
     over_budget: (
         crossbeam_channel::Sender<()>,
         crossbeam_channel::Receiver<()>,
@@ -441,23 +445,23 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// Counts `delta` more bytes of live sessions (fewer if negative) and wakes the
-    /// janitor while the total is over the high-water mark, 95% of `budget` (a full bell
-    /// is not rung twice). With sweeps only on the janitor's tick, sessions started
-    /// between two ticks overshot the budget: 1,927 MiB against a budget of 1,907 MiB
-    /// when 20,000 users a second were cycled through. Ringing at the budget itself still
-    /// left 1,918 MiB: sessions keep growing while a sweep runs and the evicted ones
-    /// finish, so the sweep starts with 5% of the budget still to go.
-    pub(crate) fn add_bytes(&self, delta: i64, budget: u64) {
-        let d = delta.unsigned_abs();
-        if delta < 0 {
-            self.total_bytes.fetch_sub(d, Ordering::Relaxed);
-            return;
-        }
-        let before = self.total_bytes.fetch_add(d, Ordering::Relaxed);
-        if before + d > high_water(budget) && self.over_budget.0.is_empty() {
+    /// Counts `by` more bytes of live sessions and wakes the janitor while the total is
+    /// over the high-water mark, 95% of `budget` (a full bell is not rung twice). With
+    /// sweeps only on the janitor's tick, sessions started between two ticks overshot the
+    /// budget: 1,927 MiB against a budget of 1,907 MiB when 20,000 users a second were
+    /// cycled through. Ringing at the budget itself still left 1,918 MiB: sessions keep
+    /// growing while a sweep runs and the evicted ones finish, so the sweep starts with 5%
+    /// of the budget still to go.
+    pub(crate) fn grow(&self, by: u64, budget: u64) {
+        let before = self.total_bytes.fetch_add(by, Ordering::Relaxed);
+        if before + by > high_water(budget) {
             let _ = self.over_budget.0.try_send(());
         }
+    }
+
+    /// Counts `by` fewer bytes of live sessions.
+    pub(crate) fn shrink(&self, by: u64) {
+        self.total_bytes.fetch_sub(by, Ordering::Relaxed);
     }
 
     /// The shard holding `user` (an entry holds no invariant a panic could break).
@@ -745,10 +749,11 @@ impl Shared {
     }
 }
 
-/// The janitor thread: every `sweep_every_ms`, and at once when the sessions' bytes cross
-/// the budget, evicts idle sessions and keeps the live ones inside the memory budget. It has a thread of its own rather than an arbiter's
-/// time: a sweep over 100,000 sessions (and the sort of them by last use) takes
-/// milliseconds that the inference actor's batching should not wait. It runs at normal
+/// The janitor thread: every `sweep_every_ms`, and at once when the sessions' bytes pass
+/// 95% of the budget, evicts idle sessions and keeps the live ones inside the memory
+/// budget. It has a thread of its own rather than an arbiter's time: a sweep over 100,000
+/// sessions (and the sort of them by last use) takes milliseconds that the inference
+/// actor's batching should not wait. It runs at normal
 /// priority because it holds registry shards, which requests wait for.
 struct Janitor {
     stop: crossbeam_channel::Sender<()>,
@@ -787,9 +792,9 @@ impl Janitor {
 
 impl Shared {
     /// Evicts sessions idle past the TTL, then, if the live ones hold more than 95% of the
-    /// budget, the least recently used until they fit in 90% of it (`all`: every session). Locks one registry shard at a
-    /// time; the choice of least recently used is made outside the locks, and a session
-    /// used meanwhile is spared.
+    /// budget, the least recently used until they fit in 90% of it (`all`: every
+    /// session). Locks one registry shard at a time; the choice of least recently used is
+    /// made outside the locks, and a session used meanwhile is spared.
     fn sweep(&self, all: bool) -> usize {
         let now = self.now_ms();
         let ttl = (self.config.session_ttl_s * 1000.0) as u64;
@@ -822,7 +827,7 @@ impl Shared {
         }
         if total > high_water(budget) {
             live.sort_unstable();
-            let target = budget / 10 * 9;
+            let target = low_water(budget);
             for (last, bytes, name) in live {
                 if total <= target {
                     break;

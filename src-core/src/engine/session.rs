@@ -156,10 +156,12 @@ impl SessionActor {
             + state;
         let old = std::mem::replace(&mut self.bytes, b);
         self.stats.bytes.store(b, Ordering::Relaxed);
-        self.shared.registry.add_bytes(
-            b as i64 - old as i64,
-            self.shared.config.session_budget_bytes,
-        );
+        let registry = &self.shared.registry;
+        if b >= old {
+            registry.grow(b - old, self.shared.config.session_budget_bytes);
+        } else {
+            registry.shrink(old - b);
+        }
     }
 
     fn persist(&self) {
@@ -285,7 +287,7 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.shared.registry.add_bytes(-(self.bytes as i64), 0);
+        self.shared.registry.shrink(self.bytes);
         self.bytes = 0;
     }
 }

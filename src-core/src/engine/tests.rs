@@ -423,11 +423,12 @@ async fn eviction_and_restore_give_the_same_recommendations() {
     engine.shutdown().await.expect("shutdown");
 }
 
-#[actix::test]
-async fn idle_sessions_are_evicted_and_the_budget_holds() {
-    let (_dir, mut config) = fixture(200);
-    config.session_ttl_s = 0.2;
-    config.sweep_every_ms = 50;
+/// An engine with a session budget of 200,000 bytes (a few dozen sessions), the given TTL
+/// and janitor tick, and a recommendation made for each of 200 users.
+async fn sessions_under_budget(ttl_s: f64, sweep_every_ms: u64) -> (tempfile::TempDir, Engine) {
+    let (dir, mut config) = fixture(200);
+    config.session_ttl_s = ttl_s;
+    config.sweep_every_ms = sweep_every_ms;
     config.session_budget_bytes = 200_000;
     let engine = Engine::open(config).expect("open");
     for u in 0..200 {
@@ -436,6 +437,12 @@ async fn idle_sessions_are_evicted_and_the_budget_holds() {
             .await
             .expect("rec");
     }
+    (dir, engine)
+}
+
+#[actix::test]
+async fn idle_sessions_are_evicted_and_the_budget_holds() {
+    let (_dir, engine) = sessions_under_budget(0.2, 50).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     let m = engine.metrics();
     assert!(m.sessions_evicted > 0, "nothing evicted over budget");
@@ -448,18 +455,8 @@ async fn idle_sessions_are_evicted_and_the_budget_holds() {
 
 #[actix::test]
 async fn crossing_the_budget_wakes_the_janitor_at_once() {
-    let (_dir, mut config) = fixture(200);
     // No tick within the test: only the budget's bell can start a sweep.
-    config.sweep_every_ms = 3_600_000;
-    config.session_ttl_s = 3_600.0;
-    config.session_budget_bytes = 200_000;
-    let engine = Engine::open(config).expect("open");
-    for u in 0..200 {
-        engine
-            .recommend(&format!("u{u}"), 5, quiet())
-            .await
-            .expect("rec");
-    }
+    let (_dir, engine) = sessions_under_budget(3_600.0, 3_600_000).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let m = loop {
         let m = engine.metrics();
