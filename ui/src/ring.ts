@@ -53,7 +53,8 @@ export function toPoint(s: LiveStats): Point {
     sessions: num(s.active_sessions),
     reward: num(s.reward),
     reward_ps: rewardPs,
-    reward_per_rec: rps > 0 ? rewardPs / rps : NaN,
+    // 0 rather than NaN for a quiet second: charts treat NaN at an edge as their range.
+    reward_per_rec: rps > 0 && Number.isFinite(rewardPs) ? rewardPs / rps : 0,
     ctr: num(s.ctr),
     overloaded: num(s.overloaded),
     errors: num(s.errors),
@@ -64,7 +65,7 @@ export function toPoint(s: LiveStats): Point {
     w_markov: NaN,
     w_pop: NaN,
     strategy_version: num(s.strategy_version),
-    model_version: s.model_version == null ? NaN : num(s.model_version),
+    model_version: s.model_version == null ? 0 : num(s.model_version),
   };
   for (const src of SOURCES) p[`w_${src}`] = num(s.weights?.[src]);
   return p;

@@ -18,7 +18,7 @@ describe('StatsRing', () => {
     expect(p.reward_per_rec).toBe(0.5);
     expect(p.w_seq).toBe(2);
     expect(p.w_pop).toBe(0.7);
-    expect(Number.isNaN(toPoint(stats(0, { recommendations_per_s: 0 })).reward_per_rec)).toBe(true);
+    expect(toPoint(stats(0, { recommendations_per_s: 0 })).reward_per_rec).toBe(0);
   });
 
   it('merges history points into their place and replaces a repeated time', () => {

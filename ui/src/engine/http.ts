@@ -75,6 +75,11 @@ export class HttpEngine extends RestEngine {
     this.makeEventSource = opts.eventSource;
   }
 
+  async signIn(): Promise<boolean> {
+    this.tokens.forget();
+    return (await this.tokens.obtain('Enter a read or admin token for this engine.')) !== null;
+  }
+
   async connectionInfo(): Promise<ConnectionInfo> {
     return { url: this.base || window.location.origin, mode: 'web' };
   }

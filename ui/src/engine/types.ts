@@ -342,6 +342,8 @@ export interface Engine {
 
   audit(limit: number, before?: number): Promise<AuditEntry[]>;
 
+  /** Web console only: ask for a token now (the header's "Enter token"); true if one was given. */
+  signIn?(): Promise<boolean>;
   /** Desktop app only: point the app at another engine. */
   connect?(url: string, tokenFile: string | null): Promise<ConnectionInfo>;
 }

@@ -1,0 +1,270 @@
+// uPlot time-series charts: UTC time axis, cursor synced across a group, optional band
+// (p95–p99), step lines, change markers drawn as labelled vertical lines (a draw hook), and
+// sizing to the container through one shared ResizeObserver.
+
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import { Decimator } from '../decimate';
+import type { Marker } from '../engine/types';
+import { fmtUtc, fmtUtcClock } from '../format';
+import { h } from './dom';
+import { CHART, MARKER_COLORS } from './theme';
+
+export interface SeriesSpec {
+  label: string;
+  color: string;
+  width?: number;
+  step?: boolean;
+  dash?: number[];
+  /** Drawn only as the edge of a band (no legend value emphasis). */
+  faint?: boolean;
+}
+
+export interface ChartSpec {
+  title: string;
+  /** Shown after the title: `ms`, `/s`, `%`. */
+  unit: string;
+  series: SeriesSpec[];
+  /** Indices (1-based, uPlot's) of [upper, lower] series to fill between. */
+  band?: [number, number];
+  /** Value formatter for the legend and axis. */
+  fmt: (v: number) => string;
+  /** Keep 0 in the y range (counts, rates). */
+  zero?: boolean;
+  height?: number;
+  /** x is time in seconds (default) or a plain number (events). */
+  xTime?: boolean;
+  xLabel?: string;
+}
+
+/** Round UTC steps for the time axis (seconds). */
+const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
+/**
+ * Time-axis ticks at round UTC steps, about one per 90 px. Computed here rather than by
+ * uPlot's time scale, which formats through Intl time zones on every redraw.
+ */
+export function timeSplits(min: number, max: number, widthPx: number): { splits: number[]; incr: number } {
+  const target = Math.max(2, Math.floor(widthPx / 90));
+  const span = Math.max(1e-9, max - min);
+  const incr = TIME_INCRS.find((i) => span / i <= target) ?? 86400 * Math.ceil(span / 86400 / target);
+  const splits: number[] = [];
+  for (let t = Math.ceil(min / incr) * incr; t <= max; t += incr) splits.push(t);
+  return { splits, incr };
+}
+
+/** Draws markers as vertical lines with a short label at the top. */
+function markerPlugin(markers: () => readonly Marker[]): uPlot.Plugin {
+  return {
+    hooks: {
+      draw: (u) => {
+        const list = markers();
+        if (!list.length) return;
+        const { min, max } = u.scales.x;
+        if (min == null || max == null) return;
+        const ctx = u.ctx;
+        const { top, height } = u.bbox;
+        const pr = uPlot.pxRatio;
+        ctx.save();
+        ctx.font = CHART.font.replace(/^(\d+)px/, (_, n) => `${Number(n) * pr}px`);
+        ctx.textBaseline = 'top';
+        let lastLabelEnd = -Infinity;
+        for (const m of list) {
+          const t = m.ts_ms / 1000;
+          if (t < min || t > max) continue;
+          const x = Math.round(u.valToPos(t, 'x', true));
+          const color = MARKER_COLORS[m.kind] ?? '#ccc';
+          ctx.strokeStyle = color;
+          ctx.lineWidth = pr;
+          ctx.setLineDash([4 * pr, 3 * pr]);
+          ctx.beginPath();
+          ctx.moveTo(x, top);
+          ctx.lineTo(x, top + height);
+          ctx.stroke();
+          const label = m.label.length > 28 ? `${m.label.slice(0, 27)}…` : m.label;
+          const w = ctx.measureText(label).width + 6 * pr;
+          const lx = Math.min(x + 3 * pr, u.bbox.left + u.bbox.width - w);
+          if (lx > lastLabelEnd) {
+            ctx.setLineDash([]);
+            ctx.fillStyle = CHART.labelBg;
+            ctx.fillRect(lx, top + 2 * pr, w, 14 * pr);
+            ctx.fillStyle = color;
+            ctx.fillText(label, lx + 3 * pr, top + 3 * pr);
+            lastLabelEnd = lx + w;
+          }
+        }
+        ctx.restore();
+      },
+    },
+  };
+}
+
+let observer: ResizeObserver | null = null;
+const resizers = new WeakMap<Element, (w: number) => void>();
+
+function observe(el: Element, fn: (w: number) => void): void {
+  if (typeof ResizeObserver === 'undefined') return;
+  observer ??= new ResizeObserver((entries) => {
+    for (const e of entries) resizers.get(e.target)?.(e.contentRect.width);
+  });
+  resizers.set(el, fn);
+  observer.observe(el);
+}
+
+export class TimeChart {
+  readonly el: HTMLElement;
+  readonly plot: uPlot;
+  private readonly holder: HTMLElement;
+  private xMin: number | null = null;
+  private xMax: number | null = null;
+  private width = 0;
+  private readonly decimator: Decimator;
+
+  constructor(spec: ChartSpec, opts: { sync?: string; markers?: () => readonly Marker[] } = {}) {
+    this.holder = h('div', { class: 'chart-plot' });
+    // Our own legend, written only when the cursor moves: uPlot's live legend rewrites
+    // every value on every setData, the largest fixed cost of a tick.
+    const cursorTime = h('span', { class: 'legend-x' });
+    const values = spec.series.map(() => h('b', { class: 'legend-v' }));
+    const legend = h(
+      'div',
+      { class: 'chart-legend' },
+      spec.series.map((s, i) =>
+        h('span', { class: 'legend-item' }, h('i', { class: 'legend-swatch', style: { background: s.color } }), s.label, values[i]),
+      ),
+      cursorTime,
+    );
+    this.el = h(
+      'figure',
+      { class: 'chart' },
+      h('figcaption', null, spec.title, spec.unit ? h('span', { class: 'unit' }, ` (${spec.unit})`) : null),
+      this.holder,
+      legend,
+    );
+    const showCursor = (u: uPlot) => {
+      const i = u.cursor.idx;
+      const x = i == null ? null : u.data[0][i];
+      cursorTime.textContent = x == null ? '' : xTime ? fmtUtc(x * 1000) : `${spec.xLabel ?? 'x'} ${x}`;
+      values.forEach((v, s) => {
+        const y = i == null ? null : u.data[s + 1][i];
+        v.textContent = y == null ? '' : ` ${spec.fmt(y)}`;
+      });
+    };
+    const xTime = spec.xTime ?? true;
+    const height = spec.height ?? 170;
+    this.decimator = new Decimator(spec.series.map((s) => (s.step ? 'firstlast' : 'minmax')));
+    let timeIncr = 60;
+    const axisFmt = (_u: uPlot, splits: number[]) => splits.map((v) => (v == null ? '' : spec.fmt(v)));
+    const series: uPlot.Series[] = [
+      xTime ? { label: 'Time (UTC)', value: (_u, v) => (v == null ? '–' : fmtUtc(v * 1000)) } : { label: spec.xLabel ?? 'x' },
+      ...spec.series.map<uPlot.Series>((s) => ({
+        label: s.label,
+        stroke: s.color,
+        width: s.width ?? 1.5,
+        dash: s.dash,
+        paths: s.step ? uPlot.paths.stepped!({ align: 1 }) : undefined,
+        points: { show: false },
+        value: (_u, v) => (v == null ? '–' : spec.fmt(v)),
+        alpha: s.faint ? 0.6 : 1,
+      })),
+    ];
+    const options: uPlot.Options = {
+      width: 400,
+      height,
+      series,
+      cursor: {
+        sync: opts.sync ? { key: opts.sync, setSeries: false } : undefined,
+        points: { size: 5 },
+        drag: { x: false, y: false },
+      },
+      legend: { show: false },
+      bands: spec.band ? [{ series: spec.band, fill: 'rgba(110, 168, 254, 0.16)' }] : undefined,
+      scales: {
+        x: {
+          time: false,
+          range: (_u, dmin, dmax) => [this.xMin ?? dmin, this.xMax ?? dmax],
+        },
+        y: {
+          range: (_u, dmin, dmax) => {
+            let lo = Number.isFinite(dmin) ? dmin : 0;
+            let hi = Number.isFinite(dmax) ? dmax : 1;
+            if (spec.zero) lo = Math.min(0, lo);
+            if (hi - lo < 1e-9) hi = lo + (Math.abs(lo) || 1);
+            const pad = (hi - lo) * 0.08;
+            return [spec.zero && lo >= 0 ? lo : lo - pad, hi + pad];
+          },
+        },
+      },
+      axes: [
+        {
+          stroke: CHART.axis,
+          grid: { stroke: CHART.grid, width: 1 },
+          ticks: { stroke: CHART.grid, width: 1 },
+          font: CHART.font,
+          splits: xTime
+            ? (u, _i, min, max) => {
+                const t = timeSplits(min, max, u.bbox.width / uPlot.pxRatio);
+                timeIncr = t.incr;
+                return t.splits;
+              }
+            : undefined,
+          values: xTime ? (_u, splits) => splits.map((v) => fmtUtcClock(v * 1000, timeIncr < 60)) : axisFmt,
+        },
+        {
+          stroke: CHART.axis,
+          grid: { stroke: CHART.grid, width: 1 },
+          ticks: { stroke: CHART.grid, width: 1 },
+          font: CHART.font,
+          size: 56,
+          values: axisFmt,
+        },
+      ],
+      hooks: { setCursor: [showCursor] },
+      plugins: opts.markers ? [markerPlugin(opts.markers)] : [],
+    };
+    const empty: uPlot.AlignedData = [new Float64Array(0), ...spec.series.map(() => new Float64Array(0))];
+    this.plot = new uPlot(options, empty, this.holder);
+    observe(this.holder, (w) => this.resize(w));
+  }
+
+  /** The x range shown (null: the data's). */
+  setWindow(min: number | null, max: number | null): void {
+    this.xMin = min;
+    this.xMax = max;
+  }
+
+  /** New data, drawn synchronously (so a tick's timing includes the drawing). */
+  setData(data: uPlot.AlignedData): void {
+    this.plot.batch(() => this.plot.setData(data));
+  }
+
+  /**
+   * New data for the window [xMin, xMax], folded to about one point per pixel column
+   * (src/decimate.ts) and drawn synchronously.
+   */
+  setSeries(x: Float64Array, ys: Float64Array[], xMin: number, xMax: number): void {
+    // Two points per 4-pixel bucket: one point per 2 px of plot width.
+    const buckets = Math.max(16, this.plot.bbox.width / uPlot.pxRatio / 4);
+    this.xMin = xMin;
+    this.xMax = xMax;
+    this.setData(this.decimator.run(x, ys, xMin, xMax, buckets));
+  }
+
+  /** Redraws (e.g. new markers) without new data. */
+  redraw(): void {
+    this.plot.redraw(false, false);
+  }
+
+  resize(width: number): void {
+    if (width < 10) return; // hidden (page not shown): keep the last size
+    const w = Math.max(160, Math.floor(width));
+    if (w === this.width) return;
+    this.width = w;
+    this.plot.setSize({ width: w, height: this.plot.height });
+  }
+
+  destroy(): void {
+    observer?.unobserve(this.holder);
+    this.plot.destroy();
+  }
+}
