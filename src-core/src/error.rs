@@ -88,6 +88,13 @@ pub enum Error {
     /// A request names something malformed or out of range (a user or item id, k).
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// A request names something that does not exist (a strategy version).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A request conflicts with the state it was based on (a publish based on a strategy
+    /// version that is no longer the one in force); nothing was changed.
+    #[error("conflict: {0}")]
+    Conflict(String),
     // --- generic -----------------------------------------------------------------------
     /// An I/O error with the path it concerns.
     #[error("{path}: {error}")]

@@ -55,6 +55,9 @@ pub(crate) struct Job {
     pub reply: tokio::sync::oneshot::Sender<JobOutcome>,
     /// Index of the arbiter of the session that submitted it (see [`reply_box`]).
     pub home: usize,
+    /// The strategy and weights to rank under instead of those in force (a preview of a
+    /// draft or of a past version).
+    pub live: Option<Arc<Live>>,
 }
 
 /// A job's answer on its way to the session's arbiter.
@@ -642,7 +645,7 @@ fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
                 vecs[i].as_deref(),
                 rows[i].clone().map(|r| &logits[r]),
                 &sources,
-                &live,
+                job.live.as_deref().unwrap_or(&live),
                 &catalog,
                 scratch,
             )),

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod inference;
+mod inspect;
 pub mod learner;
 mod log;
 pub mod metrics;
@@ -35,6 +36,7 @@ use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use self::inference::{Batcher, InferenceActor};
+pub use self::inspect::{Attention, Explanation, PreviewOf};
 use self::learner::{Learner, LearnerMsg};
 use self::metrics::{Metrics, MetricsSnapshot};
 use self::session::{EntryStats, SessionActor, SessionInfo};
@@ -306,6 +308,8 @@ pub struct StrategyView {
 pub struct ModelInfo {
     /// Model version (1 for the first loaded; every swap or fine-tune adds one).
     pub version: u64,
+    /// The checkpoint's name (its directory's name).
+    pub name: String,
     /// The checkpoint directory it came from.
     pub dir: PathBuf,
     /// The weights file serving (a fine-tuned one lies in the store's `finetuned/`).
@@ -1266,6 +1270,26 @@ impl Engine {
         Ok(v)
     }
 
+    /// [`Engine::set_strategy`] with an author, a message and a base-version check
+    /// ([`Error::Conflict`] when the version in force is not `by.base_version`); `note`
+    /// says what kind of change it is (`set`, or a guard's `guard revert to N: …`).
+    pub fn publish_strategy(
+        &self,
+        strategy: Strategy,
+        note: String,
+        by: &strategy::Publish,
+    ) -> Result<StrategyVersion> {
+        self.check_open()?;
+        let v = self.shared.book.publish(strategy, note, by)?;
+        self.shared.set_live_version(v.clone());
+        Ok(v)
+    }
+
+    /// One stored strategy version.
+    pub fn strategy_version(&self, version: u64) -> Result<Option<StrategyVersion>> {
+        self.shared.book.get(version)
+    }
+
     /// Every strategy version, oldest first.
     pub fn strategy_history(&self) -> Result<Vec<StrategyVersion>> {
         self.shared.book.history()
@@ -1273,8 +1297,13 @@ impl Engine {
 
     /// Makes a copy of version `to` the current strategy.
     pub fn rollback_strategy(&self, to: u64) -> Result<StrategyVersion> {
+        self.rollback_strategy_by(to, &strategy::Publish::default())
+    }
+
+    /// [`Engine::rollback_strategy`] with an author, a message and a base-version check.
+    pub fn rollback_strategy_by(&self, to: u64, by: &strategy::Publish) -> Result<StrategyVersion> {
         self.check_open()?;
-        let v = self.shared.book.rollback(to)?;
+        let v = self.shared.book.rollback_by(to, by)?;
         self.shared.set_live_version(v.clone());
         Ok(v)
     }
@@ -1315,6 +1344,12 @@ impl Engine {
     pub fn model_info(&self) -> Option<ModelInfo> {
         self.shared.model().map(|m| ModelInfo {
             version: m.version,
+            name: m
+                .checkpoint
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             dir: m.checkpoint.dir.clone(),
             weights: m.weights.clone(),
             fine_tuned: !m.weights.starts_with(&m.checkpoint.dir),

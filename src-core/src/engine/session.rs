@@ -21,7 +21,7 @@ use super::inference::{Job, Scored};
 use super::learner::LearnerMsg;
 use super::log::LogMsg;
 use super::sources::CO_WINDOW;
-use super::{Context as RecContext, RecItem, Recommendation, Shared};
+use super::{Context as RecContext, Live, RecItem, Recommendation, Shared};
 use crate::error::{Error, Result};
 use crate::event::{Action, EventKind, Impression, ItemId, RawEvent};
 use crate::model::SessionState;
@@ -215,8 +215,12 @@ impl SessionActor {
         self.update_bytes();
     }
 
-    fn job(&mut self, k: usize, ctx: &RecContext) -> Job {
-        let strategy = &self.shared.live().strategy;
+    /// A scoring request for this session. A preview (`preview` set: the strategy and
+    /// weights to rank under) leaves the session as it is: its model state stays here
+    /// (the request encodes the history afresh) and its request count does not move.
+    fn job(&mut self, k: usize, ctx: &RecContext, preview: Option<Arc<Live>>) -> Job {
+        let live = preview.clone().unwrap_or_else(|| self.shared.live());
+        let strategy = &live.strategy;
         let mut exclude: Vec<ItemId> = if strategy.filters.exclude_seen {
             self.seen.clone()
         } else {
@@ -235,7 +239,12 @@ impl SessionActor {
         let mut ex_tags = strategy.filters.exclude_tags.clone();
         ex_tags.extend(ctx.exclude_tags.iter().cloned());
         let history: Vec<ItemId> = self.history.iter().copied().collect();
-        let (state, pending) = match self.state.take() {
+        let cached = if preview.is_some() {
+            None
+        } else {
+            self.state.take()
+        };
+        let (state, pending) = match cached {
             Some((s, covers)) => {
                 let behind = (self.interactions - covers) as usize;
                 if behind <= history.len() {
@@ -246,8 +255,13 @@ impl SessionActor {
             }
             None => (None, Vec::new()),
         };
-        self.requests += 1;
-        let seed = self.shared.request_seed(&self.name, self.requests);
+        let n = if preview.is_some() {
+            self.requests + 1
+        } else {
+            self.requests += 1;
+            self.requests
+        };
+        let seed = self.shared.request_seed(&self.name, n);
         let (reply, _) = tokio::sync::oneshot::channel();
         Job {
             history,
@@ -261,6 +275,7 @@ impl SessionActor {
             enqueued: std::time::Instant::now(),
             reply,
             home: self.home,
+            live: preview,
         }
     }
 
@@ -359,7 +374,7 @@ impl Handler<Recommend> for SessionActor {
         self.touch();
         let started = std::time::Instant::now();
         let covers = self.interactions;
-        let job = self.job(msg.k, &msg.context);
+        let job = self.job(msg.k, &msg.context, None);
         let log = msg.context.log_impression;
         let submitted = match self.shared.batcher() {
             Some(b) => b.submit(job),
@@ -394,13 +409,80 @@ impl Handler<Recommend> for SessionActor {
     }
 }
 
+/// Ranks a slate under another strategy (a draft, a past version) or the one in force,
+/// as [`Recommend`] would, but records nothing: no impression, nothing for the learner, no
+/// counter, and the session's state stays as it was. Answers the history it ranked for
+/// too (store item ids, oldest first).
+#[derive(Message)]
+#[rtype(result = "Result<(Recommendation, Vec<ItemId>)>")]
+pub(crate) struct Preview {
+    pub k: usize,
+    pub live: Arc<Live>,
+}
+
+impl Handler<Preview> for SessionActor {
+    type Result = AtomicResponse<Self, Result<(Recommendation, Vec<ItemId>)>>;
+
+    fn handle(&mut self, msg: Preview, _ctx: &mut Self::Context) -> Self::Result {
+        let _guard = self.guard();
+        let job = self.job(msg.k, &RecContext::default(), Some(msg.live));
+        let history = job.history.clone();
+        let submitted = match self.shared.batcher() {
+            Some(b) => b.submit(job),
+            None => Err((Error::ShutDown, None)),
+        };
+        let rx = match submitted {
+            Ok(rx) => rx,
+            Err((e, _)) => return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
+        };
+        AtomicResponse::new(Box::pin(
+            async move {
+                rx.await.map_err(|_| {
+                    Error::ActorFailed("the compute thread running the request died".into())
+                })
+            }
+            .into_actor(self)
+            .map(move |res, act, _ctx| {
+                let scored = res?.result?;
+                Ok((act.named(&scored, "preview".into()), history))
+            }),
+        ))
+    }
+}
+
 impl SessionActor {
     /// Names the items, logs the impression and tells the learner what was shown.
     fn finish(&mut self, scored: Scored, log: bool) -> Result<Recommendation> {
+        let request_id = self.shared.next_request_id();
+        let rec = self.named(&scored, request_id.clone());
+        if log && !rec.items.is_empty() {
+            let ev = RawEvent {
+                user: self.name.to_string(),
+                ts: crate::store::now_ms(),
+                action: Action::Impression(Impression {
+                    request_id: request_id.clone(),
+                    items: rec.items.iter().map(|i| i.item.clone()).collect(),
+                    scores: rec.items.iter().map(|i| i.score).collect(),
+                    strategy_version: scored.strategy_version,
+                }),
+            };
+            // Impressions are logged without waiting for the flush: the next one makes
+            // them durable, and the answer does not wait for the disk.
+            let _ = self.shared.log.send(LogMsg::Impression(ev));
+        }
+        self.shared.learn(LearnerMsg::Impression {
+            user: Arc::clone(&self.name),
+            request_id,
+            items: scored.items.iter().map(|s| (s.item, s.features)).collect(),
+        });
+        Ok(rec)
+    }
+
+    /// The answer for a ranked slate: the items by name.
+    fn named(&self, scored: &Scored, request_id: String) -> Recommendation {
         let catalog = self
             .shared
             .catalog_for(scored.items.iter().map(|i| i.item).max());
-        let request_id = self.shared.next_request_id();
         let items: Vec<RecItem> = scored
             .items
             .iter()
@@ -411,27 +493,7 @@ impl SessionActor {
                 explored: s.explored,
             })
             .collect();
-        if log && !items.is_empty() {
-            let ev = RawEvent {
-                user: self.name.to_string(),
-                ts: crate::store::now_ms(),
-                action: Action::Impression(Impression {
-                    request_id: request_id.clone(),
-                    items: items.iter().map(|i| i.item.clone()).collect(),
-                    scores: items.iter().map(|i| i.score).collect(),
-                    strategy_version: scored.strategy_version,
-                }),
-            };
-            // Impressions are logged without waiting for the flush: the next one makes
-            // them durable, and the answer does not wait for the disk.
-            let _ = self.shared.log.send(LogMsg::Impression(ev));
-        }
-        self.shared.learn(LearnerMsg::Impression {
-            user: Arc::clone(&self.name),
-            request_id: request_id.clone(),
-            items: scored.items.iter().map(|s| (s.item, s.features)).collect(),
-        });
-        Ok(Recommendation {
+        Recommendation {
             request_id,
             user: self.name.to_string(),
             items,
@@ -439,7 +501,7 @@ impl SessionActor {
             weights: super::strategy::SourceWeights::from_array(scored.weights),
             model_version: scored.model_version,
             fallback: scored.fallback.map(str::to_owned),
-        })
+        }
     }
 }
 

@@ -404,10 +404,32 @@ pub struct StrategyVersion {
     pub version: u64,
     /// When it was set (ms since the epoch).
     pub created_ms: i64,
-    /// Why: `initial`, `set`, or `rollback to N`.
+    /// Why: `initial`, `set`, `rollback to N`, or `guard revert to N: <reason>`.
     pub note: String,
+    /// Who set it: the name of the token that published it (`guard` for a guard's
+    /// revert; empty for versions set by a host program or before tokens had names).
+    #[serde(default)]
+    pub author: String,
+    /// The publisher's message.
+    #[serde(default)]
+    pub message: String,
+    /// The version in force when this one was published (what the publisher edited).
+    #[serde(default)]
+    pub based_on: Option<u64>,
     /// The strategy.
     pub strategy: Strategy,
+}
+
+/// Who publishes a strategy version, why, and from which version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Publish {
+    /// The publisher (a token's name).
+    pub author: String,
+    /// Why.
+    pub message: String,
+    /// The version the publisher edited; when set and no longer the version in force, the
+    /// publish is refused with [`Error::Conflict`].
+    pub base_version: Option<u64>,
 }
 
 const CURRENT: &[u8] = b"current";
@@ -435,23 +457,30 @@ impl StrategyBook {
         };
         if book.current()?.is_none() {
             initial.validate()?;
-            book.write(initial.clone(), "initial".into())?;
+            book.write(initial.clone(), "initial".into(), &Publish::default())?;
         }
         Ok(book)
     }
 
     /// The version in force, if any.
     pub fn current(&self) -> Result<Option<StrategyVersion>> {
+        match self.current_version()? {
+            Some(v) => self.get(v),
+            None => Ok(None),
+        }
+    }
+
+    /// The number of the version in force, if any.
+    fn current_version(&self) -> Result<Option<u64>> {
         let Some(bytes) = self.store.get_record(RecordSpace::Strategy, CURRENT)? else {
             return Ok(None);
         };
-        let v = u64::from_be_bytes(
+        Ok(Some(u64::from_be_bytes(
             bytes
                 .as_slice()
                 .try_into()
                 .map_err(|_| Error::config("strategy", "corrupt current-version record"))?,
-        );
-        self.get(v)
+        )))
     }
 
     /// One version.
@@ -477,19 +506,36 @@ impl StrategyBook {
 
     /// Validates and stores `strategy` as the new current version (durable on return).
     pub fn set(&self, strategy: Strategy) -> Result<StrategyVersion> {
+        self.publish(strategy, "set".into(), &Publish::default())
+    }
+
+    /// Validates and stores `strategy` as the new current version with its author and
+    /// message, unless `by.base_version` is set and no longer current
+    /// ([`Error::Conflict`], nothing written). `note` says what kind of change it is.
+    pub fn publish(
+        &self,
+        strategy: Strategy,
+        note: String,
+        by: &Publish,
+    ) -> Result<StrategyVersion> {
         strategy.validate()?;
-        self.write(strategy, "set".into())
+        self.write(strategy, note, by)
     }
 
     /// Makes a copy of version `to` the new current version.
     pub fn rollback(&self, to: u64) -> Result<StrategyVersion> {
+        self.rollback_by(to, &Publish::default())
+    }
+
+    /// [`StrategyBook::rollback`] with an author, a message and a base-version check.
+    pub fn rollback_by(&self, to: u64, by: &Publish) -> Result<StrategyVersion> {
         let old = self.get(to)?.ok_or_else(|| {
             Error::config("version", format!("there is no strategy version {to}"))
         })?;
-        self.write(old.strategy, format!("rollback to {to}"))
+        self.write(old.strategy, format!("rollback to {to}"), by)
     }
 
-    fn write(&self, strategy: Strategy, note: String) -> Result<StrategyVersion> {
+    fn write(&self, strategy: Strategy, note: String, by: &Publish) -> Result<StrategyVersion> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let last = self
             .store
@@ -499,10 +545,22 @@ impl StrategyBook {
             .filter_map(|(k, _)| k[1..].try_into().ok().map(u64::from_be_bytes))
             .max()
             .unwrap_or(0);
+        let current = self.current_version()?;
+        if let Some(base) = by.base_version {
+            if current != Some(base) {
+                return Err(Error::Conflict(format!(
+                    "the change was based on strategy version {base}, but version {} is in force now; rebase it on the current version",
+                    current.map_or_else(|| "none".into(), |v| v.to_string())
+                )));
+            }
+        }
         let v = StrategyVersion {
             version: last + 1,
             created_ms: crate::store::now_ms(),
             note,
+            author: by.author.clone(),
+            message: by.message.clone(),
+            based_on: current,
             strategy,
         };
         self.store.put_record(

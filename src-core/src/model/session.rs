@@ -546,8 +546,27 @@ impl FastModel {
             *s = self.encode_window(&kept);
         }
         let mut scratch = Scratch::new(&self.cfg);
-        self.push_token(s, item, &mut scratch);
+        self.push_token(s, item, &mut scratch, None);
         Ok(())
+    }
+
+    /// The attention of the last position of a history's window (its most recent
+    /// `max_len` items) over the window, in the last block: one row per head, each a
+    /// softmax over the window's positions (oldest first), so each row sums to 1. This
+    /// is what the model looked at to form the user vector that ranks the catalogue.
+    pub fn attention(&self, items: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let window = &items[items.len().saturating_sub(self.cfg.max_len)..];
+        let Some((&last, before)) = window.split_last() else {
+            return Ok(Vec::new());
+        };
+        for &item in window {
+            self.check_item(item)?;
+        }
+        let mut s = self.encode_window(before);
+        let mut scratch = Scratch::new(&self.cfg);
+        let mut rows = Vec::with_capacity(self.cfg.heads);
+        self.push_token(&mut s, last, &mut scratch, Some(&mut rows));
+        Ok(rows)
     }
 
     fn check_item(&self, item: u32) -> Result<()> {
@@ -575,13 +594,20 @@ impl FastModel {
         }
         let mut scratch = Scratch::new(&self.cfg);
         for &item in window {
-            self.push_token(&mut s, item, &mut scratch);
+            self.push_token(&mut s, item, &mut scratch, None);
         }
         s
     }
 
-    /// One token's forward pass; `item` is valid and the window has room.
-    fn push_token(&self, s: &mut SessionState, item: u32, t: &mut Scratch) {
+    /// One token's forward pass; `item` is valid and the window has room. With `probs`,
+    /// the last block's attention weights of this token (one row per head) are kept there.
+    fn push_token(
+        &self,
+        s: &mut SessionState,
+        item: u32,
+        t: &mut Scratch,
+        mut probs: Option<&mut Vec<Vec<f32>>>,
+    ) {
         let d = self.cfg.dim;
         let pos = s.items.len();
         let emb = &self.item_emb[(item as usize + 1) * d..][..d];
@@ -591,7 +617,8 @@ impl FastModel {
         }
         let (panel_rows, lane) = ((pos / P) * d, pos % P);
         let max_panels = self.cfg.max_len.div_ceil(P);
-        for (block, cache) in self.blocks.iter().zip(&mut s.layers) {
+        let last = self.blocks.len().saturating_sub(1);
+        for (i, (block, cache)) in self.blocks.iter().zip(&mut s.layers).enumerate() {
             block.ln1.forward(&t.x, &mut t.h);
             block.qkv.forward(&t.h, &mut t.qkv);
             let (q, kv) = t.qkv.split_at(d);
@@ -605,7 +632,12 @@ impl FastModel {
             }
             grow(&mut cache.v, d, 8, self.cfg.max_len);
             cache.v.extend_from_slice(v);
-            self.attend(q, cache, &mut t.scores, &mut t.att);
+            let keep = if i == last {
+                probs.as_deref_mut()
+            } else {
+                None
+            };
+            self.attend(q, cache, &mut t.scores, &mut t.att, keep);
             block.out.forward(&t.att, &mut t.proj);
             add_assign(&mut t.x, &t.proj);
             block.ln2.forward(&t.x, &mut t.h);
@@ -620,7 +652,14 @@ impl FastModel {
 
     /// Attention of the newest position's query over every cached position (causality is
     /// implicit: the cache holds only the past and the token itself).
-    fn attend(&self, q: &[f32], cache: &KvCache, scores: &mut Vec<f32>, out: &mut [f32]) {
+    fn attend(
+        &self,
+        q: &[f32],
+        cache: &KvCache,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+        mut probs: Option<&mut Vec<Vec<f32>>>,
+    ) {
         let d = self.cfg.dim;
         let hd = self.cfg.head_dim();
         let len = cache.v.len() / d;
@@ -635,6 +674,9 @@ impl FastModel {
             scores.iter_mut().for_each(|s| *s = fast_exp(*s - max));
             let inv = 1.0 / sum(scores);
             scores.iter_mut().for_each(|s| *s *= inv);
+            if let Some(p) = probs.as_deref_mut() {
+                p.push(scores.clone());
+            }
             weighted_rows(scores, &cache.v, d, h * hd, oh);
         }
     }
