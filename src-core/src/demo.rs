@@ -50,6 +50,9 @@ pub struct DemoConfig {
     pub seed: u64,
     /// Admin token file (as `attune serve --token-file`).
     pub token_file: Option<PathBuf>,
+    /// Print nothing (no banner, no status line): for a host that embeds the demo, such
+    /// as the desktop panel.
+    pub quiet: bool,
 }
 
 impl Default for DemoConfig {
@@ -65,6 +68,7 @@ impl Default for DemoConfig {
             change_after_s: 60.0,
             seed: 42,
             token_file: None,
+            quiet: false,
         }
     }
 }
@@ -97,11 +101,13 @@ struct Counters {
 }
 
 /// Fills an empty store with the default synthetic world; reports what it holds.
-fn prepare_store(path: &std::path::Path, world: &World) -> Result<u64> {
+fn prepare_store(path: &std::path::Path, world: &World, quiet: bool) -> Result<u64> {
     let store = Store::open(path, StoreConfig::default())?;
     let have = store.next_seq();
     if have > 0 {
-        println!("reusing the store {} ({have} events)", path.display());
+        if !quiet {
+            println!("reusing the store {} ({have} events)", path.display());
+        }
         store.close()?;
         return Ok(have);
     }
@@ -110,13 +116,22 @@ fn prepare_store(path: &std::path::Path, world: &World) -> Result<u64> {
     for chunk in events.chunks(20_000) {
         store.append(chunk)?;
     }
-    println!(
-        "generated the default synthetic data into {}: {} items, {} users, {} events",
-        path.display(),
-        world.gen.items().count(),
-        world.histories.len(),
-        events.len()
+    tracing::info!(
+        store = %path.display(),
+        items = world.gen.items().count(),
+        users = world.histories.len(),
+        events = events.len(),
+        "generated the default synthetic data"
     );
+    if !quiet {
+        println!(
+            "generated the default synthetic data into {}: {} items, {} users, {} events",
+            path.display(),
+            world.gen.items().count(),
+            world.histories.len(),
+            events.len()
+        );
+    }
     let n = store.next_seq();
     store.close()?;
     Ok(n)
@@ -280,6 +295,28 @@ fn report(engine: &Engine, counters: &Counters, stop: &AtomicBool, started: Inst
 
 /// Runs the demo until interrupted (or `cfg.seconds`); returns what the clients saw.
 pub fn run(cfg: DemoConfig) -> Result<DemoSummary> {
+    let seconds = cfg.seconds;
+    let stop_when = async move {
+        if seconds > 0.0 {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = actix_web::rt::time::sleep(Duration::from_secs_f64(seconds)) => {}
+            }
+        } else {
+            shutdown_signal().await;
+        }
+    };
+    run_until(cfg, |_, _| {}, stop_when)
+}
+
+/// Runs the demo on the calling thread until `stop` resolves (`cfg.seconds` is not
+/// looked at); `on_bound` gets the service's address and admin token once it listens
+/// and the simulated users have started. The desktop panel runs its local engine so.
+pub fn run_until(
+    cfg: DemoConfig,
+    on_bound: impl FnOnce(SocketAddr, &str),
+    until: impl std::future::Future<Output = ()> + 'static,
+) -> Result<DemoSummary> {
     if !(cfg.rate.is_finite() && cfg.rate > 0.0 && cfg.rate <= 100_000.0) {
         return Err(Error::config(
             "rate",
@@ -304,7 +341,7 @@ pub fn run(cfg: DemoConfig) -> Result<DemoSummary> {
         10,
         cfg.seed,
     ));
-    prepare_store(&cfg.store, &world)?;
+    prepare_store(&cfg.store, &world, cfg.quiet)?;
     let engine = Engine::open(EngineConfig {
         store: cfg.store.clone(),
         model: cfg.model.clone(),
@@ -320,26 +357,31 @@ pub fn run(cfg: DemoConfig) -> Result<DemoSummary> {
         bind: cfg.bind,
         token_file: cfg.token_file.clone(),
         models_dir: cfg.models_dir.clone(),
+        environment: "demo".into(),
         ..ServeConfig::default()
     };
+    let announce = on_bound;
     let on_bound = |addr: SocketAddr, token: &str| {
-        println!("Attune demo: serving http://{addr}");
-        println!("  admin token: {token}");
-        println!("  API description: http://{addr}/v1/openapi.json   live figures: http://{addr}/v1/stream   Prometheus: http://{addr}/metrics");
-        if let Some(m) = &cfg.model {
-            println!("  model: {}", m.display());
-        }
-        println!(
-            "  {} simulated users at {} recommendations/s{}; Ctrl-C stops",
-            world.users.len(),
-            cfg.rate,
-            if cfg.change_after_s > 0.0 {
-                format!(", tastes change after {} s", cfg.change_after_s)
-            } else {
-                String::new()
+        if !cfg.quiet {
+            println!("Attune demo: serving http://{addr}");
+            println!("  console: http://{addr}/ui/");
+            println!("  admin token: {token}");
+            println!("  API description: http://{addr}/v1/openapi.json   live figures: http://{addr}/v1/stream   Prometheus: http://{addr}/metrics");
+            if let Some(m) = &cfg.model {
+                println!("  model: {}", m.display());
             }
-        );
-        let _ = std::io::stdout().flush();
+            println!(
+                "  {} simulated users at {} recommendations/s{}; Ctrl-C stops",
+                world.users.len(),
+                cfg.rate,
+                if cfg.change_after_s > 0.0 {
+                    format!(", tastes change after {} s", cfg.change_after_s)
+                } else {
+                    String::new()
+                }
+            );
+            let _ = std::io::stdout().flush();
+        }
         for id in 0..cfg.clients {
             let (cfg, world, counters, stop) = (
                 cfg.clone(),
@@ -351,22 +393,17 @@ pub fn run(cfg: DemoConfig) -> Result<DemoSummary> {
                 drive(id, &cfg, addr, &world, &counters, &stop, reward)
             }));
         }
-        let (engine, counters, stop) = (watched, Arc::clone(&counters), Arc::clone(&stop));
-        threads.push(std::thread::spawn(move || {
-            report(&engine, &counters, &stop, started)
-        }));
+        if !cfg.quiet {
+            let (engine, counters, stop) = (watched, Arc::clone(&counters), Arc::clone(&stop));
+            threads.push(std::thread::spawn(move || {
+                report(&engine, &counters, &stop, started)
+            }));
+        }
+        announce(addr, token);
     };
-    let seconds = cfg.seconds;
     let stopping = Arc::clone(&stop);
     let stop_when = async move {
-        if seconds > 0.0 {
-            tokio::select! {
-                _ = shutdown_signal() => {}
-                _ = actix_web::rt::time::sleep(Duration::from_secs_f64(seconds)) => {}
-            }
-        } else {
-            shutdown_signal().await;
-        }
+        until.await;
         // The clients stop first, so the service drains what they sent.
         stopping.store(true, Ordering::SeqCst);
     };

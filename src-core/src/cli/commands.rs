@@ -562,10 +562,16 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         models_dir: models_dir.filter(|d| !d.join("config.json").is_file()),
         stream_every: file.stream_every().unwrap_or(defaults.stream_every),
         workers: a.workers.or(file.workers).unwrap_or(defaults.workers),
+        environment: a
+            .environment
+            .clone()
+            .or(file.environment.clone())
+            .unwrap_or(defaults.environment),
     };
     let system = actix_web::rt::System::new();
     system.block_on(attune::service::serve(engine, cfg, |addr| {
         println!("listening on http://{addr}");
+        println!("console http://{addr}/ui/");
         if let Some(m) = &model {
             println!("model {}", m.display());
         }
@@ -595,6 +601,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         change_after_s: a.change_after,
         seed: a.seed,
         token_file: a.token_file,
+        quiet: false,
     })?;
     println!(
         "demo stopped after {:.0} s: {} recommendations, {} event posts, {} errors, reward {:.0}, recommendation latency over HTTP p50 {:.2} ms, p99 {:.2} ms",

@@ -216,6 +216,10 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: 2].
     #[arg(long)]
     pub workers: Option<usize>,
+    /// A label for people, shown in the console's header (`production`, `staging`)
+    /// [default: local].
+    #[arg(long)]
+    pub environment: Option<String>,
     /// A TOML configuration file (see examples/attune.toml); flags win over it.
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -31,6 +31,8 @@ pub struct ServeFile {
     pub workers: Option<usize>,
     /// Interval of the live stream's figures, in milliseconds.
     pub stream_every_ms: Option<u64>,
+    /// A label for people shown in the console's header (`production`, `staging`).
+    pub environment: Option<String>,
     /// The engine's knobs.
     #[serde(default)]
     engine: Option<toml::Table>,

@@ -98,6 +98,8 @@ impl HttpMetrics {
 /// One second of the service, as the stream sends it (`event: stats`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LiveStats {
+    /// End of the interval (ms since the epoch).
+    pub ts_ms: i64,
     /// Seconds since the engine opened.
     pub uptime_s: f64,
     /// Length of the interval the rates cover, in seconds.
@@ -110,6 +112,7 @@ pub struct LiveStats {
     pub http_requests_per_s: f64,
     /// Recommendation latency over the interval (ms; 0 when none).
     pub recommend_p50_ms: f64,
+    pub recommend_p95_ms: f64,
     pub recommend_p99_ms: f64,
     /// Mean requests per inference batch over the interval.
     pub batch_mean: f64,
@@ -120,6 +123,8 @@ pub struct LiveStats {
     /// Cumulative reward of joined feedback, and its gain over the interval.
     pub reward: f64,
     pub reward_per_s: f64,
+    /// Feedback joined to a shown slate per recommendation, over the interval.
+    pub ctr: f64,
     /// Requests refused as overloaded, and failed, over the interval.
     pub overloaded: u64,
     pub errors: u64,
@@ -165,19 +170,28 @@ impl LiveStats {
         let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
         let batch_mean = cur.batch_size.mean_since(&prev.batch_size);
         let (lp, lc) = (&prev.recommend_latency_us, &cur.recommend_latency_us);
+        let recs = cur.recommendations.saturating_sub(prev.recommendations);
+        let joined = cur.feedback_joined.saturating_sub(prev.feedback_joined);
         LiveStats {
+            ts_ms: crate::store::now_ms(),
             uptime_s: cur.uptime_s,
             interval_s: secs,
             recommendations_per_s: rate(prev.recommendations, cur.recommendations),
             events_per_s: rate(prev.events, cur.events),
             http_requests_per_s: rate(http_prev, http_cur),
             recommend_p50_ms: window_quantile(lp, lc, 0.5) / 1000.0,
+            recommend_p95_ms: window_quantile(lp, lc, 0.95) / 1000.0,
             recommend_p99_ms: window_quantile(lp, lc, 0.99) / 1000.0,
             batch_mean,
             queue_depth: cur.queue_depth,
             active_sessions: cur.active_sessions,
             reward: cur.reward,
             reward_per_s: (cur.reward - prev.reward) / secs,
+            ctr: if recs == 0 {
+                0.0
+            } else {
+                joined as f64 / recs as f64
+            },
             overloaded: cur.overloaded.saturating_sub(prev.overloaded),
             errors: cur.errors.saturating_sub(prev.errors),
             weights: cur.weights,
@@ -269,16 +283,19 @@ impl Hub {
     }
 }
 
-/// Every `every`, sends the interval's [`LiveStats`] to the hub, until it closes.
+/// Every `every`, sends the interval's [`LiveStats`] to the hub and hands the snapshot
+/// to the history, until the hub closes.
 pub async fn tick(
     engine: crate::engine::Engine,
     http: Arc<HttpMetrics>,
     hub: Arc<Hub>,
+    history: Arc<super::history::History>,
     every: Duration,
 ) {
     let mut prev = engine.metrics();
     let mut http_prev = http.requests.load(std::sync::atomic::Ordering::Relaxed);
     let mut at = Instant::now();
+    history.observe(&prev, http_prev, at);
     loop {
         actix_web::rt::time::sleep(every).await;
         if hub.closing.load(std::sync::atomic::Ordering::SeqCst) {
@@ -289,7 +306,15 @@ pub async fn tick(
         let now = Instant::now();
         let stats = LiveStats::between(&prev, &cur, http_prev, http_cur, now - at);
         hub.send("stats", &stats);
+        history.observe(&cur, http_cur, now);
         (prev, http_prev, at) = (cur, http_cur, now);
+    }
+}
+
+impl Hub {
+    /// Whether the hub was closed (the server is stopping).
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -12,10 +12,17 @@
 //! stops gracefully on SIGTERM / Ctrl-C: it stops accepting, lets requests in flight
 //! finish, then shuts the engine down (sessions persisted, log flushed).
 
+pub mod audit;
+pub mod auth;
 pub mod client;
 pub mod config;
+mod console;
+pub mod guard;
+pub mod history;
 pub mod live;
 pub mod openapi;
+mod panel;
+mod strategy_routes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +32,6 @@ use std::time::{Duration, Instant};
 use actix_web::dev::Service as _;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::strategy::Strategy;
@@ -33,6 +39,9 @@ use crate::engine::{Context, Engine};
 use crate::error::Error;
 use crate::store::RecordSpace;
 use crate::wire::{parse_record, Record};
+use audit::{AuditLog, Recorder};
+use auth::{Caller, Role, Tokens};
+use history::History;
 use live::{HttpMetrics, Hub};
 use openapi::RouteDoc;
 
@@ -55,6 +64,9 @@ pub struct ServeConfig {
     pub stream_every: Duration,
     /// HTTP worker threads.
     pub workers: usize,
+    /// A label for people: which engine this is (`production`, `staging`, `demo`). The
+    /// console shows it in its header, coloured unless it is `demo`.
+    pub environment: String,
 }
 
 impl Default for ServeConfig {
@@ -66,6 +78,7 @@ impl Default for ServeConfig {
             models_dir: None,
             stream_every: Duration::from_secs(1),
             workers: 2,
+            environment: "local".into(),
         }
     }
 }
@@ -144,6 +157,8 @@ impl From<Error> for ApiError {
             Error::Checkpoint { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_model", message)
             }
+            Error::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
@@ -153,8 +168,13 @@ type ApiResult = Result<HttpResponse, ApiError>;
 
 struct AppState {
     engine: Engine,
-    token: String,
+    tokens: Tokens,
     started: Instant,
+    started_ms: i64,
+    environment: String,
+    history: Arc<History>,
+    recorder: Arc<Recorder>,
+    guard: guard::GuardSlot,
     models_dir: Option<PathBuf>,
     http: Arc<HttpMetrics>,
     hub: Arc<Hub>,
@@ -166,6 +186,8 @@ struct AppState {
 #[derive(Default)]
 struct Replays {
     jobs: std::collections::BTreeMap<u64, serde_json::Value>,
+    /// The finished jobs' HTML reports.
+    reports: std::collections::BTreeMap<u64, Arc<str>>,
     next: u64,
     running: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
@@ -173,31 +195,41 @@ struct Replays {
 /// Replay jobs kept for `GET /v1/replay/{id}`.
 const REPLAYS_KEPT: usize = 16;
 
-fn admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this route needs `Authorization: Bearer <admin token>`",
-            )
-        })?;
-    // Constant-time comparison.
-    let (a, b) = (given.as_bytes(), state.token.as_bytes());
-    let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "wrong admin token",
-        ))
+/// The caller, who must hold an admin token (401 without a token, 403 with a read one).
+fn admin(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    state.tokens.require(req, Role::Admin)
+}
+
+/// Audits an admin action; a failure to audit is logged, not answered (the action is
+/// done and durable by then).
+fn audit(state: &AppState, caller: &Caller, action: &str, target: &str, detail: serde_json::Value) {
+    if let Err(e) = state.recorder.record(caller.name(), action, target, detail) {
+        tracing::error!(error = %e, action, target, "could not write the audit log");
     }
+}
+
+/// The query parameter `name` of `req`, parsed; any parameter outside `allowed` is a 400.
+fn query<T: std::str::FromStr>(
+    req: &HttpRequest,
+    name: &str,
+    allowed: &[&str],
+) -> Result<Option<T>, ApiError> {
+    let mut found = None;
+    for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if !allowed.contains(&k) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter {k:?} (allowed: {})",
+                allowed.join(", ")
+            )));
+        }
+        if k == name {
+            found = Some(v.parse::<T>().map_err(|_| {
+                ApiError::bad_request(format!("query `{name}`: {v:?} is not a valid value"))
+            })?);
+        }
+    }
+    Ok(found)
 }
 
 fn json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
@@ -299,15 +331,19 @@ async fn delete_user(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> ApiResult {
-    admin(&req, &state)?;
+    let caller = admin(&req, &state)?;
     let user = path.into_inner();
     match state.engine.forget_user(&user).await? {
-        Some(f) => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "user": user,
-            "events": f.events,
-            "index_chunks": f.index_chunks,
-            "session_snapshot": f.session_snapshot,
-        }))),
+        Some(f) => {
+            let detail = serde_json::json!({
+                "user": user,
+                "events": f.events,
+                "index_chunks": f.index_chunks,
+                "session_snapshot": f.session_snapshot,
+            });
+            audit(&state, &caller, "user.forget", &user, detail.clone());
+            Ok(HttpResponse::Ok().json(detail))
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -411,7 +447,7 @@ async fn activate_model(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> ApiResult {
-    admin(&req, &state)?;
+    let caller = admin(&req, &state)?;
     let b: ActivateBody = json(&body)?;
     let path = model_dir(state.models_dir.as_deref(), &b.name)?;
     let engine = state.engine.clone();
@@ -427,6 +463,13 @@ async fn activate_model(
     state.hub.send(
         "model",
         &serde_json::json!({"version": version, "name": b.name, "model": model}),
+    );
+    audit(
+        &state,
+        &caller,
+        "model.activate",
+        &b.name,
+        serde_json::json!({"new_version": version, "name": b.name}),
     );
     Ok(HttpResponse::Ok().json(serde_json::json!({"version": version, "model": model})))
 }
@@ -466,7 +509,7 @@ fn yes() -> bool {
 /// Starts a replay of the live store's log (admin): 202 with the job's id; progress on
 /// `/v1/stream` (`event: replay`), the result at `GET /v1/replay/{id}`.
 async fn post_replay(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
-    admin(&req, &state)?;
+    let caller = admin(&req, &state)?;
     let b: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
         json(b"{}")?
     } else {
@@ -510,7 +553,9 @@ async fn post_replay(req: HttpRequest, state: web::Data<AppState>, body: web::By
             serde_json::json!({"id": id, "status": "running", "done": 0, "total": 0}),
         );
         while r.jobs.len() > REPLAYS_KEPT {
-            r.jobs.pop_first();
+            if let Some((old, _)) = r.jobs.pop_first() {
+                r.reports.remove(&old);
+            }
         }
         (id, stop)
     };
@@ -530,7 +575,10 @@ async fn post_replay(req: HttpRequest, state: web::Data<AppState>, body: web::By
             let outcome = (|| -> crate::Result<crate::replay::ReplayReport> {
                 let (events, items) = crate::replay::Log::from_store(&store)?;
                 let log = crate::replay::Log::from_events(
-                    format!("{} (live)", store.path().display()),
+                    format!(
+                        "{} (live)",
+                        crate::replay::report::source_name(&store.path().display().to_string())
+                    ),
                     events,
                     items,
                     cfg.from,
@@ -550,6 +598,23 @@ async fn post_replay(req: HttpRequest, state: web::Data<AppState>, body: web::By
                     }
                 })
             })();
+            let page = outcome
+                .as_ref()
+                .ok()
+                .and_then(|report| match crate::replay::report::html(report) {
+                    Ok(h) => Some(Arc::<str>::from(h)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not draw the replay's report");
+                        None
+                    }
+                });
+            if let Some(page) = page {
+                replays
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .reports
+                    .insert(id, page);
+            }
             let v = match outcome {
                 Ok(report) => serde_json::json!({
                     "id": id,
@@ -576,6 +641,13 @@ async fn post_replay(req: HttpRequest, state: web::Data<AppState>, body: web::By
         r.jobs.remove(&id);
         return Err(ApiError::from(Error::io("attune-replay thread", e)));
     }
+    audit(
+        &state,
+        &caller,
+        "replay.start",
+        &format!("replay {id}"),
+        serde_json::json!({"id": id}),
+    );
     Ok(HttpResponse::Accepted().json(serde_json::json!({"id": id, "status": "running"})))
 }
 
@@ -593,6 +665,38 @@ async fn get_replay(state: web::Data<AppState>, path: web::Path<String>) -> ApiR
             format!("no replay {id} (the newest {REPLAYS_KEPT} are kept)"),
         )),
     }
+}
+
+/// `GET /v1/replay/{id}/report.html`: a finished job's report as one HTML page.
+async fn get_replay_report(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let raw = path.into_inner();
+    let id: u64 = raw
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("replay id {raw:?} is not a number")))?;
+    let html = {
+        let r = state.replays.lock().unwrap_or_else(|e| e.into_inner());
+        let job = r.jobs.get(&id).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no replay {id} (the newest {REPLAYS_KEPT} are kept)"),
+            )
+        })?;
+        r.reports.get(&id).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "not_ready",
+                format!("replay {id} has no report (it is {})", job["status"]),
+            )
+        })?
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("inline; filename=\"attune-replay-{id}.html\""),
+        ))
+        .body(html.to_string()))
 }
 
 async fn get_openapi(state: web::Data<AppState>) -> HttpResponse {
@@ -615,7 +719,7 @@ async fn get_item(state: web::Data<AppState>, path: web::Path<String>) -> ApiRes
 
 /// Catalogue records (`{"kind": "item", "item": "...", ...}`): one, an array, or JSONL.
 async fn post_items(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
-    admin(&req, &state)?;
+    let caller = admin(&req, &state)?;
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
     let mut items = Vec::new();
@@ -631,6 +735,14 @@ async fn post_items(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
         }
     }
     state.engine.put_items(&items)?;
+    let first: Vec<&str> = items.iter().take(20).map(|i| i.id.as_str()).collect();
+    audit(
+        &state,
+        &caller,
+        "items.import",
+        &format!("{} items", items.len()),
+        serde_json::json!({"items": items.len(), "first": first}),
+    );
     Ok(HttpResponse::Ok().json(serde_json::json!({"accepted": items.len()})))
 }
 
@@ -657,56 +769,6 @@ fn records_of(text: &str) -> Result<Vec<(usize, String)>, ApiError> {
         return Err(ApiError::bad_request("no records in the body"));
     }
     Ok(lines)
-}
-
-async fn get_strategy(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.engine.strategy())
-}
-
-async fn put_strategy(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
-    admin(&req, &state)?;
-    let text =
-        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
-    let s = Strategy::from_json(text)?;
-    let v = state.engine.set_strategy(s)?;
-    state.hub.send("strategy", &v);
-    Ok(HttpResponse::Ok().json(v))
-}
-
-/// Every strategy version, oldest first; `?limit=N` keeps the newest N.
-async fn strategy_history(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
-    let mut all = state.engine.strategy_history()?;
-    for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("limit", v)) => {
-                let n: usize = v.parse().map_err(|_| {
-                    ApiError::bad_request(format!("query `limit`: {v:?} is not a count"))
-                })?;
-                let drop = all.len().saturating_sub(n);
-                all.drain(..drop);
-            }
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter {pair:?} (only `limit`)"
-                )))
-            }
-        }
-    }
-    Ok(HttpResponse::Ok().json(all))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackBody {
-    version: u64,
-}
-
-async fn rollback(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
-    admin(&req, &state)?;
-    let b: RollbackBody = json(&body)?;
-    let v = state.engine.rollback_strategy(b.version)?;
-    state.hub.send("strategy", &v);
-    Ok(HttpResponse::Ok().json(v))
 }
 
 async fn stats(state: web::Data<AppState>) -> HttpResponse {
@@ -923,36 +985,6 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     r
 }
 
-/// The admin token: the file's content, or the store's (generated and printed once).
-fn admin_token(engine: &Engine, cfg: &ServeConfig) -> crate::Result<String> {
-    if let Some(path) = &cfg.token_file {
-        let t = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let t = t.trim().to_string();
-        if t.len() < 16 || t.chars().any(char::is_whitespace) {
-            return Err(Error::config(
-                "token-file",
-                format!(
-                    "{}: the token must be at least 16 characters, without spaces",
-                    path.display()
-                ),
-            ));
-        }
-        return Ok(t);
-    }
-    let store = engine.store();
-    if let Some(b) = store.get_record(RecordSpace::Blob, b"admin_token")? {
-        return String::from_utf8(b)
-            .map_err(|_| Error::config("admin token", "the stored token is not UTF-8"));
-    }
-    let mut bytes = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    store.put_record_durable(RecordSpace::Blob, b"admin_token", token.as_bytes())?;
-    // Printed once, on the terminal that started the service; never logged.
-    println!("admin token (shown once; stored in the store): {token}");
-    Ok(token)
-}
-
 /// Every route of the service: registered from here, and described from here in the
 /// OpenAPI document.
 pub fn routes() -> Vec<RouteDoc> {
@@ -962,38 +994,53 @@ pub fn routes() -> Vec<RouteDoc> {
     let r = |method: Method,
              path: &'static str,
              summary: &'static str,
-             admin: bool,
+             auth: Role,
              request: Option<(&'static [&'static str], &'static str)>,
              response: (&'static str, &'static str),
              handler: fn(actix_web::Route) -> actix_web::Route| RouteDoc {
         method,
         path,
         summary,
-        admin,
+        auth,
         request,
         response,
         handler,
     };
     vec![
-        r(Method::GET, "/healthz", "Liveness: the service answers.", false, None, (JSON, "Health"), |r| r.to(healthz)),
-        r(Method::GET, "/metrics", "Prometheus text: counters, latency histograms by route, batch sizes, queue depth, sessions, reward, blend weights.", false, None, ("text/plain", "Prometheus"), |r| r.to(prometheus)),
-        r(Method::POST, "/v1/events", "Record events (one, a JSON array, or JSON lines); answered once durable. Everything is checked before anything is written.", false, Some((EVENTS, "Events")), (JSON, "Accepted"), |r| r.to(post_events)),
-        r(Method::POST, "/v1/recommend", "The k best items for a user now, with each item's score breakdown.", false, Some((BODY, "RecommendRequest")), (JSON, "Recommendation"), |r| r.to(post_recommend)),
-        r(Method::GET, "/v1/users/{id}", "A user's session: recent history and model state.", false, None, (JSON, "Session"), |r| r.to(get_user)),
-        r(Method::DELETE, "/v1/users/{id}", "Forget a user: their events, index, session snapshot and id.", true, None, (JSON, "Forgotten"), |r| r.to(delete_user)),
-        r(Method::GET, "/v1/items/{id}", "A catalogue record.", false, None, (JSON, "Item"), |r| r.to(get_item)),
-        r(Method::POST, "/v1/items", "Add or update catalogue records (one, an array, or JSON lines).", true, Some((EVENTS, "Items")), (JSON, "Accepted"), |r| r.to(post_items)),
-        r(Method::GET, "/v1/strategy", "The strategy in force and the learned weights.", false, None, (JSON, "StrategyView"), |r| r.to(get_strategy)),
-        r(Method::PUT, "/v1/strategy", "Set a new strategy version (validated; applies to the next request).", true, Some((BODY, "Strategy")), (JSON, "StrategyVersion"), |r| r.to(put_strategy)),
-        r(Method::GET, "/v1/strategy/history", "Every strategy version, oldest first (`?limit=N`: the newest N).", false, None, (JSON, "StrategyHistory"), |r| r.to(strategy_history)),
-        r(Method::POST, "/v1/strategy/rollback", "Make a copy of an earlier version the current strategy.", true, Some((BODY, "Rollback")), (JSON, "StrategyVersion"), |r| r.to(rollback)),
-        r(Method::GET, "/v1/models", "The model serving and the checkpoints available under --models.", false, None, (JSON, "Models"), |r| r.to(get_models)),
-        r(Method::POST, "/v1/models/activate", "Load a checkpoint of --models and swap it in atomically (kept across restarts).", true, Some((BODY, "Activate")), (JSON, "Activated"), |r| r.to(activate_model)),
-        r(Method::GET, "/v1/stats", "The engine's figures (counters and histograms) as JSON.", false, None, (JSON, "Stats"), |r| r.to(stats)),
-        r(Method::GET, "/v1/stream", "Server-sent events: the live figures once a second, strategy and model changes.", false, None, ("text/event-stream", "Stream"), |r| r.to(stream)),
-        r(Method::POST, "/v1/replay", "Start a replay of the live store's log (optionally a time range, other strategies); progress on /v1/stream.", true, Some((BODY, "ReplayRequest")), (JSON, "ReplayJob"), |r| r.to(post_replay)),
-        r(Method::GET, "/v1/replay/{id}", "A replay job: its progress, then its report.", false, None, (JSON, "ReplayJob"), |r| r.to(get_replay)),
-        r(Method::GET, "/v1/openapi.json", "This document.", false, None, (JSON, "OpenApi"), |r| r.to(get_openapi)),
+        r(Method::GET, "/healthz", "Liveness: the service answers.", Role::None, None, (JSON, "Health"), |r| r.to(healthz)),
+        r(Method::GET, "/metrics", "Prometheus text: counters, latency histograms by route, batch sizes, queue depth, sessions, reward, blend weights.", Role::None, None, ("text/plain", "Prometheus"), |r| r.to(prometheus)),
+        r(Method::POST, "/v1/events", "Record events (one, a JSON array, or JSON lines); answered once durable. Everything is checked before anything is written.", Role::None, Some((EVENTS, "Events")), (JSON, "Accepted"), |r| r.to(post_events)),
+        r(Method::POST, "/v1/recommend", "The k best items for a user now, with each item's score breakdown.", Role::None, Some((BODY, "RecommendRequest")), (JSON, "Recommendation"), |r| r.to(post_recommend)),
+        r(Method::GET, "/v1/users/{id}", "A user's session: recent history and model state.", Role::None, None, (JSON, "Session"), |r| r.to(get_user)),
+        r(Method::DELETE, "/v1/users/{id}", "Forget a user: their events, index, session snapshot and id.", Role::Admin, None, (JSON, "Forgotten"), |r| r.to(delete_user)),
+        r(Method::GET, "/v1/items/{id}", "A catalogue record.", Role::None, None, (JSON, "Item"), |r| r.to(get_item)),
+        r(Method::POST, "/v1/items", "Add or update catalogue records (one, an array, or JSON lines).", Role::Admin, Some((EVENTS, "Items")), (JSON, "Accepted"), |r| r.to(post_items)),
+        r(Method::GET, "/v1/strategy", "The strategy in force and the learned weights.", Role::None, None, (JSON, "StrategyView"), |r| r.to(strategy_routes::get_strategy)),
+        r(Method::PUT, "/v1/strategy", "Publish a new strategy version (validated; applies to the next request): a bare strategy, or `{strategy, message, base_version, guard}` (409 when the live version is no longer `base_version`; a guard reverts on a sustained breach).", Role::Admin, Some((BODY, "Strategy")), (JSON, "StrategyVersion"), |r| r.to(strategy_routes::put_strategy)),
+        r(Method::GET, "/v1/strategy/history", "Every strategy version, oldest first (`?limit=N`: the newest N).", Role::None, None, (JSON, "StrategyHistory"), |r| r.to(strategy_routes::strategy_history)),
+        r(Method::POST, "/v1/strategy/rollback", "Make a copy of an earlier version the current strategy (a new version; optional `message`, `base_version`).", Role::Admin, Some((BODY, "Rollback")), (JSON, "StrategyVersion"), |r| r.to(strategy_routes::rollback)),
+        r(Method::GET, "/v1/models", "The model serving and the checkpoints available under --models.", Role::None, None, (JSON, "Models"), |r| r.to(get_models)),
+        r(Method::POST, "/v1/models/activate", "Load a checkpoint of --models and swap it in atomically (kept across restarts).", Role::Admin, Some((BODY, "Activate")), (JSON, "Activated"), |r| r.to(activate_model)),
+        r(Method::GET, "/v1/stats", "The engine's figures (counters and histograms) as JSON.", Role::None, None, (JSON, "Stats"), |r| r.to(stats)),
+        r(Method::GET, "/v1/stream", "Server-sent events: the live figures once a second, strategy and model changes.", Role::None, None, ("text/event-stream", "Stream"), |r| r.to(stream)),
+        r(Method::POST, "/v1/replay", "Start a replay of the live store's log (optionally a time range, other strategies); progress on /v1/stream.", Role::Admin, Some((BODY, "ReplayRequest")), (JSON, "ReplayJob"), |r| r.to(post_replay)),
+        r(Method::GET, "/v1/replay/{id}", "A replay job: its progress, then its report.", Role::None, None, (JSON, "ReplayJob"), |r| r.to(get_replay)),
+        r(Method::GET, "/v1/replay/{id}/report.html", "A finished replay job's report as one self-contained HTML page (verdict, confidence intervals, charts).", Role::None, None, ("text/html", "Html"), |r| r.to(get_replay_report)),
+        r(Method::GET, "/v1/info", "Which engine this is: version, environment label, strategy version, model.", Role::None, None, (JSON, "Info"), |r| r.to(panel::info)),
+        r(Method::GET, "/v1/whoami", "The caller's token name and role (`none`, `read`, `admin`).", Role::None, None, (JSON, "Caller"), |r| r.to(panel::whoami)),
+        r(Method::GET, "/v1/history", "The live figures every 10 s over the last `range_s` seconds (at most 24 h), with the changes made meanwhile as markers.", Role::None, None, (JSON, "History"), |r| r.to(panel::history)),
+        r(Method::GET, "/v1/audit", "The audit log, newest first (`limit`, `before`).", Role::Read, None, (JSON, "Audit"), |r| r.to(panel::audit)),
+        r(Method::GET, "/v1/users/{id}/explain", "A user's slate now (nothing recorded), each item's score by source and task head, and the attention over their history (audited).", Role::Read, None, (JSON, "Explanation"), |r| r.to(panel::explain)),
+        r(Method::POST, "/v1/recommend/preview", "A slate under a draft strategy, a past version or the live one; records nothing and changes no session.", Role::Admin, Some((BODY, "PreviewRequest")), (JSON, "Recommendation"), |r| r.to(panel::preview)),
+        r(Method::POST, "/v1/strategy/validate", "Whether a strategy would be accepted (400 naming the field if not); publishes nothing.", Role::None, Some((BODY, "Strategy")), (JSON, "Valid"), |r| r.to(strategy_routes::validate)),
+        r(Method::GET, "/v1/strategy/guard", "The guard of the last guarded publish: its limits' current values, breaches, time left, outcome.", Role::None, None, (JSON, "GuardStatus"), |r| r.to(strategy_routes::get_guard)),
+        r(Method::DELETE, "/v1/strategy/guard", "Abort the guard running (the version stays).", Role::Admin, None, (JSON, "GuardStatus"), |r| r.to(strategy_routes::abort_guard)),
+        r(Method::GET, "/", "Redirects to the web console.", Role::None, None, ("text/html", "Html"), |r| r.to(console::to_console)),
+        r(Method::GET, "/ui", "Redirects to the web console.", Role::None, None, ("text/html", "Html"), |r| r.to(console::to_console)),
+        r(Method::GET, "/ui/", "The web console (the control panel in a browser).", Role::None, None, ("text/html", "Html"), |r| r.to(console::index)),
+        r(Method::GET, "/ui/{file}", "A file of the web console.", Role::None, None, ("application/octet-stream", "File"), |r| r.to(console::top_file)),
+        r(Method::GET, "/ui/assets/{file}", "A built asset of the web console.", Role::None, None, ("application/octet-stream", "File"), |r| r.to(console::asset)),
+        r(Method::GET, "/v1/openapi.json", "This document.", Role::None, None, (JSON, "OpenApi"), |r| r.to(get_openapi)),
     ]
 }
 
@@ -1043,16 +1090,26 @@ pub async fn serve_until(
             "workers, body_limit and stream_every must be positive",
         ));
     }
-    let token = admin_token(&engine, &cfg)?;
-    let shown_token = token.clone();
+    let tokens = Tokens::load(cfg.token_file.as_deref(), engine.store())?;
+    let shown_token = tokens.first_admin().unwrap_or_default().to_string();
     restore_active_model(&engine, cfg.models_dir.as_deref());
     let http = Arc::new(HttpMetrics::default());
     let hub = Arc::new(Hub::default());
+    let history = Arc::new(History::default());
+    let recorder = Arc::new(Recorder::new(
+        AuditLog::open(engine.store().clone())?,
+        Arc::clone(&hub),
+    ));
     let openapi = serde_json::to_string_pretty(&openapi::document(&routes()))?;
     let state = web::Data::new(AppState {
         engine: engine.clone(),
-        token,
+        tokens,
         started: Instant::now(),
+        started_ms: crate::store::now_ms(),
+        environment: cfg.environment.clone(),
+        history: Arc::clone(&history),
+        recorder,
+        guard: Arc::new(std::sync::Mutex::new((0, guard::GuardStatus::none()))),
         models_dir: cfg.models_dir.clone(),
         http: Arc::clone(&http),
         hub: Arc::clone(&hub),
@@ -1104,6 +1161,7 @@ pub async fn serve_until(
         engine.clone(),
         Arc::clone(&http),
         Arc::clone(&hub),
+        history,
         cfg.stream_every,
     ));
     let stopping = Arc::clone(&hub);

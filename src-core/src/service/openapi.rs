@@ -15,8 +15,8 @@ pub struct RouteDoc {
     pub path: &'static str,
     /// One line for the reader.
     pub summary: &'static str,
-    /// Needs `Authorization: Bearer <admin token>`.
-    pub admin: bool,
+    /// The token it needs: none, a read token (or an admin one), or an admin token.
+    pub auth: super::auth::Role,
     /// Request body: media types and the schema name in `components`.
     pub request: Option<(&'static [&'static str], &'static str)>,
     /// Success response: media type and schema name.
@@ -66,8 +66,16 @@ pub fn document(routes: &[RouteDoc]) -> Value {
                 .collect();
             op["requestBody"] = json!({"required": true, "content": content});
         }
-        if r.admin {
-            op["security"] = json!([{"admin": []}]);
+        match r.auth {
+            super::auth::Role::Admin => {
+                op["security"] = json!([{"admin": []}]);
+                op["x-attune-role"] = json!("admin");
+            }
+            super::auth::Role::Read => {
+                op["security"] = json!([{"token": []}]);
+                op["x-attune-role"] = json!("read");
+            }
+            super::auth::Role::None => {}
         }
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method.as_str().to_ascii_lowercase()] = op;
@@ -77,11 +85,14 @@ pub fn document(routes: &[RouteDoc]) -> Value {
         "info": {
             "title": "Attune",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "A real-time, adaptive recommendation engine. Admin routes need `Authorization: Bearer <token>`; every error is `{\"error\": {\"code\", \"message\"}}`.",
+            "description": "A real-time, adaptive recommendation engine. Admin routes need `Authorization: Bearer <token>` with an admin token (403 with a read-only one), read routes any token; every error is `{\"error\": {\"code\", \"message\"}}`.",
         },
         "paths": paths,
         "components": {
-            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "admin": {"type": "http", "scheme": "bearer", "description": "a token of role admin"},
+                "token": {"type": "http", "scheme": "bearer", "description": "a token of role read or admin"},
+            },
             "schemas": schemas(),
         },
     })
@@ -105,6 +116,15 @@ fn weights() -> Value {
 }
 
 fn schemas() -> Value {
+    let mut all = engine_schemas();
+    if let (Some(a), Value::Object(b)) = (all.as_object_mut(), panel_schemas()) {
+        a.extend(b);
+    }
+    all
+}
+
+/// The schemas of the engine's routes.
+fn engine_schemas() -> Value {
     let id = json!({"type": ["string", "integer"], "description": "1 to 256 bytes, no control characters"});
     let kinds: Vec<&str> = crate::event::EventKind::ALL
         .iter()
@@ -169,10 +189,14 @@ fn schemas() -> Value {
             "weights": {"$ref": "#/components/schemas/Weights"}}},
         "StrategyVersion": {"type": "object", "properties": {
             "version": {"type": "integer"}, "created_ms": {"type": "integer"},
-            "note": {"type": "string"}, "strategy": {"$ref": "#/components/schemas/Strategy"}}},
+            "note": {"type": "string"}, "author": {"type": "string"}, "message": {"type": "string"},
+            "based_on": {"type": ["integer", "null"]},
+            "strategy": {"$ref": "#/components/schemas/Strategy"},
+            "guard": {"$ref": "#/components/schemas/GuardStatus"}}},
         "StrategyHistory": {"type": "array", "items": {"$ref": "#/components/schemas/StrategyVersion"}},
         "Rollback": {"type": "object", "required": ["version"], "additionalProperties": false,
-            "properties": {"version": {"type": "integer", "minimum": 1}}},
+            "properties": {"version": {"type": "integer", "minimum": 1}, "message": {"type": "string"},
+                "base_version": {"type": "integer"}}},
         "Model": {"type": "object", "properties": {
             "version": {"type": "integer"}, "dir": {"type": "string"}, "weights": {"type": "string"},
             "fine_tuned": {"type": "boolean"}, "items": {"type": "integer"}, "dim": {"type": "integer"},
@@ -190,7 +214,7 @@ fn schemas() -> Value {
         "Stats": {"type": "object", "description": "the engine's MetricsSnapshot: counters, histograms, weights"},
         "Health": {"type": "object", "properties": {"status": {"const": "ok"}, "uptime_s": {"type": "number"}}},
         "Prometheus": {"type": "string"},
-        "Stream": {"type": "string", "description": "server-sent events: `stats` once a second (LiveStats), `strategy` and `model` on changes, `shutdown` at the end"},
+        "Stream": {"type": "string", "description": "server-sent events: `stats` once a second (LiveStats), `strategy` and `model` on changes, `marker` (a change to draw on charts), `guard` (a guard's status), `audit` (an audit entry), `replay` (a job's progress), `shutdown` at the end"},
         "OpenApi": {"type": "object"},
         "ReplayRequest": {"type": "object", "additionalProperties": false, "properties": {
             "strategies": {"type": "array", "items": {"$ref": "#/components/schemas/Strategy"}},
@@ -202,5 +226,51 @@ fn schemas() -> Value {
             "done": {"type": "integer"}, "total": {"type": "integer"},
             "report": {"type": "object", "description": "as `attune replay --json`"},
             "error": {"type": "string"}}},
+    })
+}
+
+/// The schemas of the control panel's routes.
+fn panel_schemas() -> Value {
+    json!({
+        "Guard": {"type": "object", "additionalProperties": false, "properties": {
+            "max_p99_ms": {"type": "number"}, "min_reward_per_rec": {"type": "number", "description": "share of the baseline reward per recommendation"},
+            "interval_s": {"type": "integer", "default": 10}, "breach_intervals": {"type": "integer", "default": 3},
+            "min_samples": {"type": "integer", "default": 100}, "baseline_s": {"type": "integer", "default": 60},
+            "duration_s": {"type": "integer", "default": 600}, "webhook": {"type": "string", "description": "http:// URL"}}},
+        "GuardStatus": {"type": "object", "properties": {
+            "state": {"enum": ["none", "watching", "passed", "reverted", "aborted", "superseded", "failed"]},
+            "version": {"type": ["integer", "null"]}, "based_on": {"type": ["integer", "null"]},
+            "guard": {"$ref": "#/components/schemas/Guard"}, "started_ms": {"type": ["integer", "null"]},
+            "time_left_s": {"type": "number"}, "baseline_reward_per_rec": {"type": ["number", "null"]},
+            "limits": {"type": "array", "items": {"type": "object"}}, "reason": {"type": ["string", "null"]},
+            "reverted_to": {"type": ["integer", "null"]}}},
+        "Info": {"type": "object", "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"}, "environment": {"type": "string"},
+            "demo": {"type": "boolean"}, "started_ms": {"type": "integer"}, "uptime_s": {"type": "number"},
+            "strategy_version": {"type": "integer"}, "model": {"type": ["object", "null"]},
+            "console_built": {"type": "boolean"}}},
+        "Caller": {"type": "object", "properties": {
+            "actor": {"type": ["string", "null"]}, "role": {"enum": ["none", "read", "admin"]}}},
+        "History": {"type": "object", "properties": {
+            "step_s": {"type": "integer"}, "range_s": {"type": "integer"},
+            "points": {"type": "array", "items": {"type": "object", "description": "LiveStats"}},
+            "markers": {"type": "array", "items": {"type": "object", "properties": {
+                "ts_ms": {"type": "integer"}, "kind": {"enum": ["publish", "rollback", "revert", "model"]},
+                "label": {"type": "string"}, "version": {"type": ["integer", "null"]}}}}}},
+        "Audit": {"type": "array", "items": {"type": "object", "properties": {
+            "seq": {"type": "integer"}, "ts_ms": {"type": "integer"}, "actor": {"type": "string"},
+            "action": {"type": "string"}, "target": {"type": "string"}, "detail": {}}}},
+        "Explanation": {"type": "object", "properties": {
+            "user": {"type": "string"}, "history": {"type": "array", "items": {"type": "string"}},
+            "attention": {"type": ["object", "null"], "properties": {
+                "mean": {"type": "array", "items": {"type": "number"}},
+                "heads": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}},
+            "recommendation": {"$ref": "#/components/schemas/Recommendation"}}},
+        "PreviewRequest": {"type": "object", "required": ["user"], "additionalProperties": false, "properties": {
+            "user": {"type": "string"}, "k": {"type": "integer", "default": 10},
+            "strategy": {"$ref": "#/components/schemas/Strategy"}, "version": {"type": "integer"}}},
+        "Valid": {"type": "object", "properties": {"ok": {"const": true}}},
+        "Html": {"type": "string"},
+        "File": {"type": "string"},
     })
 }

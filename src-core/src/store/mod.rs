@@ -466,6 +466,38 @@ impl Store {
             .collect()
     }
 
+    /// At most `limit` records of a space, last key first, from the one before `before`
+    /// (the last one when `None`).
+    pub fn records_rev(
+        &self,
+        space: RecordSpace,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let prefix = record_key(space, &[]);
+        let end = match before {
+            Some(b) => std::ops::Bound::Excluded(record_key(space, b)),
+            None => {
+                let mut next = prefix.clone();
+                // The space's byte plus one: past every key of the space.
+                if let Some(last) = next.last_mut() {
+                    *last += 1;
+                }
+                std::ops::Bound::Excluded(next)
+            }
+        };
+        self.inner
+            .db
+            .range((std::ops::Bound::Included(prefix.clone()), end))
+            .rev()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k[prefix.len()..].to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
     /// Imports one parsed file atomically: events, catalogue records and the import record.
     ///
     /// Fails with [`Error::AlreadyImported`] when a file of the same content was imported
@@ -902,6 +934,8 @@ pub enum RecordSpace {
     Session,
     /// Opaque blobs (fine-tuned checkpoints, learner state).
     Blob,
+    /// The audit log of operators' actions (see `service::audit`).
+    Audit,
 }
 
 impl RecordSpace {
@@ -910,6 +944,7 @@ impl RecordSpace {
             RecordSpace::Strategy => b's',
             RecordSpace::Session => b'x',
             RecordSpace::Blob => b'b',
+            RecordSpace::Audit => b'a',
         }
     }
 }

@@ -1,0 +1,204 @@
+//! The strategy routes: read the strategy in force and its history, validate a draft,
+//! publish (with a message, the version it was based on, and an optional guard), roll
+//! back, and watch or abort the guard. Every change is audited under the token's name and
+//! streamed (`event: strategy`, and a chart marker).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::auth::Role;
+use super::guard::{self, Guard, GuardStatus};
+use super::{json, query, ApiError, ApiResult, AppState};
+use crate::engine::strategy::{Publish, Strategy, StrategyVersion};
+
+pub(super) async fn get_strategy(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.engine.strategy())
+}
+
+/// A publish with its context (the old form is a bare strategy).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    strategy: serde_json::Value,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    base_version: Option<u64>,
+    #[serde(default)]
+    guard: Option<Guard>,
+}
+
+/// Longest publish message.
+const MAX_MESSAGE: usize = 2000;
+
+pub(super) async fn put_strategy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> ApiResult {
+    let caller = state.tokens.require(&req, Role::Admin)?;
+    let value: serde_json::Value = json(&body)?;
+    let enveloped = value.get("strategy").is_some();
+    let b = if enveloped {
+        serde_json::from_value::<PublishBody>(value)
+            .map_err(|e| ApiError::bad_request(format!("invalid publish: {e}")))?
+    } else {
+        PublishBody {
+            strategy: value,
+            message: String::new(),
+            base_version: None,
+            guard: None,
+        }
+    };
+    let s = Strategy::from_json(&b.strategy.to_string())?;
+    if b.message.len() > MAX_MESSAGE {
+        return Err(ApiError::bad_request(format!(
+            "field `message`: at most {MAX_MESSAGE} bytes"
+        )));
+    }
+    if let Some(g) = &b.guard {
+        g.validate()?;
+    }
+    let before = state.engine.strategy();
+    let by = Publish {
+        author: caller.name().to_string(),
+        message: b.message.clone(),
+        base_version: b.base_version,
+    };
+    let v = state.engine.publish_strategy(s, "set".into(), &by)?;
+    changed(
+        &state,
+        caller.name(),
+        "strategy.publish",
+        &before.strategy,
+        &v,
+    );
+    match b.guard {
+        Some(g) => {
+            let status = guard::spawn(
+                state.engine.clone(),
+                state.guard.clone(),
+                &state.history,
+                state.recorder.clone(),
+                g,
+                v.version,
+                v.based_on.unwrap_or(before.version),
+            );
+            let mut answer = serde_json::to_value(&v).map_err(crate::Error::from)?;
+            answer["guard"] = serde_json::to_value(status).map_err(crate::Error::from)?;
+            Ok(HttpResponse::Ok().json(answer))
+        }
+        None => Ok(HttpResponse::Ok().json(v)),
+    }
+}
+
+/// Streams and audits a new version, with the fields it changed.
+fn changed(state: &AppState, actor: &str, action: &str, before: &Strategy, v: &StrategyVersion) {
+    state.recorder.strategy_changed(v);
+    let diff = super::audit::json_diff(
+        &serde_json::to_value(before).unwrap_or_default(),
+        &serde_json::to_value(&v.strategy).unwrap_or_default(),
+    );
+    if let Err(e) = state.recorder.record(
+        actor,
+        action,
+        format!("v{}", v.version),
+        serde_json::json!({
+            "new_version": v.version,
+            "based_on": v.based_on,
+            "message": v.message,
+            "note": v.note,
+            "diff": diff,
+        }),
+    ) {
+        tracing::error!(error = %e, version = v.version, "could not audit a strategy change");
+    }
+}
+
+/// `POST /v1/strategy/validate`: whether a strategy would be accepted, and if not, why
+/// (the field named), without publishing it.
+pub(super) async fn validate(body: web::Bytes) -> ApiResult {
+    let text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+    Strategy::from_json(text)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true})))
+}
+
+/// Every strategy version, oldest first; `?limit=N` keeps the newest N.
+pub(super) async fn strategy_history(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
+    let mut all = state.engine.strategy_history()?;
+    if let Some(n) = query::<usize>(&req, "limit", &["limit"])? {
+        let drop = all.len().saturating_sub(n);
+        all.drain(..drop);
+    }
+    Ok(HttpResponse::Ok().json(all))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    version: u64,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    base_version: Option<u64>,
+}
+
+pub(super) async fn rollback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> ApiResult {
+    let caller = state.tokens.require(&req, Role::Admin)?;
+    let b: RollbackBody = json(&body)?;
+    let before = state.engine.strategy();
+    let v = state.engine.rollback_strategy_by(
+        b.version,
+        &Publish {
+            author: caller.name().to_string(),
+            message: b.message,
+            base_version: b.base_version,
+        },
+    )?;
+    changed(
+        &state,
+        caller.name(),
+        "strategy.rollback",
+        &before.strategy,
+        &v,
+    );
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// `GET /v1/strategy/guard`: the guard running, or the last one's outcome.
+pub(super) async fn get_guard(state: web::Data<AppState>) -> HttpResponse {
+    let g = state.guard.lock().unwrap_or_else(|e| e.into_inner());
+    HttpResponse::Ok().json(&g.1)
+}
+
+/// `DELETE /v1/strategy/guard`: stops the guard running (the version stays).
+pub(super) async fn abort_guard(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
+    let caller = state.tokens.require(&req, Role::Admin)?;
+    let status: GuardStatus = {
+        let mut g = state.guard.lock().unwrap_or_else(|e| e.into_inner());
+        if g.1.state != "watching" {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::CONFLICT,
+                "conflict",
+                format!("no guard is running (the last one is `{}`)", g.1.state),
+            ));
+        }
+        g.0 += 1;
+        g.1.state = "aborted";
+        g.1.reason = Some(format!("aborted by {}", caller.name()));
+        g.1.clone()
+    };
+    state.recorder.stream("guard", &status);
+    state.recorder.record(
+        caller.name(),
+        "guard.abort",
+        format!("v{}", status.version.unwrap_or(0)),
+        serde_json::json!({"limits": status.limits}),
+    )?;
+    Ok(HttpResponse::Ok().json(status))
+}
