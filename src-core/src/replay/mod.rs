@@ -21,6 +21,7 @@
 //! recommendations were served: the replay asks for a slate of the same size there and
 //! reports how often it equals the one served (`served_agreement`).
 
+pub mod compare;
 pub mod report;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -413,6 +414,9 @@ pub struct StrategyReport {
     pub weights: Vec<WeightsAt>,
     /// Seconds this strategy's replay took.
     pub seconds: f64,
+    /// Each user's sums, for the paired comparisons (not in the JSON).
+    #[serde(skip)]
+    pub per_user: compare::PerUser,
 }
 
 /// The result of a replay.
@@ -429,6 +433,10 @@ pub struct ReplayReport {
     /// Whether the replay was stopped before the end (the figures cover what ran).
     pub partial: bool,
     pub strategies: Vec<StrategyReport>,
+    /// Each strategy after the first against the first, with confidence intervals.
+    pub comparisons: Vec<compare::Comparison>,
+    /// One line: who won on what, and whether beyond noise.
+    pub verdict: String,
 }
 
 /// Progress of a replay: events done and total, over all strategies.
@@ -585,6 +593,7 @@ fn run_rounds(
     let mut recommended: HashSet<String> = HashSet::new();
     let (mut served, mut agreed) = (0u64, 0u64);
     let mut reward = 0.0f64;
+    let mut per_user = compare::PerUser::new();
     let r = &strategy.reward;
     let mut done = 0usize;
     // The window boundary falls on the events replayed so far (rounds may straddle it).
@@ -639,15 +648,22 @@ fn run_rounds(
                     let rank = rank_of(&rec, item);
                     total.add(rank);
                     win.add(rank);
-                    if rank.is_some() {
+                    let mine = per_user.entry(ev.user.clone()).or_default();
+                    mine.rankings += 1.0;
+                    if let Some(r1) = rank {
+                        mine.hits += 1.0;
+                        mine.ndcg += 1.0 / ((r1 + 1) as f64).log2();
+                        mine.mrr += 1.0 / r1 as f64;
                         for (kind, value) in points[i].iter().flatten() {
-                            reward += f64::from(match kind {
+                            let gained = f64::from(match kind {
                                 EventKind::Click => r.click,
                                 EventKind::Cart => r.cart,
                                 EventKind::Purchase => r.purchase,
                                 EventKind::Rating if *value >= LIKE_THRESHOLD => r.like,
                                 _ => 0.0,
                             });
+                            reward += gained;
+                            mine.reward += gained;
                         }
                     }
                     for it in &rec.items {
@@ -715,6 +731,7 @@ fn run_rounds(
             windows,
             weights,
             seconds: 0.0,
+            per_user,
         },
         done as u64,
     ))
@@ -782,6 +799,18 @@ pub fn replay(
         reports.push(report);
     }
     let events = if reports.is_empty() { 0 } else { events };
+    let comparisons: Vec<compare::Comparison> = reports
+        .iter()
+        .skip(1)
+        .map(|s| {
+            compare::compare(
+                (&reports[0].name, &reports[0].per_user),
+                (&s.name, &s.per_user),
+                cfg.seed,
+            )
+        })
+        .collect();
+    let verdict = compare::verdict(&comparisons, cfg.k);
     Ok(ReplayReport {
         source: log.name.clone(),
         events,
@@ -789,6 +818,8 @@ pub fn replay(
         k: cfg.k,
         partial: events < log.events.len() as u64,
         strategies: reports,
+        comparisons,
+        verdict,
     })
 }
 
