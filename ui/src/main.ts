@@ -43,6 +43,7 @@ function boot(root: HTMLElement): void {
     loading = true;
     try {
       app.connection = await engine.connectionInfo();
+      app.emit('info');
       await app.refresh(engine);
       const last = store.ring.lastTs();
       const missing = Number.isFinite(last) ? Date.now() / 1000 - last + 20 : LIVE_CAPACITY;
@@ -60,11 +61,15 @@ function boot(root: HTMLElement): void {
   const nav = router(ctx, ROUTES, main);
   root.append(
     h('a', { href: '#main', class: 'skip-link', onclick: (e: Event) => (e.preventDefault(), main.focus()) }, 'Skip to content'),
-    header(ctx, () => {
-      store.ring.clear();
-      void load();
-    }),
-    banner(store),
+    h(
+      'div',
+      { class: 'sticky-top' },
+      header(ctx, () => {
+        store.ring.clear();
+        void load();
+      }),
+      banner(store),
+    ),
     nav,
     main,
   );

@@ -14,7 +14,7 @@ export class EngineError extends Error {
 
   /** The engine could not be reached at all (network, IPC). */
   get unreachable(): boolean {
-    return this.status === 0;
+    return this.status === 0 || this.code === 'unreachable';
   }
 
   /** The field a 400 names (`invalid weights.pop: …` or `field `name`: …`), if any. */
@@ -30,6 +30,10 @@ export function errorFromAnswer(status: number, body: unknown): EngineError {
   const code = typeof err?.code === 'string' ? err.code : defaultCode(status);
   const serverMessage =
     typeof err?.message === 'string' ? err.message : typeof body === 'string' && body ? body : '';
+  if ((status === 502 || status === 503 || status === 504) && !err) {
+    // A proxy in front of a stopped engine.
+    return new EngineError(status, 'unreachable', `The engine is unreachable (${status} from the proxy in front of it).`);
+  }
   if (status === 401) {
     return new EngineError(
       401,

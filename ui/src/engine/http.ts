@@ -75,6 +75,10 @@ export class HttpEngine extends RestEngine {
     this.makeEventSource = opts.eventSource;
   }
 
+  hasToken(): boolean {
+    return this.tokens.peek() !== null;
+  }
+
   async signIn(): Promise<boolean> {
     this.tokens.forget();
     return (await this.tokens.obtain('Enter a read or admin token for this engine.')) !== null;

@@ -1,7 +1,7 @@
 // The console's REST routes, written once: `RestEngine` maps each Engine method to its route
 // of docs/console-api.md and leaves moving the bytes to a transport (fetch or Tauri IPC).
 
-import { errorFromAnswer } from './errors';
+import { EngineError, errorFromAnswer } from './errors';
 import type {
   Activated,
   AuditEntry,
@@ -53,11 +53,18 @@ export abstract class RestEngine implements Engine {
   abstract connectionInfo(): Promise<ConnectionInfo>;
   abstract subscribe(handler: StreamHandler): () => void;
   abstract replayReport(id: number): Promise<ReportLink>;
+  abstract hasToken(): boolean;
 
-  /** One call; a status ≥ 400 becomes an EngineError. */
-  protected async req<T>(method: Method, path: string, auth: Auth = 'none', body?: unknown): Promise<T> {
+  /**
+   * One call; a status ≥ 400 becomes an EngineError, and so does a success that is not
+   * JSON where JSON is expected (a web server that is not the engine, e.g. an SPA fallback).
+   */
+  protected async req<T>(method: Method, path: string, auth: Auth = 'none', body?: unknown, expect: 'json' | 'text' = 'json'): Promise<T> {
     const a = await this.transport.call(method, path, body, auth);
     if (a.status >= 400 || a.status === 0) throw errorFromAnswer(a.status, a.body);
+    if (expect === 'json' && typeof a.body === 'string') {
+      throw new EngineError(0, 'not_engine', `The answer to ${path} is not JSON: is this address an Attune engine?`);
+    }
     return a.body as T;
   }
 

@@ -31,6 +31,11 @@ export class TauriEngine extends RestEngine {
   private generation = 0;
   private handler: StreamHandler | null = null;
 
+  /** The app holds the token; the page never needs one. */
+  hasToken(): boolean {
+    return true;
+  }
+
   async connectionInfo(): Promise<ConnectionInfo> {
     try {
       return await invoke<ConnectionInfo>('connection_info');
@@ -81,7 +86,7 @@ export class TauriEngine extends RestEngine {
 
   /** The page cannot open the engine's URL itself: fetch the HTML and hand over a Blob. */
   async replayReport(id: number): Promise<ReportLink> {
-    const html = await this.req<unknown>('GET', `/v1/replay/${id}/report.html`);
+    const html = await this.req<unknown>('GET', `/v1/replay/${id}/report.html`, 'none', undefined, 'text');
     const text = typeof html === 'string' ? html : JSON.stringify(html);
     return { kind: 'blob', blob: new Blob([text], { type: 'text/html' }) };
   }

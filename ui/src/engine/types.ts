@@ -342,6 +342,8 @@ export interface Engine {
 
   audit(limit: number, before?: number): Promise<AuditEntry[]>;
 
+  /** Whether read routes can be called without asking (always true in the desktop app). */
+  hasToken(): boolean;
   /** Web console only: ask for a token now (the header's "Enter token"); true if one was given. */
   signIn?(): Promise<boolean>;
   /** Desktop app only: point the app at another engine. */

@@ -12,7 +12,7 @@ import { toast } from '../ui/toast';
 /** The label of the serving model: `model v2 · ckpt` or `no model`. */
 export function modelLabel(app: AppState): string {
   const m = app.info?.model;
-  if (!m) return app.info ? 'no model' : '–';
+  if (!m) return app.info ? 'no model' : 'model –';
   const name = m.name ?? m.dir?.split(/[\\/]/).filter(Boolean).pop() ?? '';
   return `model v${m.version}${name ? ` · ${name}` : ''}`;
 }
@@ -28,7 +28,7 @@ function envClass(env: string, demo: boolean): string {
 export function header(ctx: PageContext, onReconnect: () => void): HTMLElement {
   const { engine, store, app } = ctx;
   const url = h('code', { class: 'engine-url' }, '…');
-  const env = h('span', { class: 'env env-demo' }, '…');
+  const env = h('span', { class: 'env env-demo', hidden: true }, '');
   const version = h('a', { href: '#/strategy', class: 'hdr-item' }, 'strategy –');
   const model = h('a', { href: '#/models', class: 'hdr-item' }, '–');
   const uptime = h('span', { class: 'hdr-item muted' });
@@ -38,6 +38,8 @@ export function header(ctx: PageContext, onReconnect: () => void): HTMLElement {
 
   const renderInfo = () => {
     const i = app.info;
+    env.hidden = !i;
+    uptime.hidden = !i;
     if (i) {
       env.className = envClass(i.environment, i.demo);
       env.textContent = i.demo && i.environment !== 'demo' ? `${i.environment} (demo)` : i.environment;
@@ -85,6 +87,13 @@ export function header(ctx: PageContext, onReconnect: () => void): HTMLElement {
     actions.append(h('button', { type: 'button', class: 'btn btn-small', onclick: () => connectDialog(ctx, onReconnect) }, 'Connect…'));
   }
 
+  store.on('stats', () => {
+    const up = store.latest?.uptime_s;
+    if (app.info && typeof up === 'number') {
+      const text = `up ${fmtDuration(up)}`;
+      if (uptime.textContent !== text) uptime.textContent = text;
+    }
+  });
   app.on('info', renderInfo);
   app.on('strategy', renderInfo);
   app.on('whoami', renderWho);
