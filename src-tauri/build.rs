@@ -1,0 +1,5 @@
+//! Generates Tauri's context (config, icons, capabilities) for `generate_context!`.
+
+fn main() {
+    tauri_build::build();
+}
