@@ -62,7 +62,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for tool in cargo node Xvfb WebKitWebDriver import setsid curl; do
+for tool in cargo node Xvfb WebKitWebDriver import setsid curl pgrep; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (apt-get install xvfb xauth webkit2gtk-driver imagemagick nodejs curl)"
 done
 
@@ -119,7 +119,10 @@ curl -fsS "http://127.0.0.1:$PORT/status" >/dev/null 2>&1 || fail "tauri-driver 
 
 # --- drive the window -------------------------------------------------------------------
 say "driving $APP (timeout ${TIMEOUT}s; demo store under $DATA)"
+SESSION_FILE=$LOGS/session
+rm -f "$SESSION_FILE"
 export SMOKE_APP=$APP SMOKE_SHOTS=$SHOTS SMOKE_WD="http://127.0.0.1:$PORT" SMOKE_TIMEOUT=$TIMEOUT
+export SMOKE_SESSION_FILE=$SESSION_FILE
 node --input-type=module - <<'EOF' || fail "the window checks failed (above)"
 // The WebDriver half: W3C WebDriver over HTTP with fetch, no browser downloads.
 import { execFileSync } from 'node:child_process';
@@ -239,7 +242,17 @@ async function main() {
       const info = await invoke('connection_info');
       let outside;
       try { outside = await call('GET', '/ui/'); } catch (e) { outside = { refused: e }; }
-      done({ ok: true, version, pop: [pop, s.weights.pop], form, put, after: after.body.version,
+      // The page may load nothing from elsewhere, the engine included (the CSP).
+      const blocked = await new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(null), 3000);
+        document.addEventListener('securitypolicyviolation', (e) => {
+          clearTimeout(timer);
+          resolve(e.violatedDirective + ' ' + e.blockedURI);
+        }, { once: true });
+        const img = new Image();
+        img.src = info.url + '/healthz?csp-probe';
+      });
+      done({ ok: true, blocked, version, pop: [pop, s.weights.pop], form, put, after: after.body.version,
              afterPop: after.body.strategy.weights.pop, info, outside });
     })().catch((e) => done({ ok: false, error: typeof e === 'string' ? e : JSON.stringify(e) }));
   `);
@@ -252,6 +265,8 @@ async function main() {
   if (!trip.outside?.refused) throw new Error(`GET /ui/ through api_call was not refused: ${JSON.stringify(trip.outside)}`);
   log(`strategy publish via api_call: v${trip.version} -> v${trip.after} (weights.pop ${trip.pop[0]} -> ${trip.pop[1]}), form: ${trip.form}`);
   log(`a path outside the API was refused: ${JSON.stringify(trip.outside.refused)}`);
+  if (!trip.blocked) throw new Error('the CSP let the page load from the engine directly');
+  log(`the CSP blocked a direct load from the engine: ${trip.blocked}`);
   if (trip.form.startsWith('bare')) notes.push('the publish envelope (message, base_version) is not served yet: published a bare Strategy');
 }
 
@@ -269,7 +284,29 @@ try {
   }
   process.exitCode = 1;
 } finally {
-  if (session) await wd('DELETE', `/session/${session}`).catch((e) => log(`closing the session: ${e.message}`));
+  // On success the shell script stops the app itself (to check the graceful stop), then
+  // ends the session.
+  if (session && process.exitCode) {
+    await wd('DELETE', `/session/${session}`).catch((e) => log(`closing the session: ${e.message}`));
+  } else if (session) {
+    writeFileSync(process.env.SMOKE_SESSION_FILE, session);
+  }
 }
 EOF
+
+# --- graceful stop ----------------------------------------------------------------------
+# Closing the window and SIGTERM take the same path (Tauri's exit event): the panel stops
+# its local engine, which finishes requests in flight and flushes the store.
+APP_PID=$(pgrep -g "$DRIVER_PID" -x attune-panel | head -n 1 || true)
+[[ -n $APP_PID ]] || fail "cannot find the app's process to stop it"
+kill -TERM "$APP_PID"
+for _ in $(seq 60); do
+  kill -0 "$APP_PID" 2>/dev/null || break
+  sleep 0.5
+done
+kill -0 "$APP_PID" 2>/dev/null && fail "the app did not exit within 30 s of SIGTERM"
+grep -q "local engine stopped" "$LOGS/driver.log" ||
+  fail "the app exited without stopping its local engine gracefully (see $LOGS/driver.log)"
+say "the app stopped its local engine gracefully on SIGTERM"
+curl -fsS -X DELETE "http://127.0.0.1:$PORT/session/$(cat "$SESSION_FILE")" >/dev/null 2>&1 || true
 say "OK: screenshots in $SHOTS/desktop-live.png and $SHOTS/desktop-root.png"

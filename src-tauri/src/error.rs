@@ -11,7 +11,7 @@ pub enum PanelError {
     #[error("{0}")]
     BadRequest(String),
     /// The engine could not be reached, or it broke off its answer.
-    #[error("{url}: {source}")]
+    #[error("cannot reach the engine at {url}: {source}")]
     Unreachable {
         url: String,
         #[source]

@@ -423,3 +423,38 @@ fn a_local_store_engine_starts_serves_and_stops_gracefully() {
         // closes, so the next round can open it again.
     }
 }
+
+#[test]
+fn the_local_demo_serves_simulated_traffic() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let panel = Panel::start_local(
+        LocalSpec::Demo(Served {
+            store: dir.path().join("demo-store"),
+            model: None,
+            models_dir: None,
+        }),
+        vec!["no model checkpoint found".into()],
+    )
+    .expect("the demo starts");
+    let h = Harness::new(panel);
+    let info = h.invoke("connection_info", json!({})).expect("info");
+    assert_eq!(info["mode"], "local-demo");
+    assert_eq!(info["environment"], "demo");
+    assert_eq!(info["model_found"], false);
+    assert_eq!(info["authenticated"], true);
+    h.invoke("stream_subscribe", json!({"onEvent": "__CHANNEL__:3"}))
+        .expect("subscribed");
+    // The simulated users' requests show in the live figures.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = h.wait_event("stats", Duration::from_secs(10));
+        if stats["data"]["recommendations_per_s"].as_f64() > Some(0.0) {
+            break;
+        }
+        assert!(Instant::now() < until, "no recommendations: {stats}");
+    }
+    let info = h.api("GET", "/v1/info", None).expect("GET /v1/info");
+    assert_eq!(info["status"], 200, "{info}");
+    assert_eq!(info["body"]["environment"], "demo");
+    // The panel shuts down (the harness drops): the demo stops and its store closes.
+}
