@@ -3,7 +3,11 @@
 # drives it over W3C WebDriver (tauri-driver + WebKitWebDriver), then checks what a person
 # would: the header says "connected", the Live page's recommendations/s KPI shows a number
 # above 0 that moves, and a strategy published through the page's own IPC (`api_call`)
-# raises the live version. Screenshots go to target/ui-shots/.
+# raises the live version (the `{strategy, message, base_version}` envelope; a bare
+# Strategy, with a note, where an engine does not serve the envelope yet). It also checks
+# that a path outside the API is refused, that the page's CSP blocks loads from the engine,
+# and that SIGTERM (the window-close path) stops the local engine gracefully. Screenshots
+# go to target/ui-shots/ (desktop-live.png from WebDriver, desktop-root.png of the display).
 #
 # Needs: cargo, node (>= 18, for fetch), Xvfb, xauth, WebKitWebDriver (webkit2gtk-driver),
 # ImageMagick's `import`. Installs tauri-driver 2.1.0 with cargo when it is missing.
