@@ -358,6 +358,7 @@ pub fn run_until(
         token_file: cfg.token_file.clone(),
         models_dir: cfg.models_dir.clone(),
         environment: "demo".into(),
+        quiet: cfg.quiet,
         ..ServeConfig::default()
     };
     let announce = on_bound;

@@ -158,6 +158,8 @@ fn run_store(
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         models_dir: s.models_dir,
         environment: environment.to_string(),
+        // The panel holds the token; nothing goes to the terminal.
+        quiet: true,
         ..attune::service::ServeConfig::default()
     };
     actix_web::rt::System::new()

@@ -567,6 +567,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
             .clone()
             .or(file.environment.clone())
             .unwrap_or(defaults.environment),
+        quiet: false,
     };
     let system = actix_web::rt::System::new();
     system.block_on(attune::service::serve(engine, cfg, |addr| {

@@ -145,9 +145,10 @@ impl Tokens {
         }
     }
 
-    /// The tokens of the file, or the store's generated admin token (created and printed
-    /// once on first start).
-    pub fn load(file: Option<&Path>, store: &Store) -> Result<Tokens> {
+    /// The tokens of the file, or the store's generated admin token (created on first
+    /// start, and then printed once unless `quiet`: a host that embeds the service and
+    /// holds the token itself, like the desktop panel, prints nothing).
+    pub fn load(file: Option<&Path>, store: &Store, quiet: bool) -> Result<Tokens> {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
             return Tokens::parse(&text, &path.display().to_string());
@@ -162,7 +163,9 @@ impl Tokens {
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         store.put_record_durable(RecordSpace::Blob, b"admin_token", token.as_bytes())?;
         // Printed once, on the terminal that started the service; never logged.
-        println!("admin token (shown once; stored in the store): {token}");
+        if !quiet {
+            println!("admin token (shown once; stored in the store): {token}");
+        }
         Ok(Tokens::admin(token))
     }
 

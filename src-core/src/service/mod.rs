@@ -67,6 +67,9 @@ pub struct ServeConfig {
     /// A label for people: which engine this is (`production`, `staging`, `demo`). The
     /// console shows it in its header, coloured unless it is `demo`.
     pub environment: String,
+    /// Print nothing on the terminal (a generated admin token is not shown): for hosts
+    /// that embed the service and hand the token over themselves.
+    pub quiet: bool,
 }
 
 impl Default for ServeConfig {
@@ -79,6 +82,7 @@ impl Default for ServeConfig {
             stream_every: Duration::from_secs(1),
             workers: 2,
             environment: "local".into(),
+            quiet: false,
         }
     }
 }
@@ -1090,7 +1094,7 @@ pub async fn serve_until(
             "workers, body_limit and stream_every must be positive",
         ));
     }
-    let tokens = Tokens::load(cfg.token_file.as_deref(), engine.store())?;
+    let tokens = Tokens::load(cfg.token_file.as_deref(), engine.store(), cfg.quiet)?;
     let shown_token = tokens.first_admin().unwrap_or_default().to_string();
     restore_active_model(&engine, cfg.models_dir.as_deref());
     let http = Arc::new(HttpMetrics::default());
