@@ -47,15 +47,18 @@ export class Decimator {
     if (count <= 2 * b) return [x.subarray(i0, i1), ...ys.map((y) => y.subarray(i0, i1))];
 
     this.ensure(2 * b + 2);
-    const span = x[i1 - 1] - x[i0] || 1;
-    const scale = b / span;
+    const x0 = x[i0];
+    const width = (x[i1 - 1] - x0 || 1) / b;
     const xs = this.xs;
     let out = 0;
     let i = i0;
+    let bucket = 0;
     while (i < i1) {
-      const bucket = Math.min(b - 1, Math.floor((x[i] - x[i0]) * scale));
+      // The bucket holding x[i], and its right edge; the last bucket takes the end.
+      while (bucket < b - 1 && x[i] >= x0 + (bucket + 1) * width) bucket++;
+      const edge = bucket === b - 1 ? Infinity : x0 + (bucket + 1) * width;
       let j = i + 1;
-      while (j < i1 && Math.min(b - 1, Math.floor((x[j] - x[i0]) * scale)) === bucket) j++;
+      while (j < i1 && x[j] < edge) j++;
       // Bucket [i, j): one point if alone, else two.
       const last = j - 1;
       if (last === i) {

@@ -37,6 +37,8 @@ function boot(root: HTMLElement): void {
 
   let loaded = false;
   let loading = false;
+  /** The newest point before the stream dropped: the history after it is the gap to fill. */
+  let gapFrom: number | null = null;
   /** Engine state and the history the buffer is missing (all of it at start, a gap later). */
   const load = async () => {
     if (loading) return;
@@ -45,11 +47,11 @@ function boot(root: HTMLElement): void {
       app.connection = await engine.connectionInfo();
       app.emit('info');
       await app.refresh(engine);
-      const last = store.ring.lastTs();
-      const missing = Number.isFinite(last) ? Date.now() / 1000 - last + 20 : LIVE_CAPACITY;
+      const missing = loaded && gapFrom !== null ? Date.now() / 1000 - gapFrom + 20 : LIVE_CAPACITY;
       const hist = await engine.history(Math.min(LIVE_CAPACITY, Math.max(20, Math.ceil(missing))));
       store.addHistory(hist.points, hist.markers);
       loaded = true;
+      gapFrom = null;
     } catch (e) {
       console.warn('engine state not loaded:', describe(e));
     } finally {
@@ -66,6 +68,7 @@ function boot(root: HTMLElement): void {
       { class: 'sticky-top' },
       header(ctx, () => {
         store.ring.clear();
+        loaded = false;
         void load();
       }),
       banner(store),
@@ -80,7 +83,10 @@ function boot(root: HTMLElement): void {
     store.ingest(e);
     app.ingest(e);
     if (e.event === 'connection' || e.event === 'stats') {
-      if (store.down) wasDown = true;
+      if (store.down) {
+        if (!wasDown && loaded) gapFrom = store.ring.lastTs();
+        wasDown = true;
+      }
       else if (store.connection.state === 'connected' && (wasDown || !loaded)) {
         wasDown = false;
         void load();

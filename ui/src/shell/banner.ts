@@ -14,11 +14,12 @@ export function banner(store: LiveStore): HTMLElement {
     const down = store.down || store.shuttingDown;
     el.hidden = !down;
     if (!down) return;
-    const every = c.retryMs ? `${Math.max(1, Math.round(c.retryMs / 1000))} s` : '2 s';
+    // The web console backs off 0.5 s, 1 s, then 2 s; the desktop app retries on its own.
+    const retrying = c.retryMs !== null ? 'retrying every 2 s' : 'retrying automatically';
     const since = store.lastStatsAt ? ` Last figures ${fmtDuration((Date.now() - store.lastStatsAt) / 1000)} ago.` : '';
     const msg = store.shuttingDown && !store.down
       ? 'The engine is shutting down — the console will reconnect when it is back.'
-      : `The engine is unreachable (${c.reason ?? 'no answer'}) — retrying every ${every}.${since} Nothing to do: this page resumes on its own.`;
+      : `The engine is unreachable (${c.reason ?? 'no answer'}) — ${retrying}.${since} Nothing to do: this page resumes on its own.`;
     if (text.textContent !== msg) text.textContent = msg;
   };
   store.on('connection', render);

@@ -37,15 +37,21 @@ export interface ChartSpec {
   xLabel?: string;
 }
 
+/** A time-axis label: seconds for fine steps, the date for steps of a day or more. */
+export function fmtTimeTick(ts: number, incr: number): string {
+  if (incr >= 86400) return new Date(ts * 1000).toISOString().slice(5, 10);
+  return fmtUtcClock(ts * 1000, incr < 60);
+}
+
 /** Round UTC steps for the time axis (seconds). */
 const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 
 /**
- * Time-axis ticks at round UTC steps, about one per 90 px. Computed here rather than by
+ * Time-axis ticks at round UTC steps, about one per 110 px. Computed here rather than by
  * uPlot's time scale, which formats through Intl time zones on every redraw.
  */
 export function timeSplits(min: number, max: number, widthPx: number): { splits: number[]; incr: number } {
-  const target = Math.max(2, Math.floor(widthPx / 90));
+  const target = Math.max(2, Math.floor(widthPx / 110));
   const span = Math.max(1e-9, max - min);
   const incr = TIME_INCRS.find((i) => span / i <= target) ?? 86400 * Math.ceil(span / 86400 / target);
   const splits: number[] = [];
@@ -68,6 +74,7 @@ function markerPlugin(markers: () => readonly Marker[]): uPlot.Plugin {
         ctx.save();
         ctx.font = CHART.font.replace(/^(\d+)px/, (_, n) => `${Number(n) * pr}px`);
         ctx.textBaseline = 'top';
+        ctx.textAlign = 'left';
         let lastLabelEnd = -Infinity;
         for (const m of list) {
           const t = m.ts_ms / 1000;
@@ -141,13 +148,16 @@ export class TimeChart {
       this.holder,
       legend,
     );
+    const setText = (el: HTMLElement, text: string) => {
+      if (el.textContent !== text) el.textContent = text;
+    };
     const showCursor = (u: uPlot) => {
       const i = u.cursor.idx;
       const x = i == null ? null : u.data[0][i];
-      cursorTime.textContent = x == null ? '' : xTime ? fmtUtc(x * 1000) : `${spec.xLabel ?? 'x'} ${x}`;
+      setText(cursorTime, x == null ? '' : xTime ? fmtUtc(x * 1000) : `${spec.xLabel ?? 'x'} ${x}`);
       values.forEach((v, s) => {
         const y = i == null ? null : u.data[s + 1][i];
-        v.textContent = y == null ? '' : ` ${spec.fmt(y)}`;
+        setText(v, y == null ? '' : ` ${spec.fmt(y)}`);
       });
     };
     const xTime = spec.xTime ?? true;
@@ -208,7 +218,7 @@ export class TimeChart {
                 return t.splits;
               }
             : undefined,
-          values: xTime ? (_u, splits) => splits.map((v) => fmtUtcClock(v * 1000, timeIncr < 60)) : axisFmt,
+          values: xTime ? (_u, splits) => splits.map((v) => fmtTimeTick(v, timeIncr)) : axisFmt,
         },
         {
           stroke: CHART.axis,
@@ -216,6 +226,7 @@ export class TimeChart {
           ticks: { stroke: CHART.grid, width: 1 },
           font: CHART.font,
           size: 56,
+          space: 36,
           values: axisFmt,
         },
       ],

@@ -1,25 +1,51 @@
-// A KPI tile's sparkline: one SVG polyline over the last N values, updated by rewriting a
-// single `points` attribute (no DOM nodes created per tick).
+// A KPI tile's sparkline: the last N values as one canvas stroke (a clear and a path per
+// tick; no DOM nodes or attributes rewritten), sized to its box on resize.
 
-import { svg } from './dom';
+import { h } from './dom';
 
-// Integer coordinates in a 10x viewBox: cheaper to write than decimals.
-const W = 1200;
-const H = 280;
+const HEIGHT = 28;
+
+let observer: ResizeObserver | null = null;
+const onResize = new WeakMap<Element, () => void>();
 
 export class Sparkline {
-  readonly el: SVGSVGElement;
-  private readonly line: SVGPolylineElement;
+  readonly el: HTMLCanvasElement;
+  private readonly ctx: CanvasRenderingContext2D | null;
+  private readonly color: string;
   private readonly n: number;
+  private w = 0;
+  private h = 0;
+  private last: { values: ArrayLike<number>; end: number } | null = null;
 
   constructor(color: string, n = 90) {
     this.n = n;
-    this.line = svg('polyline', { fill: 'none', stroke: color, 'stroke-width': 1.5, 'vector-effect': 'non-scaling-stroke' });
-    this.el = svg('svg', { class: 'spark', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', 'aria-hidden': 'true' }, this.line);
+    this.color = color;
+    this.el = h('canvas', { class: 'spark', height: String(HEIGHT), 'aria-hidden': 'true' });
+    this.ctx = this.el.getContext?.('2d') ?? null;
+    if (typeof ResizeObserver !== 'undefined') {
+      observer ??= new ResizeObserver((entries) => entries.forEach((e) => onResize.get(e.target)?.()));
+      onResize.set(this.el, () => this.fit());
+      observer.observe(this.el);
+    }
+  }
+
+  private fit(): void {
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.round(this.el.clientWidth * dpr);
+    const h = Math.round(HEIGHT * dpr);
+    if (!w || (w === this.w && h === this.h)) return;
+    this.w = this.el.width = w;
+    this.h = this.el.height = h;
+    if (this.last) this.update(this.last.values, this.last.end);
   }
 
   /** Draws the last `n` values of `values` up to index `end` (exclusive). */
   update(values: ArrayLike<number>, end = values.length): void {
+    this.last = { values, end };
+    const ctx = this.ctx;
+    if (!ctx || !this.w) return;
+    const { w, h } = this;
+    ctx.clearRect(0, 0, w, h);
     const start = Math.max(0, end - this.n);
     let lo = Infinity;
     let hi = -Infinity;
@@ -28,20 +54,26 @@ export class Sparkline {
       if (v < lo) lo = v;
       if (v > hi) hi = v;
     }
-    if (!(hi >= lo)) {
-      this.line.setAttribute('points', '');
-      return;
-    }
+    if (!(hi >= lo)) return;
     const span = hi - lo || 1;
-    const step = W / (this.n - 1);
-    const x0 = W - (end - start - 1) * step;
-    let pts = '';
+    const pad = 2 * (h / HEIGHT);
+    const step = w / (this.n - 1);
+    const x0 = w - (end - start - 1) * step;
+    ctx.beginPath();
+    let moved = false;
     for (let i = start; i < end; i++) {
       const v = values[i];
       if (v !== v) continue; // NaN: a missing figure
-      const y = (H - 20 - ((v - lo) / span) * (H - 40)) | 0;
-      pts += `${(x0 + (i - start) * step) | 0},${y} `;
+      const x = x0 + (i - start) * step;
+      const y = h - pad - ((v - lo) / span) * (h - 2 * pad);
+      if (moved) ctx.lineTo(x, y);
+      else {
+        ctx.moveTo(x, y);
+        moved = true;
+      }
     }
-    this.line.setAttribute('points', pts);
+    ctx.strokeStyle = this.color;
+    ctx.lineWidth = 1.5 * (h / HEIGHT);
+    ctx.stroke();
   }
 }
