@@ -148,6 +148,17 @@ await page.evaluate(() => (location.hash = '#/live'));
 await page.evaluate(() => (window.__noReload = true));
 await page.waitForTimeout(1500);
 await page.screenshot({ path: `${OUT}/live.png` });
+await page.locator('#live-scrub').evaluate((el) => {
+  el.value = String(Math.floor(Number(el.max) / 2));
+  el.dispatchEvent(new Event('input', { bubbles: true }));
+});
+await page.waitForTimeout(300);
+check((await page.locator('.scrub-time').textContent()).endsWith('Z') && (await page.locator('button:has-text("Resume")').count()) === 1, 'scrubbing pauses and shows the UTC time of the point');
+await page.click('button:has-text("Resume")');
+await page.check('#range-1h');
+await page.waitForTimeout(1200);
+check((await page.locator('.range-note').textContent()).includes('Server history: 1 h'), 'a 1 h range shows the server history');
+await page.check('#range-30m');
 const stored = await page.evaluate(() => {
   const all = [document.cookie];
   for (const st of [localStorage, sessionStorage]) for (let i = 0; i < st.length; i++) all.push(st.key(i), st.getItem(st.key(i)));

@@ -50,6 +50,11 @@ export function replayPage(ctx: PageContext): Page {
     boxes.clear();
     const list: [string, Choice, boolean][] = [];
     const live = app.live;
+    startBtn.disabled = !live;
+    if (!live) {
+      replace(choices, notice(store.down ? 'error' : 'loading', store.down ? 'The strategies are not loaded: the engine is unreachable — retrying every 2 s.' : 'Loading the strategies…'));
+      return;
+    }
     if (live) list.push(['live', { label: `Live (v${live.version})`, strategy: () => app.live?.strategy ?? null }, true]);
     const d = app.draft;
     const draftChanged = !!(d && live && diffStrategies(live.strategy, d.strategy).length);
@@ -194,6 +199,7 @@ export function replayPage(ctx: PageContext): Page {
   app.on('versions', renderChoices);
   app.on('strategy', renderChoices);
   app.on('draft', renderChoices);
+  store.on('connection', () => !app.live && renderChoices());
   renderChoices();
 
   const el = h(
