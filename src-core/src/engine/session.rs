@@ -17,7 +17,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::inference::{Job, Scored};
+use super::inference::{Job, JobOutcome, Refused, Scored};
 use super::learner::LearnerMsg;
 use super::log::LogMsg;
 use super::sources::CO_WINDOW;
@@ -376,25 +376,15 @@ impl Handler<Recommend> for SessionActor {
         let covers = self.interactions;
         let job = self.job(msg.k, &msg.context, None);
         let log = msg.context.log_impression;
-        let submitted = match self.shared.batcher() {
-            Some(b) => b.submit(job),
-            None => Err((Error::ShutDown, job.state)),
-        };
-        let rx = match submitted {
-            Ok(rx) => rx,
+        let answer = match self.submit(job) {
+            Ok(answer) => answer,
             Err((e, state)) => {
                 self.take_back(state, covers);
                 return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
             }
         };
-        AtomicResponse::new(Box::pin(
-            async move {
-                rx.await.map_err(|_| {
-                    Error::ActorFailed("the compute thread running the request died".into())
-                })
-            }
-            .into_actor(self)
-            .map(move |res, act, _ctx| {
+        AtomicResponse::new(Box::pin(answer.into_actor(self).map(
+            move |res, act, _ctx| {
                 let _guard = act.guard();
                 let outcome = res?;
                 act.take_back(outcome.state, covers);
@@ -404,8 +394,8 @@ impl Handler<Recommend> for SessionActor {
                 super::metrics::Metrics::add(&m.recommendations, 1);
                 m.recommend_latency.record_duration(started.elapsed());
                 Ok(rec)
-            }),
-        ))
+            },
+        )))
     }
 }
 
@@ -427,30 +417,38 @@ impl Handler<Preview> for SessionActor {
         let _guard = self.guard();
         let job = self.job(msg.k, &RecContext::default(), Some(msg.live));
         let history = job.history.clone();
-        let submitted = match self.shared.batcher() {
-            Some(b) => b.submit(job),
-            None => Err((Error::ShutDown, None)),
-        };
-        let rx = match submitted {
-            Ok(rx) => rx,
+        let answer = match self.submit(job) {
+            Ok(answer) => answer,
             Err((e, _)) => return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
         };
-        AtomicResponse::new(Box::pin(
-            async move {
-                rx.await.map_err(|_| {
-                    Error::ActorFailed("the compute thread running the request died".into())
-                })
-            }
-            .into_actor(self)
-            .map(move |res, act, _ctx| {
+        AtomicResponse::new(Box::pin(answer.into_actor(self).map(
+            move |res, act, _ctx| {
                 let scored = res?.result?;
                 Ok((act.named(&scored, "preview".into()), history))
-            }),
-        ))
+            },
+        )))
     }
 }
 
 impl SessionActor {
+    /// Queues a scoring job; the future answers with its outcome. A refused job hands
+    /// back the state it carried.
+    fn submit(
+        &self,
+        job: Job,
+    ) -> std::result::Result<impl std::future::Future<Output = Result<JobOutcome>> + 'static, Refused>
+    {
+        let rx = match self.shared.batcher() {
+            Some(b) => b.submit(job)?,
+            None => return Err((Error::ShutDown, job.state)),
+        };
+        Ok(async move {
+            rx.await.map_err(|_| {
+                Error::ActorFailed("the compute thread running the request died".into())
+            })
+        })
+    }
+
     /// Names the items, logs the impression and tells the learner what was shown.
     fn finish(&mut self, scored: Scored, log: bool) -> Result<Recommendation> {
         let request_id = self.shared.next_request_id();
