@@ -376,6 +376,42 @@ fn a_sustained_breach_reverts_once_and_is_drawn() {
             }
         })
     };
+    // The guard's webhook: a listener that answers 200 and hands over what it got.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").expect("webhook listener");
+    let hook_url = format!("http://{}/hooks/attune", hook.local_addr().expect("addr"));
+    let (got_tx, got_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut conn, _)) = hook.accept() {
+            conn.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let mut buf = vec![0u8; 65536];
+            let mut got = Vec::new();
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let len: usize = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if got.len() >= head_end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = got_tx.send(String::from_utf8_lossy(&got).into_owned());
+        }
+    });
     let live = ok(&s, "GET", "/v1/strategy", None, Value::Null);
     let base = live["version"].as_u64().expect("version");
     let mut draft = live["strategy"].clone();
@@ -388,7 +424,7 @@ fn a_sustained_breach_reverts_once_and_is_drawn() {
         Some(ADMIN),
         json!({"strategy": draft, "message": "guarded", "base_version": base,
                "guard": {"max_p99_ms": 0.000001, "interval_s": 1, "breach_intervals": 2,
-                         "min_samples": 5, "duration_s": 60}}),
+                         "min_samples": 5, "duration_s": 60, "webhook": hook_url}}),
     );
     assert_eq!(v["guard"]["state"], "watching", "{v}");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -437,6 +473,15 @@ fn a_sustained_breach_reverts_once_and_is_drawn() {
         .collect();
     assert_eq!(kinds, ["publish", "revert"], "{h}");
     assert_eq!(s.call("GET", "/v1/history?range_s=0", None, "").0, 400);
+    // The webhook heard of it.
+    let posted = got_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the webhook was posted");
+    assert!(
+        posted.starts_with("POST /hooks/attune HTTP/1.1"),
+        "{posted}"
+    );
+    assert!(posted.contains("\"event\":\"strategy.revert\""), "{posted}");
     assert_eq!(
         s.call("DELETE", "/v1/strategy/guard", Some(ADMIN), "").0,
         409
