@@ -32,7 +32,23 @@ const ROUTES: Route[] = [
 function boot(root: HTMLElement): void {
   const app = new AppState();
   const store = new LiveStore();
-  const engine = createEngine(promptToken);
+  // Once a token is given (the modal of an admin or read action), the header names its
+  // actor: whoami is asked again once the keeper holds the token.
+  const engine = createEngine(async (reason) => {
+    const token = await promptToken(reason);
+    if (token) {
+      setTimeout(() => {
+        engine
+          .whoami()
+          .then((w) => {
+            app.whoami = w;
+            app.emit('whoami');
+          })
+          .catch(() => undefined);
+      }, 0);
+    }
+    return token;
+  });
   const ctx: PageContext = { engine, store, app };
 
   let loaded = false;

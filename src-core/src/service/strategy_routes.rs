@@ -84,20 +84,26 @@ pub(super) async fn put_strategy(
                 v.version,
                 v.based_on.unwrap_or(before.version),
             );
-            let mut answer = serde_json::to_value(&v).map_err(crate::Error::from)?;
-            answer["guard"] = serde_json::to_value(status).map_err(crate::Error::from)?;
+            let mut answer = wire_value(&v).map_err(crate::Error::from)?;
+            answer["guard"] = wire_value(&status).map_err(crate::Error::from)?;
             Ok(HttpResponse::Ok().json(answer))
         }
         None => Ok(HttpResponse::Ok().json(v)),
     }
 }
 
+/// A value as the wire writes it, through its text: an `f32` weight reads `0.2` as in every
+/// other answer, not the `0.20000000298023224` that `serde_json::to_value` widens it to.
+fn wire_value<T: serde::Serialize>(v: &T) -> serde_json::Result<serde_json::Value> {
+    serde_json::from_str(&serde_json::to_string(v)?)
+}
+
 /// Streams and audits a new version, with the fields it changed.
 fn changed(state: &AppState, actor: &str, action: &str, before: &Strategy, v: &StrategyVersion) {
     state.recorder.strategy_changed(v);
     let diff = super::audit::json_diff(
-        &serde_json::to_value(before).unwrap_or_default(),
-        &serde_json::to_value(&v.strategy).unwrap_or_default(),
+        &wire_value(before).unwrap_or_default(),
+        &wire_value(&v.strategy).unwrap_or_default(),
     );
     if let Err(e) = state.recorder.record(
         actor,

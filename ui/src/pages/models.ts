@@ -19,8 +19,21 @@ function value(v: unknown): string {
   return String(v);
 }
 
+/**
+ * Nested records as dotted rows (`test.hr`, `train.model.dim`): one wide JSON cell would
+ * widen the table past its card and push every value out of sight.
+ */
+export function flatten(obj: Record<string, unknown>, prefix = '', depth = 0): [string, unknown][] {
+  return Object.entries(obj).flatMap(([k, v]): [string, unknown][] => {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === 'object' && !Array.isArray(v) && depth < 3) return flatten(v as Record<string, unknown>, key, depth + 1);
+    if (Array.isArray(v) && v.every((x) => x === null || typeof x !== 'object')) return [[key, v.map((x) => value(x)).join(', ')]];
+    return [[key, v]];
+  });
+}
+
 function kvTable(caption: string, obj: Record<string, unknown> | null | undefined, empty: string): HTMLElement {
-  const entries = obj && typeof obj === 'object' ? Object.entries(obj) : [];
+  const entries = obj && typeof obj === 'object' ? flatten(obj) : [];
   if (!entries.length) return h('p', { class: 'muted' }, empty);
   return h(
     'div',
@@ -29,7 +42,7 @@ function kvTable(caption: string, obj: Record<string, unknown> | null | undefine
       'table',
       null,
       h('caption', { class: 'sr-only' }, caption),
-      h('tbody', null, entries.map(([k, v]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', { class: 'num' }, value(v))))),
+      h('tbody', null, entries.map(([k, v]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', { class: typeof v === 'number' ? 'num' : 'kv-text' }, value(v))))),
     ),
   );
 }

@@ -111,3 +111,16 @@ export function download(blob: Blob, filename: string): void {
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
+
+/**
+ * Moves focus to `to` when it was lost (to <body>, or to an element disabled or removed
+ * under it: a button that disables itself while it works, a table re-rendered), so a
+ * keyboard user goes on from where the action was rather than from the top of the page.
+ */
+export function keepFocus(to: HTMLElement): void {
+  const a = document.activeElement as HTMLElement | null;
+  if (!a || a === document.body || !a.isConnected || (a as HTMLButtonElement).disabled) {
+    if (!to.hasAttribute('tabindex')) to.setAttribute('tabindex', '-1');
+    to.focus();
+  }
+}

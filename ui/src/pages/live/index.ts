@@ -4,7 +4,8 @@
 
 import type { PageContext, Page } from '../../app-state';
 import { describe } from '../../engine/errors';
-import { fmtUtc } from '../../format';
+import type { Marker } from '../../engine/types';
+import { fmtUtc, fmtUtcClock } from '../../format';
 import { recordTick } from '../../perf';
 import { StatsRing, toPoint, type Column } from '../../ring';
 import { TimeChart } from '../../ui/chart';
@@ -103,12 +104,42 @@ export function livePage(ctx: PageContext): Page {
         );
   for (const s of slots) io?.observe(s.chart.el);
 
+  // The changes drawn on the charts, as text: the canvas lines are invisible to assistive
+  // technology and too thin to hover, and this list names each one (newest first).
+  const MARKERS_LISTED = 8;
+  const markerList = h('ol', { class: 'marker-list', 'aria-label': 'Changes in view, newest first' });
+  const markerBox = h('div', { class: 'marker-box', hidden: true }, h('span', { class: 'marker-list-h muted' }, 'Changes'), markerList);
+  let markerKey = '';
+  function renderMarkers(): void {
+    const inView = store.markers.filter((m) => m.ts_ms / 1000 >= xMin && m.ts_ms / 1000 <= xMax + 5);
+    const key = `${store.markers.length}|${inView.length}|${inView[inView.length - 1]?.ts_ms ?? ''}|${inView[0]?.ts_ms ?? ''}`;
+    if (key === markerKey) return;
+    markerKey = key;
+    markerBox.hidden = inView.length === 0;
+    const shown: Marker[] = inView.slice(-MARKERS_LISTED).reverse();
+    replace(
+      markerList,
+      shown.map((m) =>
+        h(
+          'li',
+          { class: `marker-item marker-${m.kind}`, 'data-kind': m.kind, 'data-version': m.version ?? '', title: `${fmtUtc(m.ts_ms)} · ${m.label}` },
+          h('i', { style: { background: MARKER_COLORS[m.kind] ?? '#ccc' }, 'aria-hidden': 'true' }),
+          h('time', { datetime: new Date(m.ts_ms).toISOString() }, fmtUtcClock(m.ts_ms, true)),
+          ' ',
+          m.label,
+        ),
+      ),
+      inView.length > MARKERS_LISTED ? h('li', { class: 'muted' }, `and ${inView.length - MARKERS_LISTED} earlier`) : null,
+    );
+  }
+
   const emptyNote = h('div', { class: 'live-empty' });
   const el = h(
     'section',
     { class: 'page page-live', 'aria-labelledby': 'live-h' },
     h('div', { class: 'page-head' }, h('h1', { id: 'live-h' }, 'Live'), historyNote),
     toolbar,
+    markerBox,
     emptyNote,
     tileGrid,
     grid,
@@ -174,6 +205,7 @@ export function livePage(ctx: PageContext): Page {
       else s.dirty = true;
     }
     updateTiles();
+    renderMarkers();
     const empty = sourceLength() === 0;
     emptyNote.hidden = !empty;
     if (empty) {
@@ -264,7 +296,9 @@ export function livePage(ctx: PageContext): Page {
     if (!range.server) update();
   });
   store.on('markers', () => {
-    if (shown) for (const s of slots) s.chart.redraw();
+    if (!shown) return;
+    for (const s of slots) s.chart.redraw();
+    renderMarkers();
   });
   store.on('connection', () => shown && sourceLength() === 0 && update());
 

@@ -7,7 +7,7 @@ import { describe } from '../../engine/errors';
 import type { StrategyVersion } from '../../engine/types';
 import { fmtUtc } from '../../format';
 import { openDialog } from '../../ui/dialog';
-import { field, h, notice, replace } from '../../ui/dom';
+import { field, h, keepFocus, notice, replace } from '../../ui/dom';
 import { toast } from '../../ui/toast';
 import { diffTable } from './diff-view';
 
@@ -16,6 +16,7 @@ export function historyPanel(ctx: PageContext, onDraftFrom: (v: StrategyVersion)
   const picked = new Set<number>();
   const table = h('div', { class: 'table-wrap' });
   const compare = h('div');
+  const heading = h('h2', { id: 'history-h' }, 'Version history');
 
   const render = () => {
     const versions = [...app.versions].sort((a, b) => b.version - a.version);
@@ -88,6 +89,8 @@ export function historyPanel(ctx: PageContext, onDraftFrom: (v: StrategyVersion)
     try {
       const nv = await engine.rollback(v.version, message.value.trim(), base);
       app.applyVersion(nv);
+      // The table was drawn anew under the focused button: go on from the heading.
+      keepFocus(heading);
       toast(`Rolled back: v${nv.version} now serves v${v.version}'s strategy.`);
     } catch (e) {
       toast(`Rollback failed: ${describe(e)}`, 'error');
@@ -102,7 +105,7 @@ export function historyPanel(ctx: PageContext, onDraftFrom: (v: StrategyVersion)
     el: h(
       'section',
       { class: 'panel', 'aria-labelledby': 'history-h' },
-      h('div', { class: 'panel-head' }, h('h2', { id: 'history-h' }, 'Version history')),
+      h('div', { class: 'panel-head' }, heading),
       table,
       compare,
     ),

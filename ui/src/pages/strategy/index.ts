@@ -7,7 +7,7 @@ import type { Page, PageContext } from '../../app-state';
 import { cloneStrategy, createDraft, diffStrategies, rebase, validateStrategy, type FieldError } from '../../draft';
 import { EngineError, describe } from '../../engine/errors';
 import type { StrategyVersion } from '../../engine/types';
-import { h, notice, replace } from '../../ui/dom';
+import { h, keepFocus, notice, replace } from '../../ui/dom';
 import { toast } from '../../ui/toast';
 import { diffTable } from './diff-view';
 import { strategyEditor } from './editor';
@@ -163,6 +163,9 @@ export function strategyPage(ctx: PageContext): Page {
     const ch = changes();
     const choice = await publishDialog(ch.length, d.baseVersion);
     if (!choice) return;
+    // The button disables itself while it works: focus goes to the status line, which
+    // then reads out how the publish went.
+    if (document.activeElement === publishBtn) keepFocusOn(status);
     publishBtn.disabled = true;
     setStatus('Publishing…');
     try {
@@ -190,7 +193,13 @@ export function strategyPage(ctx: PageContext): Page {
       }
     } finally {
       refresh();
+      keepFocus(status);
     }
+  }
+
+  function keepFocusOn(el: HTMLElement): void {
+    el.setAttribute('tabindex', '-1');
+    el.focus();
   }
 
   function draftFrom(v: StrategyVersion): void {
