@@ -21,7 +21,8 @@ pub struct AuditEntry {
     /// Who: a token's name, or `guard` for the engine's own guard.
     pub actor: String,
     /// What: `strategy.publish`, `strategy.rollback`, `strategy.revert`, `guard.abort`,
-    /// `model.activate`, `user.forget`, `user.lookup`, `items.import`, `replay.start`.
+    /// `model.activate`, `model.swap` (by the engine itself: a fine-tuned model),
+    /// `user.forget`, `user.lookup`, `items.import`, `replay.start`.
     pub action: String,
     /// On what: a strategy version, a model, a user.
     pub target: String,
@@ -107,7 +108,7 @@ impl Marker {
             "strategy.publish" => "publish",
             "strategy.rollback" => "rollback",
             "strategy.revert" => "revert",
-            "model.activate" => "model",
+            "model.activate" | "model.swap" => "model",
             _ => return None,
         };
         let version = e
@@ -141,11 +142,42 @@ impl Marker {
 pub struct Recorder {
     pub log: AuditLog,
     hub: std::sync::Arc<super::live::Hub>,
+    /// The newest model version already audited (an activation, or a swap noticed).
+    model_seen: AtomicU64,
 }
 
 impl Recorder {
     pub fn new(log: AuditLog, hub: std::sync::Arc<super::live::Hub>) -> Recorder {
-        Recorder { log, hub }
+        Recorder {
+            log,
+            hub,
+            model_seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes that model `version` is accounted for in the log; returns whether it is
+    /// newer than any noted before.
+    pub fn note_model(&self, version: u64) -> bool {
+        self.model_seen.fetch_max(version, Ordering::SeqCst) < version
+    }
+
+    /// Audits a model swap the engine made by itself (a fine-tuned model swapped in), as
+    /// the live figures reveal it; swaps made through `POST /v1/models/activate` are
+    /// noted there and not audited twice.
+    pub fn model_seen_at(&self, version: u64, model: Option<crate::engine::ModelInfo>) {
+        if version == 0 || !self.note_model(version) {
+            return;
+        }
+        let name = model.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let fine_tuned = model.as_ref().is_some_and(|m| m.fine_tuned);
+        if let Err(e) = self.record(
+            "engine",
+            "model.swap",
+            name.clone(),
+            serde_json::json!({"new_version": version, "name": name, "fine_tuned": fine_tuned}),
+        ) {
+            tracing::error!(error = %e, version, "could not audit a model swap");
+        }
     }
 
     /// Appends an entry (durable) and streams it.
@@ -280,6 +312,30 @@ mod tests {
         let next = log.list(3, Some(4)).expect("list");
         assert_eq!(next.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 2, 1]);
         assert_eq!(page[0].actor, "bob");
+    }
+
+    #[test]
+    fn a_swap_the_engine_made_is_audited_once_and_drawn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Default::default()).expect("store");
+        let hub = std::sync::Arc::new(super::super::live::Hub::default());
+        let r = Recorder::new(AuditLog::open(store).expect("log"), hub);
+        // The model the service started with, then an activation noted by its route.
+        assert!(r.note_model(1));
+        assert!(r.note_model(2));
+        r.model_seen_at(2, None);
+        assert!(r.log.list(10, None).expect("list").is_empty());
+        // A fine-tuned swap nobody announced: one entry, one marker.
+        r.model_seen_at(3, None);
+        r.model_seen_at(3, None);
+        let rows = r.log.list(10, None).expect("list");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].actor.as_str(), rows[0].action.as_str()),
+            ("engine", "model.swap")
+        );
+        let m = Marker::of(&rows[0]).expect("drawn");
+        assert_eq!((m.kind.as_str(), m.version), ("model", Some(3)));
     }
 
     #[test]

@@ -290,12 +290,14 @@ pub async fn tick(
     http: Arc<HttpMetrics>,
     hub: Arc<Hub>,
     history: Arc<super::history::History>,
+    recorder: Arc<super::audit::Recorder>,
     every: Duration,
 ) {
     let mut prev = engine.metrics();
     let mut http_prev = http.requests.load(std::sync::atomic::Ordering::Relaxed);
     let mut at = Instant::now();
     history.observe(&prev, http_prev, at);
+    recorder.note_model(prev.model_version);
     loop {
         actix_web::rt::time::sleep(every).await;
         if hub.closing.load(std::sync::atomic::Ordering::SeqCst) {
@@ -307,6 +309,9 @@ pub async fn tick(
         let stats = LiveStats::between(&prev, &cur, http_prev, http_cur, now - at);
         hub.send("stats", &stats);
         history.observe(&cur, http_cur, now);
+        if cur.model_version != prev.model_version {
+            recorder.model_seen_at(cur.model_version, engine.model_info());
+        }
         (prev, http_prev, at) = (cur, http_cur, now);
     }
 }

@@ -468,6 +468,7 @@ async fn activate_model(
         "model",
         &serde_json::json!({"version": version, "name": b.name, "model": model}),
     );
+    state.recorder.note_model(version);
     audit(
         &state,
         &caller,
@@ -1112,7 +1113,7 @@ pub async fn serve_until(
         started_ms: crate::store::now_ms(),
         environment: cfg.environment.clone(),
         history: Arc::clone(&history),
-        recorder,
+        recorder: Arc::clone(&recorder),
         guard: Arc::new(std::sync::Mutex::new((0, guard::GuardStatus::none()))),
         models_dir: cfg.models_dir.clone(),
         http: Arc::clone(&http),
@@ -1166,6 +1167,7 @@ pub async fn serve_until(
         Arc::clone(&http),
         Arc::clone(&hub),
         history,
+        Arc::clone(&recorder),
         cfg.stream_every,
     ));
     let stopping = Arc::clone(&hub);
