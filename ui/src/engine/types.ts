@@ -242,6 +242,28 @@ export interface StrategyReport {
   weights?: { events: number; weights: Weights }[];
   seconds?: number;
 }
+/** One metric of a comparison (src-core/src/replay/compare.rs `Difference`). */
+export interface ReplayDifference {
+  metric: string;
+  /** The strategy's figure and the baseline's. */
+  value: number;
+  baseline: number;
+  /** value − baseline, with its paired-bootstrap 95% interval. */
+  diff: number;
+  ci_low: number;
+  ci_high: number;
+  /** The interval leaves out 0. */
+  significant: boolean;
+}
+
+/** A strategy against the baseline (the first one replayed). */
+export interface ReplayComparison {
+  strategy: string;
+  baseline: string;
+  users: number;
+  differences: ReplayDifference[];
+}
+
 /** `ReplayReport` of src-core/src/replay/mod.rs; `verdict` and `comparisons` may come later. */
 export interface ReplayReport {
   source?: string;

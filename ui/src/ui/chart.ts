@@ -6,7 +6,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { Decimator } from '../decimate';
 import type { Marker } from '../engine/types';
-import { fmtUtc, fmtUtcClock } from '../format';
+import { fmtInt, fmtUtc, fmtUtcClock } from '../format';
 import { h } from './dom';
 import { CHART, MARKER_COLORS } from './theme';
 
@@ -75,7 +75,9 @@ function markerPlugin(markers: () => readonly Marker[]): uPlot.Plugin {
         ctx.font = CHART.font.replace(/^(\d+)px/, (_, n) => `${Number(n) * pr}px`);
         ctx.textBaseline = 'top';
         ctx.textAlign = 'left';
-        let lastLabelEnd = -Infinity;
+        // Lines for every marker in range; labels newest first, each where it does not
+        // cover one already drawn (the newest change is the one to read).
+        const labels: { x: number; label: string; color: string }[] = [];
         for (const m of list) {
           const t = m.ts_ms / 1000;
           if (t < min || t > max) continue;
@@ -88,17 +90,20 @@ function markerPlugin(markers: () => readonly Marker[]): uPlot.Plugin {
           ctx.moveTo(x, top);
           ctx.lineTo(x, top + height);
           ctx.stroke();
-          const label = m.label.length > 28 ? `${m.label.slice(0, 27)}…` : m.label;
+          labels.push({ x, label: m.label.length > 28 ? `${m.label.slice(0, 27)}…` : m.label, color });
+        }
+        ctx.setLineDash([]);
+        const taken: [number, number][] = [];
+        for (let i = labels.length - 1; i >= 0; i--) {
+          const { x, label, color } = labels[i];
           const w = ctx.measureText(label).width + 6 * pr;
-          const lx = Math.min(x + 3 * pr, u.bbox.left + u.bbox.width - w);
-          if (lx > lastLabelEnd) {
-            ctx.setLineDash([]);
-            ctx.fillStyle = CHART.labelBg;
-            ctx.fillRect(lx, top + 2 * pr, w, 14 * pr);
-            ctx.fillStyle = color;
-            ctx.fillText(label, lx + 3 * pr, top + 3 * pr);
-            lastLabelEnd = lx + w;
-          }
+          const lx = Math.max(u.bbox.left, Math.min(x + 3 * pr, u.bbox.left + u.bbox.width - w));
+          if (taken.some(([a, b]) => lx < b && lx + w > a)) continue;
+          taken.push([lx, lx + w]);
+          ctx.fillStyle = CHART.labelBg;
+          ctx.fillRect(lx, top + 2 * pr, w, 14 * pr);
+          ctx.fillStyle = color;
+          ctx.fillText(label, lx + 3 * pr, top + 3 * pr);
         }
         ctx.restore();
       },
@@ -218,7 +223,8 @@ export class TimeChart {
                 return t.splits;
               }
             : undefined,
-          values: xTime ? (_u, splits) => splits.map((v) => fmtTimeTick(v, timeIncr)) : axisFmt,
+          // A plain x (events replayed) is a count, not the y figure's unit.
+          values: xTime ? (_u, splits) => splits.map((v) => fmtTimeTick(v, timeIncr)) : (_u, splits) => splits.map((v) => (v == null ? '' : fmtInt(v))),
         },
         {
           stroke: CHART.axis,

@@ -2,7 +2,7 @@
 // each strategy's figures as a table, confidence intervals if present, per-window charts of
 // HR / NDCG / MRR and each strategy's blend weights over the replay.
 
-import type { ReplayReport, StrategyReport } from '../../engine/types';
+import type { ReplayComparison, ReplayReport, StrategyReport } from '../../engine/types';
 import { SOURCES } from '../../engine/types';
 import { fmtDuration, fmtInt, fmtNum, fmtPct, fmtUs, fmtUtc } from '../../format';
 import { TimeChart } from '../../ui/chart';
@@ -58,9 +58,71 @@ function figuresTable(r: ReplayReport): HTMLElement {
   );
 }
 
+function isComparisons(c: unknown): c is ReplayComparison[] {
+  return (
+    Array.isArray(c) &&
+    c.length > 0 &&
+    c.every((x) => x && typeof x === 'object' && typeof x.strategy === 'string' && Array.isArray(x.differences))
+  );
+}
+
+const METRIC_LABELS: Record<string, (k: number | undefined) => string> = {
+  hr: (k) => `HR@${k ?? 'k'}`,
+  ndcg: (k) => `NDCG@${k ?? 'k'}`,
+  mrr: () => 'MRR',
+  reward_per_ranking: () => 'reward per ranking',
+};
+
+/** A signed figure: `+0.0123`, `−0.0045`, `0.0000`. */
+function signed(v: number): string {
+  const t = Math.abs(v).toFixed(4);
+  return v > 0 && Number(t) !== 0 ? `+${t}` : v < 0 && Number(t) !== 0 ? `−${t}` : t;
+}
+
+/** Each strategy against the baseline: per metric the two figures, the difference and its 95% CI. */
+function comparisonTables(cs: ReplayComparison[], k: number | undefined): HTMLElement {
+  return h(
+    'div',
+    { class: 'comparisons' },
+    cs.map((c) =>
+      h(
+        'div',
+        { class: 'table-wrap' },
+        h(
+          'table',
+          { class: 'comparison', 'data-strategy': c.strategy, 'data-baseline': c.baseline },
+          h('caption', null, `${c.strategy} against ${c.baseline}, paired over ${fmtInt(c.users)} users`),
+          h(
+            'thead',
+            null,
+            h('tr', null, h('th', null, 'metric'), h('th', { class: 'num' }, c.strategy), h('th', { class: 'num' }, c.baseline), h('th', { class: 'num' }, 'difference'), h('th', { class: 'num' }, '95% CI'), h('th', null, 'beyond noise')),
+          ),
+          h(
+            'tbody',
+            null,
+            c.differences.map((d) =>
+              h(
+                'tr',
+                { 'data-metric': d.metric },
+                h('th', { scope: 'row' }, (METRIC_LABELS[d.metric] ?? (() => d.metric))(k)),
+                h('td', { class: 'num' }, fmtNum(d.value, 4)),
+                h('td', { class: 'num' }, fmtNum(d.baseline, 4)),
+                h('td', { class: 'num diff' }, signed(d.diff)),
+                h('td', { class: 'num ci' }, `[${signed(d.ci_low)}, ${signed(d.ci_high)}]`),
+                h('td', null, d.significant ? h('span', { class: `tag ${d.diff > 0 ? 'tag-ok' : 'tag-err'}` }, d.diff > 0 ? 'better' : 'worse') : h('span', { class: 'muted' }, 'no')),
+              ),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 /** Renders `comparisons` whatever its shape: a list of records as a table, else key/values. */
-function comparisons(c: unknown): HTMLElement | null {
-  if (c == null) return null;
+function comparisons(c: unknown, k?: number): HTMLElement | null {
+  if (c == null || (Array.isArray(c) && !c.length)) return null;
+  if (isComparisons(c)) return comparisonTables(c, k);
   const cell = (v: unknown): string =>
     typeof v === 'number' ? fmtNum(v, 4) : Array.isArray(v) ? `[${v.map(cell).join(', ')}]` : v && typeof v === 'object' ? JSON.stringify(v) : String(v);
   if (Array.isArray(c) && c.every((x) => x && typeof x === 'object' && !Array.isArray(x))) {
@@ -133,7 +195,7 @@ export function renderReport(r: ReplayReport, download: HTMLElement | null): { e
       return chart.el;
     });
 
-  const comp = comparisons(r.comparisons);
+  const comp = comparisons(r.comparisons, r.k);
   const el = h(
     'div',
     { class: 'report' },
