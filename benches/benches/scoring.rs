@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use attune::model::session::{FastModel, ScoreDtype, SessionState};
+use attune::model::fast::{FastModel, ScoreDtype, SessionState};
 use attune::model::{fresh, Config, SeqRec};
 use candle_core::{Device, IndexOp, Tensor};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};

@@ -888,7 +888,7 @@ fn blend(
 /// Fills the like and purchase features of `item` from the task heads and returns what
 /// they add to its score under weights `w`.
 fn task_features(
-    heads: &Option<(&ModelSlot, crate::model::session::TaskHeads)>,
+    heads: &Option<(&ModelSlot, crate::model::fast::TaskHeads)>,
     item: ItemId,
     w: &[f32; N_SOURCES],
     f: &mut [f32; N_SOURCES],

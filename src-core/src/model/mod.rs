@@ -15,14 +15,14 @@ pub(crate) mod ops;
 mod seqrec;
 
 pub mod checkpoint;
+pub mod fast;
 pub mod scorer;
-pub mod session;
 pub mod train;
 
 pub use checkpoint::Checkpoint;
+pub use fast::{FastModel, SessionState};
 pub use seqrec::fresh;
 pub use seqrec::SeqRec;
-pub use session::{FastModel, SessionState};
 
 use serde::{Deserialize, Serialize};
 
@@ -208,3 +208,9 @@ pub fn device(name: &str) -> Result<candle_core::Device> {
 
 #[cfg(test)]
 mod tests;
+
+/// The fast model's former path.
+#[deprecated(note = "renamed `attune::model::fast` (it collided with `engine::session`)")]
+pub mod session {
+    pub use super::fast::*;
+}
