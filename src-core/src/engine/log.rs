@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::inference::{deliver_by_home, Delivery, ReplySender};
+use super::reply::{deliver_by_home, Ack, AckSender, Delivery, ReplySender};
 use crate::error::{Error, Result};
 use crate::event::{ItemId, RawEvent};
 use crate::store::{PendingAppend, Store};
@@ -31,20 +31,9 @@ const MIN_BATCH_INTERVAL: Duration = Duration::from_millis(2);
 /// 18).
 const BUSY_BATCH: usize = 2;
 
-/// What a recorded event's acknowledgement carries.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ack {
-    /// Sequence number in the log.
-    pub seq: u64,
-    /// The event's item, interned.
-    pub item: Option<ItemId>,
-}
-
-pub(crate) type AckSender = tokio::sync::oneshot::Sender<Result<Ack>>;
-
 pub(crate) enum LogMsg {
     /// An event to make durable; the sender gets its sequence number once it is, delivered
-    /// on the arbiter of the given index (the session's, see `inference::reply_box`).
+    /// on the arbiter of the given index (the session's, see `reply::reply_box`).
     Record(RawEvent, AckSender, usize),
     /// An impression: logged, not waited for.
     Impression(RawEvent),
