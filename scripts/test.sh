@@ -22,10 +22,9 @@ npm --prefix ui test --silent
 step "rust workspace (cargo test)"
 cargo test --workspace --locked
 
-if [ -f ui/e2e/run.mjs ]; then
-  step "web console end to end (chromium)"
-  node ui/e2e/run.mjs
-fi
+step "web console end to end (chromium, real attune serve)"
+cargo build -p attune --locked
+npm --prefix ui run e2e
 
 step "desktop smoke (tauri-driver, Xvfb)"
 SMOKE_BUILD_UI=0 scripts/desktop-smoke.sh

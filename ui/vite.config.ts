@@ -9,7 +9,7 @@ export default defineConfig({
     chunkSizeWarningLimit: 400,
   },
   server: {
-    // `npm run dev` against a local engine (or scripts/fake-engine.mjs) on :8080.
+    // `npm run dev` against a local engine on :8080 (e.g. `attune demo --bind 127.0.0.1:8080`).
     proxy: {
       '/v1': { target: process.env.ATTUNE_URL ?? 'http://127.0.0.1:8080', changeOrigin: true },
     },

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, openConsole, shot } from './lib/browser.mjs';
+import { launch, openConsole, shot, unexpectedErrors } from './lib/browser.mjs';
 import { Engine, sleep, traffic, until } from './lib/engine.mjs';
 
 let engine;
@@ -65,6 +65,23 @@ test('stats arrive once a second and the page’s recommendations/s matches /met
   console.log(`live: ${n1 - n0} points in ${((t1 - t0) / 1000).toFixed(1)} s; page ${pageRate.toFixed(1)} rec/s, /metrics ${counterRate.toFixed(1)} rec/s`);
   assert.ok(counterRate > 10, `the traffic is not running (${counterRate} rec/s)`);
   assert.ok(Math.abs(pageRate - counterRate) <= 0.25 * counterRate, `page ${pageRate} rec/s vs /metrics ${counterRate} rec/s`);
+
+  // Scrubbing back with the keyboard pauses the view on a past point, in UTC.
+  await page.focus('#live-scrub');
+  for (let i = 0; i < 5; i++) await page.keyboard.press('ArrowLeft');
+  await page.locator('button', { hasText: 'Resume' }).waitFor();
+  assert.match(await page.locator('.scrub-time').textContent(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
+  const frozen = await points(page);
+  await sleep(2100);
+  assert.equal(await page.inputValue('#live-scrub'), String(frozen - 6), 'the scrubbed point moved while paused');
+  await page.locator('button', { hasText: 'Resume' }).click();
+  assert.equal(await page.locator('.scrub-time').textContent(), 'live');
+  // A range past the client buffer comes from the server's history.
+  await page.check('#range-1h');
+  await page.locator('.range-note', { hasText: 'Server history: 1 h, one point per 10 s' }).waitFor();
+  assert.equal(await page.locator('#live-scrub').isDisabled(), true);
+  await page.check('#range-30m');
+  await page.locator('.range-note', { hasText: 'Live: the last 30 min' }).waitFor();
   assert.deepEqual(page.errors, []);
   await page.context().close();
 });
@@ -108,6 +125,6 @@ test('a killed engine raises the banner; its restart clears it without a reload'
   assert.equal(same.navigations, 1);
   assert.equal(same.link, 'connected');
   // The browser logs the failed stream requests while the engine is down; nothing else.
-  assert.deepEqual(page.errors.filter((e) => !/ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|net::|Failed to load resource/.test(e)), []);
+  assert.deepEqual(unexpectedErrors(page, /net::ERR_|Failed to load resource/), []);
   await page.context().close();
 });

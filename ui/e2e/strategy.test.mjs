@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { answerToken, findTokens, launch, openConsole, shot, tabTo } from './lib/browser.mjs';
+import { answerToken, findTokens, launch, openConsole, shot, tabTo, unexpectedErrors } from './lib/browser.mjs';
 import { ADMIN, Engine, READ, until } from './lib/engine.mjs';
 
 let engine;
@@ -199,5 +199,43 @@ test('preview: the draft reorders the slate, and nothing is recorded', { timeout
   assert.equal(live.version, (await engine.ok('GET', '/v1/strategy')).version, 'a preview published something');
   await noTokenLeft(page);
   assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
+test('a publish from a stale draft is refused (409) and rebased', { timeout: 60_000 }, async () => {
+  const page = await strategyPage();
+  await page.fill('#w-candidates', '77');
+  const base = await engine.ok('GET', '/v1/strategy');
+  // Another operator publishes meanwhile.
+  const theirs = structuredClone(base.strategy);
+  theirs.reward.skip = -1;
+  await engine.ok('PUT', '/v1/strategy', { token: ADMIN, body: { strategy: theirs, message: 'e2e: someone else', base_version: base.version } });
+  const conflict = page.locator('.conflict');
+  await conflict.waitFor({ state: 'visible' });
+  assert.match(await conflict.textContent(), new RegExp(`moved to v${base.version + 1}`));
+
+  // Publishing anyway: the engine refuses it, nothing changes.
+  await page.getByRole('button', { name: 'Publish…' }).click();
+  await page.locator('.dialog input[type=text]').fill('e2e: candidates');
+  await page.locator('.dialog button[type=submit]').click();
+  await answerToken(page, ADMIN);
+  await page.locator('.status-line.error', { hasText: /Not published: the live version moved/ }).waitFor();
+  assert.equal((await engine.ok('GET', '/v1/strategy')).version, base.version + 1);
+
+  // Rebase: my edit kept, theirs taken; then the publish goes through.
+  await conflict.getByRole('button', { name: 'Rebase draft' }).click();
+  await conflict.waitFor({ state: 'hidden' });
+  assert.equal(await page.inputValue('#w-candidates'), '77');
+  assert.equal(await page.inputValue('#w-reward-skip'), '-1');
+  await page.getByRole('button', { name: 'Publish…' }).click();
+  await page.locator('.dialog input[type=text]').fill('e2e: candidates after rebase');
+  await page.locator('.dialog button[type=submit]').click();
+  await toast(page, new RegExp(`Published v${base.version + 2}`));
+  const now = await engine.ok('GET', '/v1/strategy');
+  assert.equal(now.strategy.candidates, 77);
+  assert.equal(now.strategy.reward.skip, -1);
+  assert.equal((await engine.ok('GET', '/v1/strategy/history')).at(-1).based_on, base.version + 1);
+  await noTokenLeft(page);
+  assert.deepEqual(unexpectedErrors(page, /status of 409 \(Conflict\)/), []);
   await page.context().close();
 });

@@ -40,6 +40,14 @@ export async function openConsole(browser, engine, route = 'live', { width = 128
   return page;
 }
 
+/**
+ * The page's errors, less those a test expects: Chromium logs every 4xx/5xx answer and
+ * every refused connection as a console error (`expected` are regular expressions).
+ */
+export function unexpectedErrors(page, ...expected) {
+  return page.errors.filter((e) => !expected.some((re) => re.test(e)));
+}
+
 /** Goes to a route of the already open console (no reload). */
 export async function go(page, route) {
   await page.evaluate((r) => (location.hash = `#/${r}`), route);
