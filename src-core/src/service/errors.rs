@@ -1,0 +1,163 @@
+//! Errors as the service answers them: `ApiError` (status, code, message) as JSON
+//! `{"error": {"code", "message"}}`, the mapping of every engine error to a status, the
+//! framework's own errors (413, 405) in the same shape, and 404/405 for unknown routes.
+
+use super::*;
+
+/// An error answered as JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    pub(super) status: StatusCode,
+    pub(super) code: &'static str,
+    pub(super) message: String,
+}
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct ErrorBody<'a> {
+    pub(super) error: ErrorInner<'a>,
+}
+
+#[derive(Serialize)]
+pub(super) struct ErrorInner<'a> {
+    pub(super) code: &'a str,
+    pub(super) message: &'a str,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.insert_header((header::RETRY_AFTER, "1"));
+        }
+        r.json(ErrorBody {
+            error: ErrorInner {
+                code: self.code,
+                message: &self.message,
+            },
+        })
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let message = e.to_string();
+        match e {
+            Error::BadRequest(_) | Error::InvalidConfig { .. } | Error::Parse { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+            }
+            Error::Overloaded { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+            }
+            Error::ShutDown | Error::Closed => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            Error::Checkpoint { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_model", message)
+            }
+            Error::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}
+
+/// Turns the framework's own error responses (an oversized body, a wrong method) into the
+/// JSON error shape.
+pub(super) fn json_errors<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::middleware::ErrorHandlerResponse;
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is larger than the server's limit (--body-limit)".to_string(),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed".into()),
+        s if s.is_client_error() => (
+            "bad_request",
+            s.canonical_reason().unwrap_or("bad request").into(),
+        ),
+        s => (
+            "internal",
+            s.canonical_reason().unwrap_or("internal error").into(),
+        ),
+    };
+    let (req, _) = res.into_parts();
+    let body = ApiError::new(status, code, message).error_response();
+    Ok(ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, body).map_into_right_body(),
+    ))
+}
+
+/// Whether a route pattern (`/v1/users/{id}`) matches a path.
+pub(super) fn pattern_matches(pattern: &str, path: &str) -> bool {
+    let (p, q): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == q.len()
+        && p.iter()
+            .zip(&q)
+            .all(|(a, b)| a == b || (a.starts_with('{') && !b.is_empty()))
+}
+
+/// No route: 405 with `Allow` when the path exists under other methods, else 404.
+pub(super) async fn not_found(req: HttpRequest) -> HttpResponse {
+    let allowed: Vec<String> = routes()
+        .into_iter()
+        .filter(|r| pattern_matches(r.path, req.path()))
+        .map(|r| r.method.to_string())
+        .collect();
+    if allowed.is_empty() {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route {} {}", req.method(), req.path()),
+        )
+        .error_response();
+    }
+    let mut r = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}; allowed: {}",
+            req.method(),
+            req.path(),
+            allowed.join(", ")
+        ),
+    )
+    .error_response();
+    if let Ok(v) = header::HeaderValue::from_str(&allowed.join(", ")) {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r
+}
