@@ -25,7 +25,7 @@ use actix::prelude::*;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::metrics::Metrics;
-use super::ranking::{blend, Ask, Scratch};
+use super::ranking::{blend, Ask, Inputs, Scratch};
 pub(crate) use super::reply::{
     deliver_by_home, reply_box, Delivery, JobOutcome, ReplySender, Scored,
 };
@@ -457,12 +457,14 @@ fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
                     exclude_tags: &job.exclude_tags,
                     seed: job.seed,
                 },
-                model.as_deref(),
-                vecs[i].as_deref(),
-                rows[i].clone().map(|r| &logits[r]),
-                &sources,
-                job.live.as_deref().unwrap_or(&live),
-                &catalog,
+                &Inputs {
+                    model: model.as_deref(),
+                    user_vec: vecs[i].as_deref(),
+                    logits: rows[i].clone().map(|r| &logits[r]),
+                    sources: &sources,
+                    live: job.live.as_deref().unwrap_or(&live),
+                    catalog: &catalog,
+                },
                 scratch,
             )),
         };

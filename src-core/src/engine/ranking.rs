@@ -13,6 +13,18 @@ use super::strategy::{Exploration, N_SOURCES};
 use super::{Catalog, Live, ModelSlot};
 use crate::event::ItemId;
 
+/// What a request is ranked with: the batch's model, sources, strategy and catalogue, and
+/// the request's own user vector and logits row (when the model scored it).
+#[derive(Clone, Copy)]
+pub(super) struct Inputs<'a> {
+    pub model: Option<&'a ModelSlot>,
+    pub user_vec: Option<&'a [f32]>,
+    pub logits: Option<&'a [f32]>,
+    pub sources: &'a SourceSnapshot,
+    pub live: &'a Live,
+    pub catalog: &'a Catalog,
+}
+
 /// What ranking reads of a request.
 pub(super) struct Ask<'a> {
     /// The user's recent interactions (store item ids), oldest first.
@@ -122,17 +134,15 @@ impl Scratch {
 }
 
 /// Ranks the candidates of one request.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn blend(
-    job: &Ask<'_>,
-    model: Option<&ModelSlot>,
-    user_vec: Option<&[f32]>,
-    logits: Option<&[f32]>,
-    src: &SourceSnapshot,
-    live: &Live,
-    catalog: &Catalog,
-    s: &mut Scratch,
-) -> Scored {
+pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut Scratch) -> Scored {
+    let Inputs {
+        model,
+        user_vec,
+        logits,
+        sources: src,
+        live,
+        catalog,
+    } = *with;
     let strategy = &live.strategy;
     let n = catalog.len().max(src.n_items());
     s.reset(n);
