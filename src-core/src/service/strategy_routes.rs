@@ -208,3 +208,26 @@ pub(super) async fn abort_guard(req: HttpRequest, state: web::Data<AppState>) ->
     )?;
     Ok(HttpResponse::Ok().json(status))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_values_keep_the_f32_weights_as_written() {
+        let s = Strategy::default();
+        let v = wire_value(&s).expect("value");
+        assert_eq!(v["weights"]["pop"], serde_json::json!(0.2), "{v}");
+        // What the audit diff would have held before: the f32 widened to f64.
+        assert_ne!(
+            serde_json::to_value(&s).expect("value")["weights"]["pop"],
+            serde_json::json!(0.2)
+        );
+        let d = super::super::audit::json_diff(&v, &{
+            let mut t = s.clone();
+            t.weights.pop = 0.75;
+            wire_value(&t).expect("value")
+        });
+        assert_eq!(d["weights.pop"], serde_json::json!([0.2, 0.75]));
+    }
+}
