@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { answerToken, findTokens, launch, openConsole, shot, tabTo, unexpectedErrors } from './lib/browser.mjs';
-import { ADMIN, Engine, READ, until } from './lib/engine.mjs';
+import { ADMIN, Engine, READ, sleep, until } from './lib/engine.mjs';
 
 let engine;
 let browser;
@@ -204,6 +204,12 @@ test('preview: the draft reorders the slate, and nothing is recorded', { timeout
 
 test('a publish from a stale draft is refused (409) and rebased', { timeout: 60_000 }, async () => {
   const page = await strategyPage();
+  // The engine's validation of the draft (debounced after each edit) answers late, after
+  // the refused publish: its "accepts" must not hide the refusal (it did, under load).
+  await page.route('**/v1/strategy/validate', async (route) => {
+    await sleep(1500);
+    await route.continue();
+  });
   await page.fill('#w-candidates', '77');
   const base = await engine.ok('GET', '/v1/strategy');
   // Another operator publishes meanwhile.
@@ -220,6 +226,8 @@ test('a publish from a stale draft is refused (409) and rebased', { timeout: 60_
   await page.locator('.dialog button[type=submit]').click();
   await answerToken(page, ADMIN);
   await page.locator('.status-line.error', { hasText: /Not published: the live version moved/ }).waitFor();
+  await sleep(2000); // the late validation has answered by now
+  assert.match(await page.locator('.status-line').textContent(), /Not published: the live version moved/);
   assert.equal((await engine.ok('GET', '/v1/strategy')).version, base.version + 1);
 
   // Rebase: my edit kept, theirs taken; then the publish goes through.

@@ -67,25 +67,32 @@ export function strategyPage(ctx: PageContext): Page {
       const d = app.draft;
       if (!d || clientErrors.length) return;
       const seq = ++validateSeq;
+      // A late answer must not hide what happened meanwhile (a refused publish, say): the
+      // status line takes it only if nothing else was said since the question.
+      const said = statusRev;
+      const tell = (text: string, error = false) => statusRev === said && setStatus(text, error);
       try {
         await engine.validateStrategy(d.strategy);
         if (seq !== validateSeq) return;
         engineError = null;
-        setStatus('The engine accepts this draft.');
+        tell('The engine accepts this draft.');
       } catch (e) {
         if (seq !== validateSeq) return;
         if (e instanceof EngineError && e.status === 400) {
           engineError = { path: e.field ?? 'strategy', message: e.message };
-          setStatus(`The engine refuses this draft: ${e.message}`, true);
+          tell(`The engine refuses this draft: ${e.message}`, true);
         } else {
-          setStatus(`Could not ask the engine to validate: ${describe(e)}`, true);
+          tell(`Could not ask the engine to validate: ${describe(e)}`, true);
         }
       }
       showErrors();
     }, VALIDATE_DEBOUNCE_MS);
   }
 
+  /** Counts what the status line said, so a late validation does not speak over it. */
+  let statusRev = 0;
   function setStatus(text: string, error = false): void {
+    statusRev++;
     status.textContent = text;
     status.classList.toggle('error', error);
   }
@@ -163,6 +170,10 @@ export function strategyPage(ctx: PageContext): Page {
     const ch = changes();
     const choice = await publishDialog(ch.length, d.baseVersion);
     if (!choice) return;
+    // The publish is the engine's validation too: a pending or late one is moot now.
+    if (validateTimer) clearTimeout(validateTimer);
+    validateTimer = null;
+    validateSeq++;
     // The button disables itself while it works: focus goes to the status line, which
     // then reads out how the publish went.
     if (document.activeElement === publishBtn) keepFocusOn(status);
