@@ -41,7 +41,7 @@ test('attention over a user whose history alternates one item', { timeout: 90_00
     const item = i % 2 === 0 ? X : items[20 + i];
     lines.push(JSON.stringify({ user: 'e2e-probe', kind: 'click', item, ts: 1_700_000_000 + i }));
   }
-  // One request per event, as a client's clicks come (a batch's order is the todo below).
+  // One request per event, as a client's clicks come (a batch's order is checked below).
   for (const l of lines) await engine.ok('POST', '/v1/events', { body: l });
 
   const page = await openConsole(browser, engine, 'sessions');
@@ -131,7 +131,6 @@ test('attention over a user whose history alternates one item', { timeout: 90_00
 
 test(
   'a batch of one user’s events keeps its order in the session',
-  { todo: 'engine bug (src-core/src/engine/session.rs, Record): acknowledgements that complete together are applied in reverse, so a batch [a, b, c, d] reads [a, d, c, b]' },
   async () => {
     const items = ['i300', 'i301', 'i302', 'i303', 'i304', 'i305'];
     const body = items.map((item, i) => JSON.stringify({ user: 'e2e-batch', kind: 'click', item, ts: 1_700_000_000 + i })).join('\n');

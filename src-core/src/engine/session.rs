@@ -76,6 +76,20 @@ pub(crate) struct SessionActor {
     home: usize,
     requests: u64,
     bytes: u64,
+    /// Events sent to the log, and the answers applied, counted in sending order: an
+    /// event's answer is applied only after those of every event sent before it.
+    sent: u64,
+    applied: u64,
+    /// Answers that came back before an earlier event's was applied (`None`: it failed).
+    answered: std::collections::BTreeMap<u64, Option<Applied>>,
+}
+
+/// What applying an acknowledged event needs.
+struct Applied {
+    item: Option<ItemId>,
+    kind: EventKind,
+    value: f32,
+    request_id: Option<String>,
 }
 
 impl SessionActor {
@@ -91,6 +105,23 @@ impl SessionActor {
             state: None,
             requests: 0,
             bytes: 0,
+            sent: 0,
+            applied: 0,
+            answered: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Takes the answer of the `n`-th event sent, then applies, in sending order, every
+    /// answer no earlier one still waits for. Answers that complete together are polled
+    /// by actix in no fixed order (its context swap-removes finished futures: four
+    /// events of one request were applied as a, d, c, b), so the order is restored here.
+    fn answer(&mut self, n: u64, applied: Option<Applied>) {
+        self.answered.insert(n, applied);
+        while let Some(next) = self.answered.remove(&self.applied) {
+            self.applied += 1;
+            if let Some(a) = next {
+                self.apply(a.item, a.kind, a.value, a.request_id);
+            }
         }
     }
 
@@ -318,8 +349,8 @@ pub(crate) struct Record {
 impl Handler<Record> for SessionActor {
     // Not atomic: the mailbox goes on while the event waits for its flush (a request of
     // the same user meanwhile need not wait for the disk). Acknowledgements arrive in log
-    // order, and each is applied to the session before its caller hears of it, so a
-    // request made after an acknowledgement sees the event.
+    // order, and each is applied to the session (in sending order, see `answer`) before
+    // its caller hears of it, so a request made after an acknowledgement sees the event.
     type Result = ResponseActFuture<Self, Result<u64>>;
 
     fn handle(&mut self, msg: Record, _ctx: &mut Self::Context) -> Self::Result {
@@ -335,6 +366,8 @@ impl Handler<Record> for SessionActor {
             .send(LogMsg::Record(msg.event, tx, self.home))
             .is_ok();
         let request_id = msg.request_id;
+        let n = self.sent;
+        self.sent += 1;
         Box::pin(
             async move {
                 if !sent {
@@ -345,8 +378,14 @@ impl Handler<Record> for SessionActor {
             .into_actor(self)
             .map(move |res, act, _ctx| {
                 let _guard = act.guard();
+                let applied = res.as_ref().ok().map(|ack| Applied {
+                    item: ack.item,
+                    kind,
+                    value,
+                    request_id,
+                });
+                act.answer(n, applied);
                 let ack = res?;
-                act.apply(ack.item, kind, value, request_id);
                 let m = &act.shared.metrics;
                 super::metrics::Metrics::add(&m.events, 1);
                 m.record_latency.record_duration(started.elapsed());

@@ -116,6 +116,44 @@ async fn read_your_writes_after_record() {
     engine.shutdown().await.expect("shutdown");
 }
 
+/// Events of one user sent together (one HTTP request with several) reach the session in
+/// the order sent. Their acknowledgements complete in one wake-up, and actix polls the
+/// finished futures in no fixed order: four events were applied as a, d, c, b.
+#[actix::test]
+async fn events_sent_together_are_applied_in_order() {
+    let (_dir, config) = fixture(5);
+    let engine = Engine::open(config).expect("open");
+    let gen = Generator::new(SynthConfig::default()).expect("gen");
+    let items: Vec<String> = gen
+        .items()
+        .map(|i| i.id)
+        .skip(40)
+        .step_by(3)
+        .take(8)
+        .collect();
+    for round in 0..5 {
+        let sent: Vec<_> = items
+            .iter()
+            .map(|item| {
+                let engine = engine.clone();
+                let ev = click("together", item);
+                async move { engine.record(ev).await }
+            })
+            .collect();
+        for r in futures_join_all(sent).await {
+            r.expect("record");
+        }
+        let info = engine.session_info("together").await.expect("info");
+        let tail: Vec<&String> = info.recent.iter().rev().take(items.len()).rev().collect();
+        assert_eq!(
+            tail,
+            items.iter().collect::<Vec<_>>(),
+            "round {round}: applied out of order"
+        );
+    }
+    engine.shutdown().await.expect("shutdown");
+}
+
 /// With several arbiters, each session's answers and acknowledgements come back through
 /// its own arbiter's reply box: concurrent users spread over three arbiters each read
 /// their own writes, and a batch mixing their requests answers every one.
