@@ -274,8 +274,12 @@ impl Watch {
             if breached && l.breaches >= self.guard.breach_intervals && reason.is_none() {
                 let cmp = if l.metric == "p99_ms" { ">" } else { "<" };
                 reason = Some(format!(
-                    "{} {value:.3} {cmp} limit {:.3} for {} intervals of {} s",
-                    l.metric, l.limit, l.breaches, self.guard.interval_s
+                    "{} {} {cmp} limit {} for {} intervals of {} s",
+                    l.metric,
+                    figure(value),
+                    figure(l.limit),
+                    l.breaches,
+                    self.guard.interval_s
                 ));
             }
         }
@@ -285,6 +289,15 @@ impl Watch {
     /// The limits' standing.
     pub fn limits(&self) -> &[LimitStatus] {
         &self.limits
+    }
+}
+
+/// A figure with three decimals, or in scientific notation when that would show 0.000.
+fn figure(v: f64) -> String {
+    if v == 0.0 || v.abs() >= 0.001 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.3e}")
     }
 }
 
