@@ -4,22 +4,15 @@
 // and read actions it is in no browser storage, and a reload forgets it.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { answerToken, findTokens, go, launch, openConsole } from './lib/browser.mjs';
-import { ADMIN, Engine, READ } from './lib/engine.mjs';
+import { after, test } from 'node:test';
+import { answerToken, findTokens, go, openConsole } from './lib/browser.mjs';
+import { ADMIN, READ } from './lib/engine.mjs';
+import { world } from './lib/world.mjs';
 
 let engine;
 let browser;
 
-before(async () => {
-  engine = await Engine.start({ users: 50 });
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await engine?.stop();
-});
+world({ start: { users: 50 } }, (w) => ({ engine, browser } = w));
 
 test('every marked route needs its role', { timeout: 60_000 }, async () => {
   const doc = await engine.ok('GET', '/v1/openapi.json');

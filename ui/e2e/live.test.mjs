@@ -4,25 +4,15 @@
 // port and store clears it and brings new points without a page reload.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { launch, openConsole, shot, unexpectedErrors } from './lib/browser.mjs';
-import { Engine, sleep, traffic, until } from './lib/engine.mjs';
+import { after, test } from 'node:test';
+import { openConsole, shot, unexpectedErrors } from './lib/browser.mjs';
+import { sleep, traffic, until } from './lib/engine.mjs';
+import { world } from './lib/world.mjs';
 
 let engine;
 let browser;
-let load;
 
-before(async () => {
-  engine = await Engine.start();
-  load = traffic(engine, { rate: 40, maxMs: 150_000 });
-  browser = await launch();
-});
-
-after(async () => {
-  await load?.stop();
-  await browser?.close();
-  await engine?.stop();
-});
+world({ rate: 40, maxMs: 150_000 }, (w) => ({ engine, browser } = w));
 
 /** In the page: each new point (the scrub's max grows) with the Recommendations tile then. */
 function startSampler() {

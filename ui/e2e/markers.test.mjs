@@ -5,24 +5,14 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { answerToken, go, launch, openConsole, shot } from './lib/browser.mjs';
-import { ADMIN, Engine, modelsDir, sleep, traffic, until } from './lib/engine.mjs';
+import { answerToken, go, openConsole, shot } from './lib/browser.mjs';
+import { ADMIN, modelsDir, sleep, traffic, until } from './lib/engine.mjs';
+import { world } from './lib/world.mjs';
 
 let engine;
 let browser;
-let load;
 
-before(async () => {
-  engine = await Engine.start({ models: modelsDir(['ckpt-a', 'ckpt-b']) });
-  load = traffic(engine, { rate: 40, maxMs: 150_000 });
-  browser = await launch();
-});
-
-after(async () => {
-  await load?.stop();
-  await browser?.close();
-  await engine?.stop();
-});
+world({ start: { models: modelsDir(['ckpt-a', 'ckpt-b']) }, rate: 40, maxMs: 150_000 }, (w) => ({ engine, browser } = w));
 
 const markerItems = (page, kind) => page.locator(`.page-live .marker-list li[data-kind=${kind}]`);
 

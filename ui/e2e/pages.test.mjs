@@ -4,26 +4,16 @@
 // violation, and Live's charts drawn.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { answerToken, axeSerious, go, launch, openConsole, shot } from './lib/browser.mjs';
-import { ADMIN, Engine, traffic, until } from './lib/engine.mjs';
+import { test } from 'node:test';
+import { answerToken, axeSerious, go, openConsole, shot } from './lib/browser.mjs';
+import { ADMIN, traffic, until } from './lib/engine.mjs';
 import { inkStats, readPng } from './lib/png.mjs';
+import { world } from './lib/world.mjs';
 
 let engine;
 let browser;
-let load;
 
-before(async () => {
-  engine = await Engine.start();
-  load = traffic(engine, { rate: 30, maxMs: 180_000 });
-  browser = await launch();
-});
-
-after(async () => {
-  await load?.stop();
-  await browser?.close();
-  await engine?.stop();
-});
+world({ rate: 30, maxMs: 180_000 }, (w) => ({ engine, browser } = w));
 
 /** Puts content on each page the way an operator would. */
 const PREPARE = {

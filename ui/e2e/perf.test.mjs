@@ -14,24 +14,14 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, test } from 'node:test';
-import { SHOTS, launch, openConsole, shot } from './lib/browser.mjs';
-import { Engine, REPO, sleep, traffic, until } from './lib/engine.mjs';
+import { SHOTS, shot } from './lib/browser.mjs';
+import { REPO, sleep, traffic, until } from './lib/engine.mjs';
+import { world } from './lib/world.mjs';
 
 let engine;
 let browser;
-let load;
 
-before(async () => {
-  engine = await Engine.start();
-  load = traffic(engine, { rate: 30, maxMs: 150_000 });
-  browser = await launch();
-});
-
-after(async () => {
-  await load?.stop();
-  await browser?.close();
-  await engine?.stop();
-});
+world({ rate: 30, maxMs: 150_000 }, (w) => ({ engine, browser } = w));
 
 const CAPACITY = 1800;
 const MEASURE_S = Number(process.env.E2E_PERF_SECONDS ?? 60);

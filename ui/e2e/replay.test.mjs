@@ -4,23 +4,16 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, test } from 'node:test';
-import { answerToken, go, launch, openConsole, shot } from './lib/browser.mjs';
-import { ADMIN, Engine } from './lib/engine.mjs';
+import { test } from 'node:test';
+import { answerToken, go, openConsole, shot } from './lib/browser.mjs';
+import { ADMIN } from './lib/engine.mjs';
+import { world } from './lib/world.mjs';
 
 let engine;
 let browser;
 
-before(async () => {
-  // A small log: a replay runs every event through fresh engines (debug build).
-  engine = await Engine.start({ users: 80 });
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await engine?.stop();
-});
+// A small log: a replay runs every event through fresh engines (debug build).
+world({ start: { users: 80 } }, (w) => ({ engine, browser } = w));
 
 const ABSOLUTE = /\/(tmp|work|home|root)\//;
 

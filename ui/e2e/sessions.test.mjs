@@ -7,22 +7,15 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { answerToken, findTokens, launch, openConsole, shot } from './lib/browser.mjs';
-import { ADMIN, Engine, READ, SHIPPED_MODEL } from './lib/engine.mjs';
+import { test } from 'node:test';
+import { answerToken, findTokens, openConsole, shot } from './lib/browser.mjs';
+import { ADMIN, READ, SHIPPED_MODEL } from './lib/engine.mjs';
+import { world } from './lib/world.mjs';
 
 let engine;
 let browser;
 
-before(async () => {
-  engine = await Engine.start();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await engine?.stop();
-});
+world({}, (w) => ({ engine, browser } = w));
 
 const SOURCES = ['seq', 'like', 'purchase', 'itemknn', 'markov', 'pop'];
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);

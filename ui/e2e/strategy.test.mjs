@@ -6,21 +6,14 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { answerToken, findTokens, launch, openConsole, shot, tabTo, unexpectedErrors } from './lib/browser.mjs';
-import { ADMIN, Engine, READ, sleep, until } from './lib/engine.mjs';
+import { answerToken, findTokens, openConsole, shot, tabTo, unexpectedErrors } from './lib/browser.mjs';
+import { ADMIN, READ, sleep, until } from './lib/engine.mjs';
+import { world } from './lib/world.mjs';
 
 let engine;
 let browser;
 
-before(async () => {
-  engine = await Engine.start();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await engine?.stop();
-});
+world({}, (w) => ({ engine, browser } = w));
 
 const toast = (page, re) => page.locator('.toast', { hasText: re }).first().waitFor({ timeout: 10_000 });
 const historyRow = (page, v) =>
