@@ -41,21 +41,14 @@ fn serve(dir: &Path) -> Server {
         format!("# operators\nalice admin {ADMIN}\nwall read {READER}\n"),
     )
     .expect("token file");
-    let models = repo().join("models");
-    Server::launch(
+    Server::start_on(
+        &store,
         &[
-            "--bind",
-            "127.0.0.1:0",
-            "--store",
-            store.to_str().expect("utf-8"),
-            "--models",
-            models.to_str().expect("utf-8"),
             "--token-file",
             tokens.to_str().expect("utf-8"),
             "--environment",
             "staging",
         ],
-        &store,
     )
 }
 
