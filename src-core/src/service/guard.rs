@@ -329,12 +329,9 @@ pub fn spawn(
         time_left_s: guard.duration_s as f64,
         baseline_reward_per_rec: baseline,
         limits: watch.limits().to_vec(),
-        reason: baseline
-            .is_none()
-            .then(|| {
-                "no recommendations before the publish: the reward limit is not judged".to_string()
-            })
-            .filter(|_| guard.min_reward_per_rec.is_some()),
+        reason: (baseline.is_none() && guard.min_reward_per_rec.is_some()).then(|| {
+            "no recommendations before the publish: the reward limit is not judged".to_string()
+        }),
         reverted_to: None,
     };
     let generation = {
@@ -384,6 +381,7 @@ pub fn spawn(
                     Ok(to) => {
                         status.state = "reverted";
                         status.reverted_to = Some(to);
+                        status.reason = Some(reason);
                     }
                     Err(Error::Conflict(m)) => {
                         status.state = "superseded";
@@ -394,9 +392,6 @@ pub fn spawn(
                         status.state = "failed";
                         status.reason = Some(format!("{reason}; the revert failed: {e}"));
                     }
-                }
-                if status.state == "reverted" {
-                    status.reason = Some(reason);
                 }
             } else if status.time_left_s <= 0.0 {
                 status.state = "passed";

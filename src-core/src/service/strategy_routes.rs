@@ -6,9 +6,9 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::auth::Role;
+use super::auth::{Caller, Role};
 use super::guard::{self, Guard, GuardStatus};
-use super::{json, query, ApiError, ApiResult, AppState};
+use super::{audit, json, query, ApiError, ApiResult, AppState};
 use crate::engine::strategy::{Publish, Strategy, StrategyVersion};
 
 pub(super) async fn get_strategy(state: web::Data<AppState>) -> HttpResponse {
@@ -66,13 +66,7 @@ pub(super) async fn put_strategy(
         base_version: b.base_version,
     };
     let v = state.engine.publish_strategy(s, "set".into(), &by)?;
-    changed(
-        &state,
-        caller.name(),
-        "strategy.publish",
-        &before.strategy,
-        &v,
-    );
+    changed(&state, &caller, "strategy.publish", &before.strategy, &v);
     match b.guard {
         Some(g) => {
             let status = guard::spawn(
@@ -99,16 +93,23 @@ fn wire_value<T: serde::Serialize>(v: &T) -> serde_json::Result<serde_json::Valu
 }
 
 /// Streams and audits a new version, with the fields it changed.
-fn changed(state: &AppState, actor: &str, action: &str, before: &Strategy, v: &StrategyVersion) {
+fn changed(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    before: &Strategy,
+    v: &StrategyVersion,
+) {
     state.recorder.strategy_changed(v);
     let diff = super::audit::json_diff(
         &wire_value(before).unwrap_or_default(),
         &wire_value(&v.strategy).unwrap_or_default(),
     );
-    if let Err(e) = state.recorder.record(
-        actor,
+    audit(
+        state,
+        caller,
         action,
-        format!("v{}", v.version),
+        &format!("v{}", v.version),
         serde_json::json!({
             "new_version": v.version,
             "based_on": v.based_on,
@@ -116,9 +117,7 @@ fn changed(state: &AppState, actor: &str, action: &str, before: &Strategy, v: &S
             "note": v.note,
             "diff": diff,
         }),
-    ) {
-        tracing::error!(error = %e, version = v.version, "could not audit a strategy change");
-    }
+    );
 }
 
 /// `POST /v1/strategy/validate`: whether a strategy would be accepted, and if not, why
@@ -166,13 +165,7 @@ pub(super) async fn rollback(
             base_version: b.base_version,
         },
     )?;
-    changed(
-        &state,
-        caller.name(),
-        "strategy.rollback",
-        &before.strategy,
-        &v,
-    );
+    changed(&state, &caller, "strategy.rollback", &before.strategy, &v);
     Ok(HttpResponse::Ok().json(v))
 }
 
