@@ -111,14 +111,15 @@ impl Engine {
         let (mut window, mut attention) = (Vec::new(), None);
         if let Some(m) = model.as_deref() {
             let items: Vec<u32> = history.iter().filter_map(|&i| m.to_model(i)).collect();
-            let start = items.len().saturating_sub(m.fast.config().max_len);
             let heads = m.fast.attention(&items)?;
             if !heads.is_empty() {
                 let len = heads[0].len();
                 let mean = (0..len)
                     .map(|j| heads.iter().map(|h| h[j]).sum::<f32>() / heads.len() as f32)
                     .collect();
-                window = items[start..]
+                window = m
+                    .fast
+                    .window(&items)
                     .iter()
                     .map(|&i| {
                         let id = m.from_model[i as usize];

@@ -305,12 +305,17 @@ impl FastModel {
         Ok(true)
     }
 
+    /// The part of a history the model reads: its most recent `max_len` items.
+    pub fn window<'a>(&self, items: &'a [u32]) -> &'a [u32] {
+        &items[items.len().saturating_sub(self.cfg.max_len)..]
+    }
+
     /// The state of a history: a full encode of its most recent `max_len` items. For a
     /// history of at most `max_len` items this is exactly (bit for bit) the state that
     /// pushing them one by one onto [`FastModel::new_session`] gives; a longer history
     /// keeps a full window here, whereas pushing would have rebased on the way.
     pub fn encode(&self, items: &[u32]) -> Result<SessionState> {
-        let window = &items[items.len().saturating_sub(self.cfg.max_len)..];
+        let window = self.window(items);
         for &item in window {
             self.check_item(item)?;
         }
@@ -345,7 +350,7 @@ impl FastModel {
     /// softmax over the window's positions (oldest first), so each row sums to 1. This
     /// is what the model looked at to form the user vector that ranks the catalogue.
     pub fn attention(&self, items: &[u32]) -> Result<Vec<Vec<f32>>> {
-        let window = &items[items.len().saturating_sub(self.cfg.max_len)..];
+        let window = self.window(items);
         let Some((&last, before)) = window.split_last() else {
             return Ok(Vec::new());
         };
