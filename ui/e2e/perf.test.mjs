@@ -101,7 +101,16 @@ test('Live: main-thread time per update with 12 charts and full buffers', { time
     window.__longTasks = [];
     new PerformanceObserver((l) => window.__longTasks.push(...l.getEntries().map((e) => e.duration))).observe({ type: 'longtask' });
   });
+  // E2E_PERF_PROFILE=1: a CPU profile of the measured seconds (target/ui-shots/live.cpuprofile,
+  // open it in Chromium's DevTools) and its self time per function on stdout.
+  const cdp = process.env.E2E_PERF_PROFILE ? await context.newCDPSession(page) : null;
+  if (cdp) {
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 100 });
+    await cdp.send('Profiler.start');
+  }
   await sleep(MEASURE_S * 1000);
+  if (cdp) profileSummary((await cdp.send('Profiler.stop')).profile);
   const r = await page.evaluate(() => ({
     ticks: [...window.__attunePerf.ticks],
     points: Number(document.querySelector('#live-scrub').max) + 1,
@@ -135,6 +144,21 @@ test('Live: main-thread time per update with 12 charts and full buffers', { time
   assert.deepEqual(page.errors, []);
   await context.close();
 });
+
+/** Writes the profile and prints the functions with the most self time. */
+function profileSummary(profile) {
+  writeFileSync(join(SHOTS, 'live.cpuprofile'), JSON.stringify(profile));
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const dt = profile.timeDeltas;
+  profile.samples.forEach((id, i) => {
+    const f = byId.get(id).callFrame;
+    const key = `${f.functionName || '(anon)'} ${f.url.split('/').pop()}:${f.lineNumber + 1}:${f.columnNumber + 1}`;
+    self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0) / 1000);
+  });
+  const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 40);
+  console.log(top.map(([k, ms]) => `${ms.toFixed(1).padStart(9)} ms  ${k}`).join('\n'));
+}
 
 async function sampleStats() {
   const s = await engine.ok('GET', '/v1/stats');

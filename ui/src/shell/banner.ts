@@ -12,7 +12,7 @@ export function banner(store: LiveStore): HTMLElement {
   const render = () => {
     const c = store.connection;
     const down = store.down || store.shuttingDown;
-    el.hidden = !down;
+    if (el.hidden !== !down) el.hidden = !down;
     if (!down) return;
     // The web console backs off 0.5 s, 1 s, then 2 s; the desktop app retries on its own.
     const retrying = c.retryMs !== null ? 'retrying every 2 s' : 'retrying automatically';

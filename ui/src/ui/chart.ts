@@ -59,8 +59,54 @@ export function timeSplits(min: number, max: number, widthPx: number): { splits:
   return { splits, incr };
 }
 
+/**
+ * A path builder for data already folded to about one point per pixel column
+ * (src/decimate.ts): one moveTo/lineTo per point, a gap (NaN) breaks the line, `step` holds
+ * each value until the next point. uPlot's own builders fold to pixels again and build gap
+ * and band clips on every draw, most of a tick's cost; series that edge a band keep them.
+ */
+export function foldedPaths(step: boolean): uPlot.Series.PathBuilder {
+  return (u, sidx, idx0, idx1) => {
+    const xs = u.data[0];
+    const ys = u.data[sidx];
+    // Both scales are linear: a value's canvas pixel is an offset plus a factor times it.
+    const sx = u.scales.x;
+    const sy = u.scales[u.series[sidx].scale ?? 'y'];
+    const { left, top, width, height } = u.bbox;
+    if (sx.min == null || sx.max == null || sy.min == null || sy.max == null) return null;
+    const kx = width / (sx.max - sx.min || 1);
+    const ky = height / (sy.max - sy.min || 1);
+    const x0 = left - sx.min * kx;
+    const y0 = top + height + sy.min * ky;
+    const path = new Path2D();
+    let pen = false;
+    let lastY = 0;
+    for (let i = idx0; i <= idx1; i++) {
+      const v = ys[i];
+      if (v == null || Number.isNaN(v)) {
+        pen = false;
+        continue;
+      }
+      const x = x0 + (xs[i] as number) * kx;
+      const y = y0 - v * ky;
+      if (!pen) path.moveTo(x, y);
+      else if (step) {
+        path.lineTo(x, lastY);
+        path.lineTo(x, y);
+      } else path.lineTo(x, y);
+      pen = true;
+      lastY = y;
+    }
+    return { stroke: path, fill: null, clip: null, band: null, flags: 0 };
+  };
+}
+
 /** Draws markers as vertical lines with a short label at the top. */
 function markerPlugin(markers: () => readonly Marker[]): uPlot.Plugin {
+  // Setting a canvas font parses it, and measuring text shapes it: both once per label.
+  let font = '';
+  let fontFor = 0;
+  const widths = new Map<string, number>();
   return {
     hooks: {
       draw: (u) => {
@@ -72,7 +118,12 @@ function markerPlugin(markers: () => readonly Marker[]): uPlot.Plugin {
         const { top, height } = u.bbox;
         const pr = uPlot.pxRatio;
         ctx.save();
-        ctx.font = CHART.font.replace(/^(\d+)px/, (_, n) => `${Number(n) * pr}px`);
+        if (fontFor !== pr) {
+          font = CHART.font.replace(/^(\d+)px/, (_, n) => `${Number(n) * pr}px`);
+          fontFor = pr;
+          widths.clear();
+        }
+        ctx.font = font;
         ctx.textBaseline = 'top';
         ctx.textAlign = 'left';
         // Lines for every marker in range; labels newest first, each where it does not
@@ -96,7 +147,12 @@ function markerPlugin(markers: () => readonly Marker[]): uPlot.Plugin {
         const taken: [number, number][] = [];
         for (let i = labels.length - 1; i >= 0; i--) {
           const { x, label, color } = labels[i];
-          const w = ctx.measureText(label).width + 6 * pr;
+          let tw = widths.get(label);
+          if (tw === undefined) {
+            if (widths.size > 256) widths.clear();
+            widths.set(label, (tw = ctx.measureText(label).width));
+          }
+          const w = tw + 6 * pr;
           const lx = Math.max(u.bbox.left, Math.min(x + 3 * pr, u.bbox.left + u.bbox.width - w));
           if (taken.some(([a, b]) => lx < b && lx + w > a)) continue;
           taken.push([lx, lx + w]);
@@ -172,12 +228,12 @@ export class TimeChart {
     const axisFmt = (_u: uPlot, splits: number[]) => splits.map((v) => (v == null ? '' : spec.fmt(v)));
     const series: uPlot.Series[] = [
       xTime ? { label: 'Time (UTC)', value: (_u, v) => (v == null ? '–' : fmtUtc(v * 1000)) } : { label: spec.xLabel ?? 'x' },
-      ...spec.series.map<uPlot.Series>((s) => ({
+      ...spec.series.map<uPlot.Series>((s, i) => ({
         label: s.label,
         stroke: s.color,
         width: s.width ?? 1.5,
         dash: s.dash,
-        paths: s.step ? uPlot.paths.stepped!({ align: 1 }) : undefined,
+        paths: spec.band?.includes(i + 1) ? (s.step ? uPlot.paths.stepped!({ align: 1 }) : undefined) : foldedPaths(!!s.step),
         points: { show: false },
         value: (_u, v) => (v == null ? '–' : spec.fmt(v)),
         alpha: s.faint ? 0.6 : 1,
