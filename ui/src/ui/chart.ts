@@ -43,6 +43,20 @@ export function fmtTimeTick(ts: number, incr: number): string {
   return fmtUtcClock(ts * 1000, incr < 60);
 }
 
+/** `fmt` with its last few dozen answers kept (cleared by `.clear()` or when full). */
+export function memoLabels(fmt: (v: number) => string): ((v: number) => string) & { clear(): void } {
+  const seen = new Map<number, string>();
+  const f = (v: number) => {
+    let s = seen.get(v);
+    if (s === undefined) {
+      if (seen.size >= 64) seen.clear();
+      seen.set(v, (s = fmt(v)));
+    }
+    return s;
+  };
+  return Object.assign(f, { clear: () => seen.clear() });
+}
+
 /** Round UTC steps for the time axis (seconds). */
 const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 
@@ -101,12 +115,40 @@ export function foldedPaths(step: boolean): uPlot.Series.PathBuilder {
   };
 }
 
+/**
+ * Marker labels drawn once into small canvases and stamped with drawImage after: text on a
+ * canvas is shaped and rasterised on every fillText, and the same few labels are drawn on
+ * every chart every second. Shared by all charts; keyed by text, colour and pixel ratio.
+ */
+const labelImages = new Map<string, HTMLCanvasElement | null>();
+
+function labelImage(label: string, color: string, pr: number): HTMLCanvasElement | null {
+  const key = `${pr}|${color}|${label}`;
+  let img = labelImages.get(key);
+  if (img !== undefined) return img;
+  if (labelImages.size >= 256) labelImages.clear();
+  img = document.createElement('canvas');
+  const c = img.getContext('2d');
+  if (!c) {
+    labelImages.set(key, null);
+    return null;
+  }
+  const font = CHART.font.replace(/^(\d+)px/, (_, n) => `${Number(n) * pr}px`);
+  c.font = font;
+  img.width = Math.ceil(c.measureText(label).width + 6 * pr);
+  img.height = Math.ceil(14 * pr);
+  c.font = font; // resizing a canvas resets its state
+  c.textBaseline = 'top';
+  c.fillStyle = CHART.labelBg;
+  c.fillRect(0, 0, img.width, img.height);
+  c.fillStyle = color;
+  c.fillText(label, 3 * pr, pr);
+  labelImages.set(key, img);
+  return img;
+}
+
 /** Draws markers as vertical lines with a short label at the top. */
 function markerPlugin(markers: () => readonly Marker[]): uPlot.Plugin {
-  // Setting a canvas font parses it, and measuring text shapes it: both once per label.
-  let font = '';
-  let fontFor = 0;
-  const widths = new Map<string, number>();
   return {
     hooks: {
       draw: (u) => {
@@ -118,25 +160,17 @@ function markerPlugin(markers: () => readonly Marker[]): uPlot.Plugin {
         const { top, height } = u.bbox;
         const pr = uPlot.pxRatio;
         ctx.save();
-        if (fontFor !== pr) {
-          font = CHART.font.replace(/^(\d+)px/, (_, n) => `${Number(n) * pr}px`);
-          fontFor = pr;
-          widths.clear();
-        }
-        ctx.font = font;
-        ctx.textBaseline = 'top';
-        ctx.textAlign = 'left';
         // Lines for every marker in range; labels newest first, each where it does not
         // cover one already drawn (the newest change is the one to read).
         const labels: { x: number; label: string; color: string }[] = [];
+        ctx.lineWidth = pr;
+        ctx.setLineDash([4 * pr, 3 * pr]);
         for (const m of list) {
           const t = m.ts_ms / 1000;
           if (t < min || t > max) continue;
           const x = Math.round(u.valToPos(t, 'x', true));
           const color = MARKER_COLORS[m.kind] ?? '#ccc';
           ctx.strokeStyle = color;
-          ctx.lineWidth = pr;
-          ctx.setLineDash([4 * pr, 3 * pr]);
           ctx.beginPath();
           ctx.moveTo(x, top);
           ctx.lineTo(x, top + height);
@@ -147,19 +181,13 @@ function markerPlugin(markers: () => readonly Marker[]): uPlot.Plugin {
         const taken: [number, number][] = [];
         for (let i = labels.length - 1; i >= 0; i--) {
           const { x, label, color } = labels[i];
-          let tw = widths.get(label);
-          if (tw === undefined) {
-            if (widths.size > 256) widths.clear();
-            widths.set(label, (tw = ctx.measureText(label).width));
-          }
-          const w = tw + 6 * pr;
-          const lx = Math.max(u.bbox.left, Math.min(x + 3 * pr, u.bbox.left + u.bbox.width - w));
+          const img = labelImage(label, color, pr);
+          if (!img) continue;
+          const w = img.width;
+          const lx = Math.round(Math.max(u.bbox.left, Math.min(x + 3 * pr, u.bbox.left + u.bbox.width - w)));
           if (taken.some(([a, b]) => lx < b && lx + w > a)) continue;
           taken.push([lx, lx + w]);
-          ctx.fillStyle = CHART.labelBg;
-          ctx.fillRect(lx, top + 2 * pr, w, 14 * pr);
-          ctx.fillStyle = color;
-          ctx.fillText(label, lx + 3 * pr, top + 3 * pr);
+          ctx.drawImage(img, lx, Math.round(top + 2 * pr));
         }
         ctx.restore();
       },
@@ -225,7 +253,11 @@ export class TimeChart {
     const height = spec.height ?? 170;
     this.decimator = new Decimator(spec.series.map((s) => (s.step ? 'firstlast' : 'minmax')));
     let timeIncr = 60;
-    const axisFmt = (_u: uPlot, splits: number[]) => splits.map((v) => (v == null ? '' : spec.fmt(v)));
+    // Axis labels are formatted on every draw, and mostly the same ones as a second ago.
+    const yLabel = memoLabels(spec.fmt);
+    const xLabel = memoLabels((v) => fmtTimeTick(v, timeIncr));
+    let xLabelIncr = timeIncr;
+    const axisFmt = (_u: uPlot, splits: number[]) => splits.map((v) => (v == null ? '' : yLabel(v)));
     const series: uPlot.Series[] = [
       xTime ? { label: 'Time (UTC)', value: (_u, v) => (v == null ? '–' : fmtUtc(v * 1000)) } : { label: spec.xLabel ?? 'x' },
       ...spec.series.map<uPlot.Series>((s, i) => ({
@@ -280,7 +312,13 @@ export class TimeChart {
               }
             : undefined,
           // A plain x (events replayed) is a count, not the y figure's unit.
-          values: xTime ? (_u, splits) => splits.map((v) => fmtTimeTick(v, timeIncr)) : (_u, splits) => splits.map((v) => (v == null ? '' : fmtInt(v))),
+          values: xTime
+            ? (_u, splits) => {
+                if (xLabelIncr !== timeIncr) xLabel.clear();
+                xLabelIncr = timeIncr;
+                return splits.map((v) => xLabel(v));
+              }
+            : (_u, splits) => splits.map((v) => (v == null ? '' : fmtInt(v))),
         },
         {
           stroke: CHART.axis,
