@@ -1,4 +1,4 @@
-//! The evaluation harness: the protocol of `../shared/DESIGN.md`, shared by every model.
+//! The evaluation harness: the protocol of `docs/evaluation.md`, shared by every model.
 //!
 //! Leave-one-out over time: each kept user's last interaction is the test target, the one
 //! before it the validation target. Models are fitted on every user's interactions before

@@ -9,14 +9,14 @@
 //! Every warm state therefore equals a full encode of its own window
 //! ([`SessionState::items`]), which is also why persisting the window alone is lossless.
 //!
-//! The hot loops are written for LLVM's vectoriser on the baseline x86-64 target (SSE2; no
-//! `unsafe`, so no runtime dispatch): weight matrices, the item table and the cached keys
+//! The hot loops are written for LLVM's vectoriser (no `unsafe`, so no runtime dispatch; the
+//! workspace builds for x86-64-v3, `.cargo/config.toml`): weight matrices, the item table and the cached keys
 //! are stored as *panels* of 32 rows laid out column by column, so that a matrix-vector
 //! product accumulates 32 outputs at once from broadcasts of the input, with no horizontal
-//! sums. Batches of users reuse each panel from L1, except f32 batches of 8 users or more,
-//! which go to candle's gemm (runtime-dispatched AVX-512 / FMA, about twice as fast per
-//! core). Building with a wider target (`-C target-cpu=x86-64-v3` or `native`) widens
-//! every one of the plain loops.
+//! sums. Batches of users reuse each panel from L1, except f32 batches of
+//! `GEMM_MIN_BATCH` users or more when gemm is on, which go to candle's gemm
+//! (runtime-dispatched AVX-512 / FMA). A wider target (`-C target-cpu=native`) widens every
+//! one of the plain loops.
 //!
 //! Files: this one holds the model and its encoder (one token's forward pass against the
 //! caches); `state` the per-user state and its snapshot form; `score` catalogue scoring,
@@ -145,7 +145,7 @@ pub struct FastModel {
     purchase: Dense,
     purchase_offset: f32,
     half: Option<HalfTable>,
-    /// Score batches of 8 or more through candle's multi-threaded gemm.
+    /// Score batches of `GEMM_MIN_BATCH` or more through candle's multi-threaded gemm.
     gemm: bool,
 }
 

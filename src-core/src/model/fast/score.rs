@@ -25,8 +25,8 @@ impl FastModel {
     }
 
     /// Next-item logits for a batch of `b` user vectors (`b × dim`, row-major) into `out`
-    /// (`b × n_items`). With the f32 table, batches of 8 or more go through candle's gemm
-    /// (which uses its own thread pool); otherwise each panel of 32 item rows (8 KiB at
+    /// (`b × n_items`). With the f32 table and gemm on, batches of `GEMM_MIN_BATCH` or more go
+    /// through candle's gemm (which uses its own thread pool); otherwise each panel of 32 item rows (8 KiB at
     /// d = 64) is read once and reused from L1 by every user of the batch, and a 16-bit
     /// panel is widened once for them all.
     ///
