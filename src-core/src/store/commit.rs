@@ -76,6 +76,11 @@ impl GroupCommit {
         })
     }
 
+    /// Whether tickets wait for a flush (false: a scratch store).
+    pub fn durable(&self) -> bool {
+        self.fsync
+    }
+
     /// Takes a ticket for a batch that has just been applied. Call it while still holding
     /// the writer lock so tickets follow apply order.
     pub fn ticket(&self) -> Result<u64> {

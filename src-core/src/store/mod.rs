@@ -218,6 +218,12 @@ impl Store {
         })
     }
 
+    /// Whether a write is acknowledged only once flushed to disk (`StoreConfig::fsync`);
+    /// false for scratch stores, whose writers need not be paced to share flushes.
+    pub fn is_durable(&self) -> bool {
+        self.inner.commit.durable()
+    }
+
     /// The directory of the store.
     pub fn path(&self) -> &Path {
         &self.inner.path
