@@ -60,6 +60,10 @@ pub struct OnlineCounts {
     dirty: Vec<bool>,
     dirty_list: Vec<ItemId>,
     interactions: u64,
+    /// A row's entries while its top is chosen, kept between snapshots: a snapshot
+    /// recomputes hundreds of rows, and collecting each into a fresh, growing vector was
+    /// a tenth of the learner's time in a replay.
+    scratch: Vec<(ItemId, f32)>,
 }
 
 impl OnlineCounts {
@@ -174,19 +178,25 @@ impl OnlineCounts {
         let empty: Row = Arc::from(Vec::new());
         successors.resize(n, empty.clone());
         neighbours.resize(n, empty);
+        let mut buf = std::mem::take(&mut self.scratch);
         for item in std::mem::take(&mut self.dirty_list) {
             let i = item as usize;
             self.dirty[i] = false;
             let total: f32 = self.transitions[i].values().sum();
-            successors[i] = top_row(self.transitions[i].iter().map(|(&j, &c)| (j, c / total)));
+            successors[i] = top_row(
+                &mut buf,
+                self.transitions[i].iter().map(|(&j, &c)| (j, c / total)),
+            );
             let ci = self.count[i].max(1.0);
             let count = &self.count;
             neighbours[i] = top_row(
+                &mut buf,
                 self.co[i]
                     .iter()
                     .map(|(&j, &c)| (j, c / (ci * count[j as usize].max(1.0)).sqrt())),
             );
         }
+        self.scratch = buf;
         SourceSnapshot {
             pop,
             pop_top: order,
@@ -197,16 +207,17 @@ impl OnlineCounts {
     }
 }
 
-/// The `TOP_M` highest entries, best first (ties: lower id first).
-fn top_row(entries: impl Iterator<Item = (ItemId, f32)>) -> Row {
-    let mut v: Vec<(ItemId, f32)> = entries.filter(|e| e.1 > 0.0).collect();
+/// The `TOP_M` highest entries, best first (ties: lower id first), chosen in `v`.
+fn top_row(v: &mut Vec<(ItemId, f32)>, entries: impl Iterator<Item = (ItemId, f32)>) -> Row {
+    v.clear();
+    v.extend(entries.filter(|e| e.1 > 0.0));
     let by = |a: &(ItemId, f32), b: &(ItemId, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     if v.len() > TOP_M {
         v.select_nth_unstable_by(TOP_M - 1, by);
         v.truncate(TOP_M);
     }
     v.sort_by(by);
-    Arc::from(v)
+    Arc::from(&v[..])
 }
 
 #[cfg(test)]
