@@ -32,17 +32,30 @@ pub fn attune(args: &[&str]) -> Output {
         .expect("attune runs")
 }
 
-/// The shared data directory (`../shared/data` beside the repository), if present.
+/// A file under the shared data directory (`../shared/data` beside the repository), if
+/// present. A test without its data skips with a note, unless `ATTUNE_REQUIRE_DATA=1`
+/// (set by `.ci/run`, where the data must be there): then it fails, so a run that lost
+/// its data cannot pass by skipping the tests that check the reference figures.
 pub fn shared_data(rel: &str) -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/data")
         .join(rel);
     if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} is not present", p.display());
-        None
+        return Some(p);
     }
+    assert!(
+        !data_required(),
+        "{} is not present and ATTUNE_REQUIRE_DATA=1: this test needs the shared data",
+        p.display()
+    );
+    eprintln!("skipping: {} is not present", p.display());
+    None
+}
+
+/// Whether `ATTUNE_REQUIRE_DATA` asks for the shared data (`1`, `true` or `yes`).
+pub fn data_required() -> bool {
+    std::env::var("ATTUNE_REQUIRE_DATA")
+        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
 }
 
 /// Stdout of a successful run; panics with stderr otherwise.
