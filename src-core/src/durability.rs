@@ -94,7 +94,7 @@ pub fn append_loop(store: &Store, writers: usize, tag: &str, out: impl Write + S
             .collect();
         for h in handles {
             h.join()
-                .map_err(|_| Error::Flush("a writer thread panicked".into()))??;
+                .map_err(|_| Error::internal("a writer thread panicked"))??;
         }
         Ok(())
     })
@@ -193,7 +193,10 @@ pub fn run_crash_test(
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| Error::io(&opts.exe, e))?;
-        let stdout = child.stdout.take().ok_or(Error::Closed)?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::internal("the child's stdout was not captured"))?;
         let (tx, rx) = crossbeam_channel::unbounded::<String>();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -206,7 +209,7 @@ pub fn run_crash_test(
         // Wait for the first acknowledgement (the store is open and writing), then kill
         // at a random moment.
         let first = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
-            Error::Flush(format!(
+            Error::internal(format!(
                 "round {round}: the child acknowledged nothing in 30 s"
             ))
         })?;
@@ -223,7 +226,7 @@ pub fn run_crash_test(
         }
         let store = Store::open(&opts.dir, StoreConfig::default())?;
         report.events = verify(&store, &acks)
-            .map_err(|m| Error::Flush(format!("round {round}: durability violated: {m}")))?;
+            .map_err(|m| Error::internal(format!("round {round}: durability violated: {m}")))?;
         report.rounds = round + 1;
         on_round(round, &report);
     }

@@ -2,9 +2,17 @@
 //!
 //! Expected outcomes (a duplicate import, a schema mismatch, a bad knob) are variants of
 //! their own so callers can match on them; everything carries enough context (file, line,
-//! field) to be printed to an operator as it is.
+//! field) to be printed to an operator as it is. A failure caused by another library's
+//! error keeps it as its [`source`](std::error::Error::source) (and says it in its own
+//! message too, so a log line with the error alone is complete); [`report`] prints a chain
+//! without saying a cause twice. Every variant has its HTTP status in
+//! `service::errors` (no catch-all).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A cause of another library, kept as the `source` of an [`Error::Internal`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -15,7 +23,7 @@ pub enum Error {
     // --- store -------------------------------------------------------------------------
     /// The underlying sled database failed.
     #[error("store: {0}")]
-    Sled(sled::Error),
+    Sled(#[source] sled::Error),
     /// Another process holds the store open.
     #[error("store at {0} is in use by another process (sled holds a lock on it)")]
     Locked(PathBuf),
@@ -29,12 +37,10 @@ pub enum Error {
     /// A record in the store could not be decoded (corruption or a foreign database).
     #[error("store: corrupt record under key {key}: {reason}")]
     Corrupt { key: String, reason: String },
-    /// The background flusher failed; the write was not made durable.
+    /// The background flusher failed; the write was not made durable. Shared: one failed
+    /// flush fails every write it covered.
     #[error("store: flush failed, the write is not durable: {0}")]
-    Flush(String),
-    /// The store has been shut down.
-    #[error("store: closed")]
-    Closed,
+    Flush(#[source] Arc<sled::Error>),
     /// More ids than the dense `u32` space holds.
     #[error("id space exhausted for {0}")]
     IdSpaceExhausted(&'static str),
@@ -67,7 +73,7 @@ pub enum Error {
     UnknownModel { name: String, known: String },
     /// The tensor library failed (shapes, devices, kernels).
     #[error("model: {0}")]
-    Candle(candle_core::Error),
+    Candle(#[source] candle_core::Error),
     /// A model checkpoint is missing, partial or does not fit the data.
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
@@ -79,11 +85,21 @@ pub enum Error {
     /// The inference queue is full: the request was refused at once; retry later.
     #[error("engine overloaded: the inference queue holds {queue} requests; retry later")]
     Overloaded { queue: usize },
-    /// An actor failed while handling the request (it is restarted for the next one).
-    #[error("engine: {0}")]
-    ActorFailed(String),
-    /// The engine has been shut down.
-    #[error("engine: shut down")]
+    /// Something inside failed while handling the request: a thread or an actor broke, or
+    /// a library under it (with its error as the source). Not the caller's fault; the part
+    /// that failed is restarted or the request can be retried.
+    #[error("internal failure: {what}{}", source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    Internal {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A part the request needs cannot take it now (a session that crashed and restarts on
+    /// the next request, a learner that does not answer); retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The engine or the store has been shut down (or is shutting down).
+    #[error("shut down")]
     ShutDown,
     /// A request names something malformed or out of range (a user or item id, k).
     #[error("invalid request: {0}")]
@@ -97,12 +113,10 @@ pub enum Error {
     Conflict(String),
     // --- generic -----------------------------------------------------------------------
     /// An I/O error with the path it concerns.
-    #[error("{path}: {error}")]
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
-        // Not a `source` (thiserror treats a field of that name as one): the message
-        // already includes it, and error chains would repeat it.
-        error: std::io::Error,
+        source: std::io::Error,
     },
     /// JSON (de)serialisation of a record failed.
     #[error("json: {0}")]
@@ -126,7 +140,23 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            error: source,
+            source,
+        }
+    }
+
+    /// An internal failure, with no other library's error behind it.
+    pub fn internal(what: impl Into<String>) -> Self {
+        Error::Internal {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// An internal failure caused by `source`.
+    pub fn internal_from(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Internal {
+            what: what.into(),
+            source: Some(source.into()),
         }
     }
 
@@ -137,4 +167,21 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+/// `error` and its causes on one line, `: `-separated, leaving out a cause whose text the
+/// line already holds (this library's messages repeat their cause, so that a log line with
+/// the error alone is complete).
+pub fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
 }

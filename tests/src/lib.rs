@@ -54,8 +54,7 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
 
 /// Whether `ATTUNE_REQUIRE_DATA` asks for the shared data (`1`, `true` or `yes`).
 pub fn data_required() -> bool {
-    std::env::var("ATTUNE_REQUIRE_DATA")
-        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+    std::env::var("ATTUNE_REQUIRE_DATA").is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
 }
 
 /// Stdout of a successful run; panics with stderr otherwise.

@@ -381,7 +381,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", attune::error::report(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -394,9 +394,7 @@ fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
                     let msg = e.to_string();
                     for _ in 0..batch.len() {
                         vecs.push(None);
-                        errors.push(Some(Error::ActorFailed(format!(
-                            "device forward pass: {msg}"
-                        ))));
+                        errors.push(Some(Error::internal(format!("device forward pass: {msg}"))));
                     }
                 }
             }

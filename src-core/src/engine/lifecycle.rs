@@ -52,7 +52,7 @@ impl Engine {
             .map_err(|e| Error::io("attune-actix thread", e))?;
         let (system, arbiters) = sys_rx
             .recv()
-            .map_err(|_| Error::ActorFailed("the actix system failed to start".into()))?;
+            .map_err(|_| Error::internal("the actix system failed to start"))?;
 
         let replies: Vec<_> = arbiters.iter().map(inference::reply_box).collect();
         let log_writer = log::LogWriter::start(store.clone(), replies.clone())?;
@@ -109,7 +109,7 @@ impl Engine {
         });
         let (batcher, addr) = irx
             .recv()
-            .map_err(|_| Error::ActorFailed("the inference actor failed to start".into()))?;
+            .map_err(|_| Error::internal("the inference actor failed to start"))?;
         write(&shared.batcher, Some(batcher));
         write(&shared.inference, Some(addr));
 
@@ -163,7 +163,7 @@ impl Engine {
             let _ = tx.send(shutdown_threads(&shared, &threads));
         });
         rx.await
-            .map_err(|_| Error::ActorFailed("shutdown thread died".into()))?
+            .map_err(|_| Error::internal("the shutdown thread died"))?
     }
 }
 

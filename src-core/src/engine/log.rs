@@ -5,6 +5,7 @@
 //! meanwhile the writer is already applying the next batch (group commit, pipelined).
 //! Impressions are applied in the same batches but nobody waits for them.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -194,7 +195,7 @@ fn apply(
         Err(e) => {
             let msg = e.to_string();
             for (_, tx, _) in senders {
-                let _ = tx.send(Err(Error::ActorFailed(format!("writing the event: {msg}"))));
+                let _ = tx.send(Err(Error::internal(format!("writing the event: {msg}"))));
             }
             if let Some(ev) = events.first() {
                 tracing::warn!(error = %msg, user = %ev.user, "could not log an event");
@@ -219,7 +220,9 @@ fn ack_loop(rx: &Receiver<Applied>, replies: &[ReplySender]) {
                     seq: first + i as u64,
                     item,
                 }),
-                Err(e) => Err(Error::Flush(e.to_string())),
+                Err(Error::Flush(e)) => Err(Error::Flush(Arc::clone(e))),
+                Err(Error::ShutDown) => Err(Error::ShutDown),
+                Err(e) => Err(Error::internal(format!("writing the event: {e}"))),
             };
             (home, (tx, ack))
         });

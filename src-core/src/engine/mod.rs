@@ -121,7 +121,7 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .contains(user)
         {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Conflict(format!(
                 "user {user} is being forgotten; try again in a moment"
             )));
         }
@@ -179,14 +179,14 @@ impl Engine {
                         map.remove(user);
                         Metrics::add(&self.shared.metrics.session_crashes, 1);
                         Metrics::add(&self.shared.metrics.errors, 1);
-                        return Err(Error::ActorFailed(format!(
+                        return Err(Error::Unavailable(format!(
                             "the session of user {user} crashed while handling the request; it restarts on the next request"
                         )));
                     }
                 }
             }
         }
-        Err(Error::ActorFailed(format!(
+        Err(Error::Unavailable(format!(
             "the session of user {user} stopped twice in a row"
         )))
     }
@@ -282,7 +282,7 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .insert(Arc::clone(&name))
         {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Conflict(format!(
                 "user {user} is already being forgotten"
             )));
         }
@@ -306,7 +306,9 @@ impl Engine {
                 LearnerMsg::Forget(Arc::clone(&name)),
                 Duration::from_secs(10),
             )
-            .map_err(|_| Error::ActorFailed("the learner did not take the request".into()))?;
+            .map_err(|_| {
+                Error::Unavailable("the learner did not take the request in 10 s".into())
+            })?;
         // One pass over the log: on a thread of its own, not the caller's executor.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let store = self.shared.store.clone();
@@ -317,7 +319,7 @@ impl Engine {
             })
             .map_err(|e| Error::io("attune-forget thread", e))?;
         rx.await
-            .map_err(|_| Error::ActorFailed("forgetting the user failed".into()))?
+            .map_err(|_| Error::internal("the thread forgetting the user died"))?
     }
 
     /// What the session of `user` holds.
@@ -477,7 +479,7 @@ impl Engine {
             .send(LearnerMsg::Flush(tx))
             .map_err(|_| Error::ShutDown)?;
         rx.recv_timeout(Duration::from_secs(60))
-            .map_err(|_| Error::ActorFailed("the learner did not answer".into()))
+            .map_err(|_| Error::Unavailable("the learner did not answer".into()))
     }
 
     /// Evicts every session now (persisting their state), as the janitor would.
@@ -529,7 +531,7 @@ impl Engine {
         let (addr, _) = self.session(user)?;
         addr.send(session::Crash)
             .await
-            .map_err(|e| Error::ActorFailed(e.to_string()))
+            .map_err(|e| Error::internal_from("the session actor", e))
     }
 
     /// Blocking wrappers of the async methods.

@@ -204,7 +204,7 @@ impl SessionActor {
             state: (**state).clone(),
         };
         let result = bincode::serialize(&snap)
-            .map_err(|e| Error::ActorFailed(format!("encoding a session snapshot: {e}")))
+            .map_err(|e| Error::internal_from("encoding a session snapshot", e))
             .and_then(|b| {
                 self.shared
                     .store
@@ -483,7 +483,7 @@ impl SessionActor {
         };
         Ok(async move {
             rx.await.map_err(|_| {
-                Error::ActorFailed("the compute thread running the request died".into())
+                Error::Unavailable("the compute thread running the request died".into())
             })
         })
     }

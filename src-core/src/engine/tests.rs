@@ -309,6 +309,29 @@ async fn a_crashed_session_restarts() {
 }
 
 #[actix::test]
+async fn a_user_being_forgotten_is_a_conflict_not_a_bad_request() {
+    let (_dir, config) = fixture(5);
+    let engine = Engine::open(config).expect("open");
+    // As `forget_user` marks the user for the time it runs.
+    engine
+        .shared
+        .forgetting
+        .lock()
+        .expect("lock")
+        .insert(Arc::from("u1"));
+    let refused = engine.recommend("u1", 10, quiet()).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    let again = engine.forget_user("u1").await;
+    assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
+    engine.shared.forgetting.lock().expect("lock").clear();
+    engine
+        .recommend("u1", 10, quiet())
+        .await
+        .expect("served again");
+    engine.shutdown().await.expect("shutdown");
+}
+
+#[actix::test]
 async fn a_crash_in_the_middle_of_a_request_is_an_error_not_a_hang() {
     let (_dir, config) = fixture(5);
     let engine = Engine::open(config).expect("open");

@@ -48,7 +48,7 @@ pub(super) async fn post_events(state: web::Data<AppState>, body: web::Bytes) ->
     for (n, h) in handles.into_iter().enumerate() {
         let r = match h.await {
             Ok(r) => r,
-            Err(e) => Err(Error::ActorFailed(e.to_string())),
+            Err(e) => Err(Error::internal_from("recording the event", e)),
         };
         match r {
             Ok(seq) => seqs.push(seq),
@@ -221,7 +221,7 @@ pub(super) async fn activate_model(
     // Loading reads and checks the weights: off the HTTP worker.
     let version = web::block(move || engine.swap_model(&path))
         .await
-        .map_err(|e| ApiError::from(Error::ActorFailed(e.to_string())))??;
+        .map_err(|e| ApiError::from(Error::internal_from("loading the model", e)))??;
     state
         .engine
         .store()

@@ -63,25 +63,40 @@ impl ResponseError for ApiError {
 }
 
 impl From<Error> for ApiError {
+    /// Every variant's status, spelled out: a new variant must be placed here.
     fn from(e: Error) -> Self {
-        let message = e.to_string();
-        match e {
-            Error::BadRequest(_) | Error::InvalidConfig { .. } | Error::Parse { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        let message = crate::error::report(&e);
+        let (status, code) = match e {
+            // The request is wrong: fix it and send it again.
+            Error::BadRequest(_)
+            | Error::InvalidConfig { .. }
+            | Error::Parse { .. }
+            | Error::UnknownFormat(_)
+            | Error::EmptyData(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::NotFound(_) | Error::UnknownModel { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            // The state moved or is busy with this very thing (a stale base version, a
+            // user being forgotten, a file already imported).
+            Error::Conflict(_) | Error::AlreadyImported { .. } => {
+                (StatusCode::CONFLICT, "conflict")
             }
-            Error::Overloaded { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
-            }
-            Error::ShutDown | Error::Closed => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
-            }
-            Error::Checkpoint { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_model", message)
-            }
-            Error::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
-            Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
-        }
+            Error::Checkpoint { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "bad_model"),
+            // Retry later.
+            Error::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Error::ShutDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            // Ours: the operator's logs and the store's health say more.
+            Error::Internal { .. }
+            | Error::Sled(_)
+            | Error::Locked(_)
+            | Error::SchemaMismatch { .. }
+            | Error::Corrupt { .. }
+            | Error::Flush(_)
+            | Error::IdSpaceExhausted(_)
+            | Error::Candle(_)
+            | Error::Io { .. }
+            | Error::Json(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, message)
     }
 }
 
@@ -160,4 +175,45 @@ pub(super) async fn not_found(req: HttpRequest) -> HttpResponse {
         r.headers_mut().insert(header::ALLOW, v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: Error) -> (u16, String) {
+        let a = ApiError::from(e);
+        (a.status.as_u16(), a.code.to_string())
+    }
+
+    #[test]
+    fn each_kind_of_failure_has_its_status() {
+        assert_eq!(status(Error::BadRequest("k".into())).0, 400);
+        assert_eq!(status(Error::Conflict("being forgotten".into())).0, 409);
+        assert_eq!(
+            status(Error::Unavailable("learner".into())),
+            (503, "unavailable".into())
+        );
+        assert_eq!(status(Error::ShutDown), (503, "shutting_down".into()));
+        assert_eq!(status(Error::internal("x")), (500, "internal".into()));
+        let unknown = Error::UnknownModel {
+            name: "m".into(),
+            known: "pop".into(),
+        };
+        assert_eq!(status(unknown).0, 404);
+    }
+
+    #[test]
+    fn a_message_carries_its_cause_once() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::internal_from("writing the snapshot", io);
+        let a = ApiError::from(e);
+        assert_eq!(
+            a.message,
+            "internal failure: writing the snapshot: disk on fire"
+        );
+        let e = Error::io("/tmp/x", std::io::Error::other("gone"));
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(crate::error::report(&e), "/tmp/x: gone");
+    }
 }

@@ -28,7 +28,7 @@ struct State {
     /// Tickets covered by a finished flush.
     durable: u64,
     /// Recent failed flushes: the ticket range `(from, to]` each covered, and the error.
-    failures: Vec<(u64, u64, String)>,
+    failures: Vec<(u64, u64, Arc<sled::Error>)>,
     shutdown: bool,
     flushes: u64,
     /// Async writers waiting for their ticket, released by the flusher.
@@ -86,7 +86,7 @@ impl GroupCommit {
     pub fn ticket(&self) -> Result<u64> {
         let mut st = self.shared.lock();
         if st.shutdown {
-            return Err(Error::Closed);
+            return Err(Error::ShutDown);
         }
         st.issued += 1;
         let t = st.issued;
@@ -215,7 +215,7 @@ fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing) {
                 st.failures.remove(0);
             }
             let from = st.durable;
-            st.failures.push((from, target, e.to_string()));
+            st.failures.push((from, target, Arc::new(e)));
         }
         st.durable = st.durable.max(target);
         let durable = st.durable;

@@ -377,7 +377,7 @@ impl Store {
         Ok(self.inner.db.size_on_disk()?)
     }
 
-    /// Flushes everything and stops the flusher; later writes fail with [`Error::Closed`].
+    /// Flushes everything and stops the flusher; later writes fail with [`Error::ShutDown`].
     pub fn close(&self) -> Result<()> {
         self.inner.indexer.shutdown();
         self.inner.commit.shutdown();

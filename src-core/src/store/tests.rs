@@ -249,7 +249,7 @@ fn closed_store_refuses_writes() {
     store.close().expect("close");
     assert!(matches!(
         store.append(&[click("a", "x", 1)]),
-        Err(Error::Closed)
+        Err(Error::ShutDown)
     ));
 }
 

@@ -31,7 +31,7 @@ impl PendingAppend {
         let rx = self.store.inner.commit.wait_async(self.ticket);
         match rx.await {
             Ok(outcome) => outcome.map(|()| self.range),
-            Err(_) => Err(Error::Closed),
+            Err(_) => Err(Error::ShutDown),
         }
     }
 }
