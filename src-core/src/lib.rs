@@ -5,6 +5,7 @@
 
 pub mod baselines;
 pub mod data;
+#[cfg(feature = "service")]
 pub mod demo;
 pub mod durability;
 pub mod engine;
@@ -15,6 +16,7 @@ pub mod ids;
 pub mod import;
 pub mod model;
 pub mod replay;
+#[cfg(feature = "service")]
 pub mod service;
 pub mod simulate;
 pub mod store;

@@ -22,6 +22,7 @@
 //! reports how often it equals the one served (`served_agreement`).
 
 pub mod compare;
+#[cfg(feature = "report")]
 pub mod report;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
