@@ -6,7 +6,7 @@
 //! feedback on one, and shuts the engine down cleanly.
 
 use attune::engine::strategy::Strategy;
-use attune::{Action, Context, Engine, EngineConfig, EventKind, Feedback, RawEvent};
+use attune::{Action, Engine, EngineConfig, EventKind, Feedback, RawEvent, RecommendOptions};
 
 fn click(user: &str, item: &str) -> RawEvent {
     RawEvent {
@@ -30,7 +30,9 @@ async fn main() -> anyhow::Result<()> {
         let seq = engine.record(click("alice", item)).await?;
         println!("recorded alice → {item} (log sequence {seq})");
     }
-    let rec = engine.recommend("alice", 5, Context::default()).await?;
+    let rec = engine
+        .recommend("alice", 5, RecommendOptions::default())
+        .await?;
     println!(
         "request {} (strategy v{}, model v{}):",
         rec.request_id, rec.strategy_version, rec.model_version

@@ -4,7 +4,7 @@
 //! Each call blocks the calling thread until the engine answers; the engine's actors run on
 //! threads of their own.
 
-use attune::{Action, Context, Engine, EngineConfig, RawEvent};
+use attune::{Action, Engine, EngineConfig, RawEvent, RecommendOptions};
 
 fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
             ts: 1_700_000_000_000 + step,
             action: Action::Click { item: last.clone() },
         })?;
-        let rec = engine.recommend("bob", 3, Context::default())?;
+        let rec = engine.recommend("bob", 3, RecommendOptions::default())?;
         let items: Vec<&str> = rec.items.iter().map(|i| i.item.as_str()).collect();
         println!("after clicking {last}: {}", items.join(", "));
         // Bob follows the first recommendation.

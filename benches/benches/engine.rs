@@ -24,7 +24,7 @@
 //!   `ENGINE_FLUSH_INTERVAL_US` and `ENGINE_FLUSH_DELAY_US` set the store's
 //!   `min_flush_interval` (default 2 ms) and `max_flush_delay` (default 0);
 //! - `ENGINE_HUGE_PAGES=true`: keeps transparent huge pages, which the benchmark turns
-//!   off for its process as `attune serve` does (`attune::threads::avoid_huge_pages`).
+//!   off for its process as `attune serve` does (`attune::os::avoid_huge_pages`).
 //!
 //! The catalogue is ml-1m-sized (3,700 items), the model a 2-layer, d = 64, max_len 200
 //! attention model with random weights (speed does not depend on what it learned), the
@@ -37,11 +37,11 @@ use std::time::{Duration, Instant};
 
 use attune::engine::metrics::Histogram;
 use attune::engine::strategy::{Batching, Strategy};
-use attune::engine::{Context, Engine, EngineConfig};
+use attune::engine::{Engine, EngineConfig, RecommendOptions};
 use attune::event::{Action, RawEvent};
+use attune::os::BackgroundPriority;
 use attune::store::{Store, StoreConfig};
 use attune::synth::{Generator, SynthConfig};
-use attune::threads::BackgroundPriority;
 use attune_benches::rss_kib;
 
 // The allocator the `attune` binary uses; hosts embedding the engine choose their own.
@@ -105,8 +105,8 @@ fn attune_benches_now() -> i64 {
 }
 
 /// Requests as a service makes them: impressions logged.
-fn quiet() -> Context {
-    Context::default()
+fn quiet() -> RecommendOptions {
+    RecommendOptions::default()
 }
 
 struct RunResult {
@@ -520,7 +520,7 @@ fn main() {
     let mode: String = env("ENGINE_BENCH", "all".to_string());
     // As `attune serve` does; `ENGINE_HUGE_PAGES=true` keeps them, for comparison.
     if !env("ENGINE_HUGE_PAGES", false) {
-        attune::threads::avoid_huge_pages();
+        attune::os::avoid_huge_pages();
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let model_path = model(dir.path());

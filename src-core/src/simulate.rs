@@ -19,7 +19,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::strategy::{Exploration, Learning, SourceWeights, Strategy};
-use crate::engine::{Context, Engine, EngineConfig, Feedback};
+use crate::engine::{Engine, EngineConfig, Feedback, RecommendOptions};
 use crate::error::{Error, Result};
 use crate::event::{Action, EventKind, RawEvent};
 use crate::store::{Store, StoreConfig};
@@ -222,7 +222,7 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
             }
             let u = pick.gen_range(0..cfg.users);
             let name = format!("u{u}");
-            let rec = engine.recommend(&name, cfg.k, Context::default())?;
+            let rec = engine.recommend(&name, cfg.k, RecommendOptions::default())?;
             let changed = step >= change;
             let slate: Vec<u32> = rec
                 .items

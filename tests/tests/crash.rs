@@ -1,7 +1,7 @@
 //! Crash safety: a writer process is killed with SIGKILL at random moments; after each
 //! kill the store must reopen cleanly with every acknowledged event present and in order.
 
-use attune::durability::{run_crash_test, CrashTestOptions};
+use attune::crash_test::{run_crash_test, CrashTestOptions};
 use std::time::Duration;
 
 #[test]

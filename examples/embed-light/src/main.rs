@@ -4,7 +4,7 @@
 //! `cargo run --release -p attune-embed-light [STORE_DIR]`: records a few clicks for one
 //! user and prints what the engine recommends after each (the shipped checkpoint's world).
 
-use attune::{Action, Context, Engine, EngineConfig, RawEvent};
+use attune::{Action, Engine, EngineConfig, RawEvent, RecommendOptions};
 
 fn main() -> Result<(), attune::Error> {
     let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
@@ -29,7 +29,7 @@ fn main() -> Result<(), attune::Error> {
             ts: 1_700_000_000_000 + step,
             action: Action::Click { item: last.clone() },
         })?;
-        let rec = engine.recommend("carol", 3, Context::default())?;
+        let rec = engine.recommend("carol", 3, RecommendOptions::default())?;
         let items: Vec<&str> = rec.items.iter().map(|i| i.item.as_str()).collect();
         println!("after {last}: {}", items.join(", "));
         last = rec.items[0].item.clone();

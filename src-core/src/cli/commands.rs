@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
-use attune::durability::{self, CrashTestOptions};
+use attune::crash_test::{self, CrashTestOptions};
 use attune::eval::{self, Split};
 use attune::import::{self, FileOutcome, Format, ImportOptions, ImportProgress};
 use attune::store::{Store, StoreConfig};
@@ -368,7 +368,7 @@ pub fn crash_test(a: CrashTestArgs) -> Result<()> {
         max_kill_after: std::time::Duration::from_millis(300),
     };
     let bar = progress::count(a.rounds as u64, "kill -9 rounds");
-    let report = durability::run_crash_test(&opts, |round, _| bar.set_position(round as u64 + 1));
+    let report = crash_test::run_crash_test(&opts, |round, _| bar.set_position(round as u64 + 1));
     bar.finish_and_clear();
     let report =
         report.with_context(|| format!("the store is kept for inspection in {}", dir.display()))?;
@@ -393,7 +393,7 @@ fn tempdir() -> Result<PathBuf> {
 
 pub fn append_loop(a: AppendLoopArgs) -> Result<()> {
     let store = Store::open(&a.store, StoreConfig::default())?;
-    durability::append_loop(&store, a.writers, &a.tag, std::io::stdout())?;
+    crash_test::append_loop(&store, a.writers, &a.tag, std::io::stdout())?;
     Ok(())
 }
 
@@ -412,7 +412,7 @@ pub(crate) fn default_checkpoint() -> Option<PathBuf> {
 pub fn simulate(a: SimulateArgs) -> Result<()> {
     // A serving workload (see `avoid_huge_pages`): 9.1-9.7 s instead of 10.3-11.2 s for
     // the default simulation, 147 MB peak RSS instead of 195 MB.
-    attune::threads::avoid_huge_pages();
+    attune::os::avoid_huge_pages();
     let mut strategies = Vec::new();
     for path in &a.strategies {
         let text = std::fs::read_to_string(path)
@@ -532,7 +532,7 @@ fn pick_model(dir: &Path) -> Result<PathBuf> {
 }
 
 pub fn serve(a: ServeArgs) -> Result<()> {
-    attune::threads::avoid_huge_pages();
+    attune::os::avoid_huge_pages();
     let file = match &a.config {
         Some(p) => attune::service::config::ServeFile::load(p)?,
         None => attune::service::config::ServeFile::default(),
@@ -584,7 +584,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
 
 pub fn demo(a: DemoArgs) -> Result<()> {
     // The demo serves, as `attune serve` does.
-    attune::threads::avoid_huge_pages();
+    attune::os::avoid_huge_pages();
     let model = pick_model(&a.models).with_context(|| {
         format!(
             "the demo serves the shipped checkpoint: run it from the repository root, or pass --models DIR (looked in {})",

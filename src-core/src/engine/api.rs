@@ -6,7 +6,7 @@ use super::*;
 /// Per-request options of [`Engine::recommend`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Context {
+pub struct RecommendOptions {
     /// Only items with one of these tags (overrides the strategy's include list).
     pub include_tags: Vec<String>,
     /// Never items with these tags (added to the strategy's).
@@ -17,9 +17,13 @@ pub struct Context {
     pub log_impression: bool,
 }
 
-impl Default for Context {
+/// The former name of [`RecommendOptions`] (it collided with actix's and anyhow's).
+#[deprecated(since = "0.1.0", note = "renamed to RecommendOptions")]
+pub type Context = RecommendOptions;
+
+impl Default for RecommendOptions {
     fn default() -> Self {
-        Context {
+        RecommendOptions {
             include_tags: Vec::new(),
             exclude_tags: Vec::new(),
             exclude_items: Vec::new(),

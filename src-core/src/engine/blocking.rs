@@ -13,7 +13,12 @@ impl BlockingEngine {
     }
 
     /// See [`Engine::recommend`].
-    pub fn recommend(&self, user: &str, k: usize, context: Context) -> Result<Recommendation> {
+    pub fn recommend(
+        &self,
+        user: &str,
+        k: usize,
+        context: RecommendOptions,
+    ) -> Result<Recommendation> {
         futures_executor::block_on(self.0.recommend(user, k, context))
     }
 

@@ -55,7 +55,7 @@ pub struct EngineConfig {
     /// what requests leave and yield as soon as a request thread wakes; the indexer, which
     /// holds a lock the log writer needs, runs at `low` instead), `low` (nice 19) or
     /// `normal`.
-    pub background_priority: crate::threads::BackgroundPriority,
+    pub background_priority: crate::os::BackgroundPriority,
 }
 
 impl Default for EngineConfig {
@@ -79,7 +79,7 @@ impl Default for EngineConfig {
             pop_half_life: 100_000,
             seed: 42,
             deterministic: false,
-            background_priority: crate::threads::BackgroundPriority::Idle,
+            background_priority: crate::os::BackgroundPriority::Idle,
         }
     }
 }

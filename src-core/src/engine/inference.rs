@@ -25,11 +25,11 @@ use actix::prelude::*;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::metrics::Metrics;
-use super::ranking::{blend, Ask, Inputs, Scratch};
+use super::ranking::{blend, Ask, Inputs, RankScratch};
 pub(crate) use super::reply::{
     deliver_by_home, reply_box, Delivery, JobOutcome, ReplySender, Scored,
 };
-use super::{Live, ModelSlot, Shared};
+use super::{EngineCore, LiveStrategy, ModelSlot};
 use crate::error::{Error, Result};
 use crate::event::ItemId;
 use crate::model::SessionState;
@@ -59,7 +59,7 @@ pub(crate) struct Job {
     pub home: usize,
     /// The strategy and weights to rank under instead of those in force (a preview of a
     /// draft or of a past version).
-    pub live: Option<Arc<Live>>,
+    pub live: Option<Arc<LiveStrategy>>,
 }
 
 /// The handle sessions submit through: the bounded queue's sender. A full queue refuses
@@ -112,7 +112,7 @@ impl Batcher {
 /// supervises them — a compute thread that dies (a panic in a kernel) is replaced, and the
 /// requests of its batch get an error through their dropped reply channels.
 pub(crate) struct InferenceActor {
-    shared: Arc<Shared>,
+    shared: Arc<EngineCore>,
     rx: Receiver<Job>,
     gather: Arc<Gather>,
     threads: Vec<(usize, std::thread::JoinHandle<()>)>,
@@ -177,7 +177,7 @@ impl Handler<TakeThreads> for InferenceActor {
 
 /// Creates the queue and starts the actor (on the current arbiter) with its threads.
 pub(crate) fn start(
-    shared: &Arc<Shared>,
+    shared: &Arc<EngineCore>,
     capacity: usize,
     threads: usize,
 ) -> (Batcher, Addr<InferenceActor>) {
@@ -249,8 +249,8 @@ impl Gather {
     }
 }
 
-fn compute_loop(shared: &Shared, rx: &Receiver<Job>, gather: &Gather) {
-    let mut scratch = Scratch::default();
+fn compute_loop(shared: &EngineCore, rx: &Receiver<Job>, gather: &Gather) {
+    let mut scratch = RankScratch::default();
     loop {
         let batch = {
             let _turn = gather.turn.lock().unwrap_or_else(|e| e.into_inner());
@@ -365,7 +365,7 @@ fn device_forward(
     Ok((vecs, logits, n))
 }
 
-fn run_batch(shared: &Shared, mut batch: Vec<Job>, scratch: &mut Scratch) {
+fn run_batch(shared: &EngineCore, mut batch: Vec<Job>, scratch: &mut RankScratch) {
     let model = shared.model();
     let sources = shared.sources();
     let live = shared.live();

@@ -22,7 +22,7 @@ use ndarray::{Array1, Array2};
 use super::metrics::Metrics;
 use super::sources::OnlineCounts;
 use super::strategy::{StrategyVersion, N_SOURCES};
-use super::{Live, Shared};
+use super::{EngineCore, LiveStrategy};
 use crate::event::{EventKind, ItemId};
 
 /// Impressions remembered per user for joining feedback.
@@ -73,7 +73,7 @@ struct Shown {
 }
 
 pub(crate) struct Learner {
-    shared: Arc<Shared>,
+    shared: Arc<EngineCore>,
     counts: OnlineCounts,
     last_publish: Instant,
     publish_every: Duration,
@@ -148,7 +148,7 @@ struct Checkpoint {
 }
 
 impl Learner {
-    pub fn new(shared: Arc<Shared>, counts: OnlineCounts, finetune_every: u64) -> Self {
+    pub fn new(shared: Arc<EngineCore>, counts: OnlineCounts, finetune_every: u64) -> Self {
         let strategy = Arc::clone(&shared.live().version_record);
         let restored = shared
             .store
@@ -507,7 +507,7 @@ impl Learner {
         let spawned = std::thread::Builder::new()
             .name("attune-finetune".into())
             .spawn(move || {
-                crate::threads::set_background(0, shared.config.background_priority);
+                crate::os::set_background(0, shared.config.background_priority);
                 match shared.fine_tune_and_swap(&model, &sequences) {
                     Ok(v) => tracing::info!(
                         version = v,
@@ -542,8 +542,8 @@ impl Learner {
 }
 
 /// The live weights a fresh strategy version starts with.
-pub(crate) fn initial_live(v: Arc<StrategyVersion>) -> Live {
-    Live {
+pub(crate) fn initial_live(v: Arc<StrategyVersion>) -> LiveStrategy {
+    LiveStrategy {
         version: v.version,
         weights: v.strategy.weights.to_array(),
         evidence: [0.0; N_SOURCES],

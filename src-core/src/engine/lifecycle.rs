@@ -57,7 +57,7 @@ impl Engine {
         let replies: Vec<_> = arbiters.iter().map(inference::reply_box).collect();
         let log_writer = log::LogWriter::start(store.clone(), replies.clone())?;
         let live = learner::initial_live(Arc::new(current));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(EngineCore {
             store: store.clone(),
             metrics: Arc::default(),
             registry: Registry::default(),
@@ -119,7 +119,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("attune-learner".into())
                 .spawn(move || {
-                    crate::threads::set_background(0, priority);
+                    crate::os::set_background(0, priority);
                     learner.run(&lrx)
                 })
                 .map_err(|e| Error::io("attune-learner thread", e))?
@@ -167,7 +167,7 @@ impl Engine {
     }
 }
 
-fn shutdown_threads(shared: &Shared, threads: &Mutex<Threads>) -> Result<()> {
+fn shutdown_threads(shared: &EngineCore, threads: &Mutex<Threads>) -> Result<()> {
     let mut t = threads.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(j) = t.janitor.take() {
         j.stop();

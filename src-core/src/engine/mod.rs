@@ -43,7 +43,9 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
-pub use self::api::{Context, Feedback, ModelInfo, RecItem, Recommendation, StrategyView};
+#[allow(deprecated)]
+pub use self::api::Context;
+pub use self::api::{Feedback, ModelInfo, RecItem, RecommendOptions, Recommendation, StrategyView};
 pub use self::blocking::BlockingEngine;
 pub use self::config::EngineConfig;
 use self::inference::{Batcher, InferenceActor};
@@ -65,7 +67,7 @@ use crate::store::{Store, StoreConfig};
 /// The embeddable engine; clones share one runtime.
 #[derive(Clone)]
 pub struct Engine {
-    shared: Arc<Shared>,
+    shared: Arc<EngineCore>,
     threads: Arc<Mutex<Threads>>,
 }
 
@@ -89,10 +91,10 @@ fn check_user(user: &str) -> Result<()> {
 /// second) until a CPU fell idle for the indexer to finish. At nice 19 it still yields
 /// to request threads but gets back within a scheduling period.
 pub(crate) fn indexer_priority(
-    background: crate::threads::BackgroundPriority,
-) -> crate::threads::BackgroundPriority {
+    background: crate::os::BackgroundPriority,
+) -> crate::os::BackgroundPriority {
     match background {
-        crate::threads::BackgroundPriority::Idle => crate::threads::BackgroundPriority::Low,
+        crate::os::BackgroundPriority::Idle => crate::os::BackgroundPriority::Low,
         other => other,
     }
 }
@@ -151,7 +153,7 @@ impl Engine {
         Metrics::add(&self.shared.metrics.sessions_started, 1);
         map.insert(
             name,
-            Entry {
+            SessionEntry {
                 addr: addr.clone(),
                 stats: Arc::clone(&stats),
             },
@@ -211,7 +213,7 @@ impl Engine {
         }
         let user = event.user.clone();
         let r = self
-            .ask(&user, || session::Record {
+            .ask(&user, || session::RecordEvent {
                 event: event.clone(),
                 request_id: request_id.clone(),
             })
@@ -234,7 +236,7 @@ impl Engine {
         &self,
         user: &str,
         k: usize,
-        context: Context,
+        context: RecommendOptions,
     ) -> Result<Recommendation> {
         check_user(user)?;
         if !(1..=1000).contains(&k) {
@@ -265,7 +267,7 @@ impl Engine {
         check_user(user)?;
         self.check_open()?;
         let name: Arc<str> = Arc::from(user);
-        struct Unmark<'a>(&'a Shared, Arc<str>);
+        struct Unmark<'a>(&'a EngineCore, Arc<str>);
         impl Drop for Unmark<'_> {
             fn drop(&mut self) {
                 self.0

@@ -10,7 +10,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::reply::{Scored, ScoredItem};
 use super::sources::{SourceSnapshot, KNN_HISTORY, MARKOV_WEIGHTS};
 use super::strategy::{Exploration, N_SOURCES};
-use super::{Catalog, Live, ModelSlot};
+use super::{Catalog, LiveStrategy, ModelSlot};
 use crate::event::ItemId;
 
 /// What a request is ranked with: the batch's model, sources, strategy and catalogue, and
@@ -21,7 +21,7 @@ pub(super) struct Inputs<'a> {
     pub user_vec: Option<&'a [f32]>,
     pub logits: Option<&'a [f32]>,
     pub sources: &'a SourceSnapshot,
-    pub live: &'a Live,
+    pub live: &'a LiveStrategy,
     pub catalog: &'a Catalog,
 }
 
@@ -43,7 +43,7 @@ pub(super) struct Ask<'a> {
 
 /// Per-thread scratch buffers, reused across requests.
 #[derive(Default)]
-pub(super) struct Scratch {
+pub(super) struct RankScratch {
     pub(super) gen: u32,
     pub(super) cand_mark: Vec<u32>,
     pub(super) excl_mark: Vec<u32>,
@@ -57,14 +57,14 @@ pub(super) struct Scratch {
     pub(super) logits: Vec<f32>,
 }
 
-/// Which accumulator [`Scratch::touch`] returns.
+/// Which accumulator [`RankScratch::touch`] returns.
 #[derive(Clone, Copy)]
 enum Acc {
     Markov,
     Knn,
 }
 
-impl Scratch {
+impl RankScratch {
     fn reset(&mut self, n: usize) {
         if self.cand_mark.len() < n {
             self.cand_mark.resize(n, 0);
@@ -134,7 +134,7 @@ impl Scratch {
 }
 
 /// Ranks the candidates of one request.
-pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut Scratch) -> Scored {
+pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Scored {
     let Inputs {
         model,
         user_vec,
@@ -391,7 +391,7 @@ pub(super) fn task_features(
 /// exclusions still leave fewer than `c` items, drops to the `8c`-th before the plain
 /// selection over the row. Any threshold gives the same result as long as `c` items
 /// reach it: every item below it ranks below those.
-fn top_logits(row: &[f32], c: usize, from_model: &[ItemId], s: &mut Scratch) -> f32 {
+fn top_logits(row: &[f32], c: usize, from_model: &[ItemId], s: &mut RankScratch) -> f32 {
     const CHUNK: usize = 16;
     let gt = |x: f32, m: f32| if x > m { x } else { m };
     let maxima: Vec<f32> = row
@@ -480,7 +480,7 @@ mod tests {
                 .collect();
             // Items are numbered differently from model indices, as in the engine.
             let from_model: Vec<ItemId> = (0..n as ItemId).rev().collect();
-            let mut s = Scratch::default();
+            let mut s = RankScratch::default();
             s.reset(n);
             // Exclude mostly high-logit items, where exclusions hurt the threshold.
             for idx in 0..n {

@@ -4,7 +4,7 @@
 
 use super::*;
 
-pub(crate) struct Entry {
+pub(crate) struct SessionEntry {
     pub(super) addr: Addr<SessionActor>,
     pub(super) stats: Arc<EntryStats>,
 }
@@ -26,7 +26,7 @@ pub(super) fn low_water(budget: u64) -> u64 {
 
 /// Live session actors by user.
 pub(crate) struct Registry {
-    pub(super) shards: Vec<Mutex<HashMap<Arc<str>, Entry>>>,
+    pub(super) shards: Vec<Mutex<HashMap<Arc<str>, SessionEntry>>>,
     pub total_bytes: AtomicU64,
     pub(super) next_arbiter: AtomicUsize,
     /// Rung while the sessions' bytes are over the budget's high-water mark, so the
@@ -37,7 +37,7 @@ pub(crate) struct Registry {
     ),
 }
 
-type Shard = HashMap<Arc<str>, Entry>;
+type Shard = HashMap<Arc<str>, SessionEntry>;
 
 impl Default for Registry {
     fn default() -> Self {
@@ -90,7 +90,7 @@ impl Registry {
     }
 
     /// Removes every entry.
-    pub(super) fn drain(&self) -> Vec<Entry> {
+    pub(super) fn drain(&self) -> Vec<SessionEntry> {
         (0..self.shards.len())
             .flat_map(|i| {
                 self.lock_shard(i)
@@ -114,7 +114,7 @@ pub(super) struct Janitor {
 }
 
 impl Janitor {
-    pub(super) fn start(shared: Arc<Shared>) -> Result<Janitor> {
+    pub(super) fn start(shared: Arc<EngineCore>) -> Result<Janitor> {
         let (stop, rx) = crossbeam_channel::bounded::<()>(0);
         let every = Duration::from_millis(shared.config.sweep_every_ms);
         let thread = std::thread::Builder::new()
@@ -143,7 +143,7 @@ impl Janitor {
     }
 }
 
-impl Shared {
+impl EngineCore {
     /// Evicts sessions idle past the TTL, then, if the live ones hold more than 95% of the
     /// budget, the least recently used until they fit in 90% of it (`all`: every
     /// session). Locks one registry shard at a time; the choice of least recently used is

@@ -21,7 +21,7 @@ use super::inference::{Job, JobOutcome, Refused, Scored};
 use super::learner::LearnerMsg;
 use super::log::LogMsg;
 use super::sources::CO_WINDOW;
-use super::{Context as RecContext, Live, RecItem, Recommendation, Shared};
+use super::{EngineCore, LiveStrategy, RecItem, RecommendOptions, Recommendation};
 use crate::error::{Error, Result};
 use crate::event::{Action, EventKind, Impression, ItemId, RawEvent};
 use crate::model::SessionState;
@@ -55,7 +55,7 @@ impl Drop for CrashGuard {
 
 /// What an eviction persists.
 #[derive(Debug, Serialize, Deserialize)]
-struct Snapshot {
+struct StoredSession {
     /// Interactions the state covers.
     covers: u64,
     /// The model window (restored cold, re-encoded exactly on first use).
@@ -65,7 +65,7 @@ struct Snapshot {
 /// A user's session.
 pub(crate) struct SessionActor {
     name: Arc<str>,
-    shared: Arc<Shared>,
+    shared: Arc<EngineCore>,
     stats: Arc<EntryStats>,
     history: VecDeque<ItemId>,
     /// Every item interacted with, sorted (the exclude-seen filter's list).
@@ -93,7 +93,12 @@ struct Applied {
 }
 
 impl SessionActor {
-    pub fn new(name: Arc<str>, shared: Arc<Shared>, stats: Arc<EntryStats>, home: usize) -> Self {
+    pub fn new(
+        name: Arc<str>,
+        shared: Arc<EngineCore>,
+        stats: Arc<EntryStats>,
+        home: usize,
+    ) -> Self {
         SessionActor {
             home,
             name,
@@ -137,7 +142,7 @@ impl SessionActor {
             }
         }
         if let Some(bytes) = store.get_record(RecordSpace::Session, self.name.as_bytes())? {
-            match bincode::deserialize::<Snapshot>(&bytes) {
+            match bincode::deserialize::<StoredSession>(&bytes) {
                 Ok(s) if s.covers == self.interactions => {
                     self.state = Some((Box::new(s.state), s.covers));
                     super::metrics::Metrics::add(&self.shared.metrics.sessions_restored, 1);
@@ -199,7 +204,7 @@ impl SessionActor {
         let Some((state, covers)) = &self.state else {
             return;
         };
-        let snap = Snapshot {
+        let snap = StoredSession {
             covers: *covers,
             state: (**state).clone(),
         };
@@ -249,7 +254,7 @@ impl SessionActor {
     /// A scoring request for this session. A preview (`preview` set: the strategy and
     /// weights to rank under) leaves the session as it is: its model state stays here
     /// (the request encodes the history afresh) and its request count does not move.
-    fn job(&mut self, k: usize, ctx: &RecContext, preview: Option<Arc<Live>>) -> Job {
+    fn job(&mut self, k: usize, ctx: &RecommendOptions, preview: Option<Arc<LiveStrategy>>) -> Job {
         let live = preview.clone().unwrap_or_else(|| self.shared.live());
         let strategy = &live.strategy;
         let mut exclude: Vec<ItemId> = if strategy.filters.exclude_seen {
@@ -341,19 +346,19 @@ impl Actor for SessionActor {
 /// Records an event (acknowledged once durable).
 #[derive(Message)]
 #[rtype(result = "Result<u64>")]
-pub(crate) struct Record {
+pub(crate) struct RecordEvent {
     pub event: RawEvent,
     pub request_id: Option<String>,
 }
 
-impl Handler<Record> for SessionActor {
+impl Handler<RecordEvent> for SessionActor {
     // Not atomic: the mailbox goes on while the event waits for its flush (a request of
     // the same user meanwhile need not wait for the disk). Acknowledgements arrive in log
     // order, and each is applied to the session (in sending order, see `answer`) before
     // its caller hears of it, so a request made after an acknowledgement sees the event.
     type Result = ResponseActFuture<Self, Result<u64>>;
 
-    fn handle(&mut self, msg: Record, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RecordEvent, _ctx: &mut Self::Context) -> Self::Result {
         let _guard = self.guard();
         self.touch();
         let started = std::time::Instant::now();
@@ -400,7 +405,7 @@ impl Handler<Record> for SessionActor {
 #[rtype(result = "Result<Recommendation>")]
 pub(crate) struct Recommend {
     pub k: usize,
-    pub context: RecContext,
+    pub context: RecommendOptions,
 }
 
 impl Handler<Recommend> for SessionActor {
@@ -446,7 +451,7 @@ impl Handler<Recommend> for SessionActor {
 #[rtype(result = "Result<(Recommendation, Vec<ItemId>)>")]
 pub(crate) struct Preview {
     pub k: usize,
-    pub live: Arc<Live>,
+    pub live: Arc<LiveStrategy>,
 }
 
 impl Handler<Preview> for SessionActor {
@@ -454,7 +459,7 @@ impl Handler<Preview> for SessionActor {
 
     fn handle(&mut self, msg: Preview, _ctx: &mut Self::Context) -> Self::Result {
         let _guard = self.guard();
-        let job = self.job(msg.k, &RecContext::default(), Some(msg.live));
+        let job = self.job(msg.k, &RecommendOptions::default(), Some(msg.live));
         let history = job.history.clone();
         let answer = match self.submit(job) {
             Ok(answer) => answer,

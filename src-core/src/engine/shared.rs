@@ -1,6 +1,6 @@
 //! The state shared by the engine's handle, its actors and its threads: the serving model
 //! slot, the strategy in force with its learned weights, the catalogue's names and tags,
-//! and `Shared` itself (what every batch reads is swapped atomically, never locked).
+//! and `EngineCore` itself (what every batch reads is swapped atomically, never locked).
 
 use super::*;
 
@@ -33,7 +33,7 @@ impl ModelSlot {
 
 /// The strategy and weights every request reads.
 #[derive(Debug, Clone)]
-pub(crate) struct Live {
+pub(crate) struct LiveStrategy {
     pub version: u64,
     pub strategy: Arc<Strategy>,
     pub weights: [f32; N_SOURCES],
@@ -82,7 +82,7 @@ impl Catalog {
 }
 
 /// State shared by the handle, the actors and the threads.
-pub(crate) struct Shared {
+pub(crate) struct EngineCore {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub registry: Registry,
@@ -91,7 +91,7 @@ pub(crate) struct Shared {
     // preempted mid-swap (the learner runs at background priority) cannot stall the
     // compute threads, and the old value is freed by whoever drops it last, outside any
     // lock. Writers of `live` and `catalog` take `swap_writers` to read-modify-write.
-    pub(super) live: ArcSwap<Live>,
+    pub(super) live: ArcSwap<LiveStrategy>,
     pub(super) model: ArcSwapOption<ModelSlot>,
     pub(super) sources: ArcSwap<SourceSnapshot>,
     pub(super) catalog: ArcSwap<Catalog>,
@@ -123,8 +123,8 @@ pub(super) fn write<T>(lock: &RwLock<T>, v: T) {
     *lock.write().unwrap_or_else(|e| e.into_inner()) = v;
 }
 
-impl Shared {
-    pub fn live(&self) -> Arc<Live> {
+impl EngineCore {
+    pub fn live(&self) -> Arc<LiveStrategy> {
         self.live.load_full()
     }
 

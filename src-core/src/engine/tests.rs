@@ -51,10 +51,10 @@ fn click(user: &str, item: &str) -> RawEvent {
     }
 }
 
-fn quiet() -> Context {
-    Context {
+fn quiet() -> RecommendOptions {
+    RecommendOptions {
         log_impression: false,
-        ..Context::default()
+        ..RecommendOptions::default()
     }
 }
 
@@ -63,7 +63,7 @@ async fn recommends_with_a_breakdown_and_cold_users_fall_back() {
     let (_dir, config) = fixture(50);
     let engine = Engine::open(config).expect("open");
     let rec = engine
-        .recommend("u0", 10, Context::default())
+        .recommend("u0", 10, RecommendOptions::default())
         .await
         .expect("rec");
     assert_eq!(rec.items.len(), 10);
@@ -74,25 +74,25 @@ async fn recommends_with_a_breakdown_and_cold_users_fall_back() {
     assert!(rec.items.iter().any(|i| i.breakdown.seq > 0.0));
     // A user never seen: popularity.
     let cold = engine
-        .recommend("nobody", 5, Context::default())
+        .recommend("nobody", 5, RecommendOptions::default())
         .await
         .expect("cold");
     assert_eq!(cold.fallback.as_deref(), Some("popularity"));
     assert_eq!(cold.items.len(), 5);
     // Bad requests are refused with a clear error.
     let e = engine
-        .recommend("", 5, Context::default())
+        .recommend("", 5, RecommendOptions::default())
         .await
         .expect_err("empty user");
     assert!(e.to_string().contains("user"), "{e}");
     let e = engine
-        .recommend("u0", 0, Context::default())
+        .recommend("u0", 0, RecommendOptions::default())
         .await
         .expect_err("k = 0");
     assert!(e.to_string().contains("k must be"), "{e}");
     engine.shutdown().await.expect("shutdown");
     assert!(matches!(
-        engine.recommend("u0", 5, Context::default()).await,
+        engine.recommend("u0", 5, RecommendOptions::default()).await,
         Err(Error::ShutDown)
     ));
 }
@@ -539,7 +539,7 @@ fn blocking_wrappers_work_without_a_runtime() {
     let seq = engine.record(click("host", "i1")).expect("record");
     assert!(seq > 0);
     let rec = engine
-        .recommend("host", 5, Context::default())
+        .recommend("host", 5, RecommendOptions::default())
         .expect("rec");
     assert_eq!(rec.items.len(), 5);
     let fb = Feedback {
@@ -563,7 +563,7 @@ fn blocking_wrappers_work_without_a_runtime() {
 #[test]
 #[cfg(target_os = "linux")]
 fn background_threads_run_at_the_configured_priority() {
-    use crate::threads::{priority_of, BackgroundPriority};
+    use crate::os::{priority_of, BackgroundPriority};
     // The priorities of the process's threads called `name` (other tests' engines run in
     // this process too, so assertions are about any or every such thread).
     let priorities = |name: &str| -> Vec<Option<BackgroundPriority>> {
@@ -624,7 +624,7 @@ fn the_learner_moves_weights_toward_what_pays() {
     for n in 0..300 {
         let user = format!("u{}", n % 100);
         let rec = engine
-            .recommend(&user, 10, Context::default())
+            .recommend(&user, 10, RecommendOptions::default())
             .expect("rec");
         let best = rec
             .items
@@ -774,12 +774,12 @@ async fn a_forgotten_user_is_gone_from_the_session_the_log_and_the_store() {
     }
     // An impression logged for the user, and a session persisted by an eviction.
     engine
-        .recommend("leaver", 5, Context::default())
+        .recommend("leaver", 5, RecommendOptions::default())
         .await
         .expect("rec");
     engine.evict_all();
     engine
-        .recommend("leaver", 5, Context::default())
+        .recommend("leaver", 5, RecommendOptions::default())
         .await
         .expect("rec");
     let store = engine.store().clone();

@@ -224,7 +224,7 @@ struct ResumeState {
 
 /// One training window: inputs and, per position, the next item and task labels.
 #[derive(Debug, Clone)]
-struct Window {
+struct TrainWindow {
     tokens: Vec<u32>,
     targets: Vec<u32>,
     like: Vec<Option<f32>>,
@@ -240,7 +240,7 @@ fn windows(
     cfg: &Config,
     stride: usize,
     purchase_task: bool,
-) -> Vec<Window> {
+) -> Vec<TrainWindow> {
     let mut out = Vec::new();
     for case in holdout.cases() {
         let h = &dataset.users[case.user];
@@ -252,7 +252,7 @@ fn windows(
         let mut end = n - 1;
         loop {
             let start = end.saturating_sub(cfg.max_len);
-            let mut w = Window {
+            let mut w = TrainWindow {
                 tokens: Vec::with_capacity(end - start),
                 targets: Vec::with_capacity(end - start),
                 like: Vec::new(),
@@ -392,7 +392,7 @@ struct Batch {
     n_positions: usize,
 }
 
-fn make_batch(ws: &[&Window], device: &Device) -> Result<Batch> {
+fn make_batch(ws: &[&TrainWindow], device: &Device) -> Result<Batch> {
     let len = ws.iter().map(|w| w.tokens.len()).max().unwrap_or(1);
     let mut tokens = vec![0u32; ws.len() * len];
     let (mut positions, mut targets) = (Vec::new(), Vec::new());
@@ -502,20 +502,20 @@ fn sampled_softmax(
 fn train_epoch(
     model: &SeqRec,
     opt: &mut AdamW,
-    data: &[Window],
+    data: &[TrainWindow],
     cfg: &TrainConfig,
     epoch: usize,
     device: &Device,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<f64> {
-    let mut order: Vec<&Window> = data.iter().collect();
+    let mut order: Vec<&TrainWindow> = data.iter().collect();
     let mut shuffle = epoch_rng(cfg.seed, epoch, 1);
     order.shuffle(&mut shuffle);
     // Sort within groups of 32 batches by length, to cut padding.
     for group in order.chunks_mut(cfg.batch * 32) {
         group.sort_by_key(|w| std::cmp::Reverse(w.tokens.len()));
     }
-    let mut batches: Vec<&[&Window]> = order.chunks(cfg.batch).collect();
+    let mut batches: Vec<&[&TrainWindow]> = order.chunks(cfg.batch).collect();
     batches.shuffle(&mut shuffle);
     let mut dropout = Dropout::new(cfg.model.dropout, epoch_rng(cfg.seed, epoch, 2).gen());
     let mut neg_rng = epoch_rng(cfg.seed, epoch, 3);
@@ -917,12 +917,12 @@ pub fn fine_tune(
     cfg: &FineTuneConfig,
 ) -> Result<f64> {
     let mcfg = model.config().clone();
-    let data: Vec<Window> = sequences
+    let data: Vec<TrainWindow> = sequences
         .iter()
         .filter(|s| s.len() >= 2)
         .map(|s| {
             let start = (s.len() - 1).saturating_sub(mcfg.max_len);
-            Window {
+            TrainWindow {
                 tokens: s[start..s.len() - 1].iter().map(|i| i + 1).collect(),
                 targets: s[start + 1..].to_vec(),
                 like: vec![None; s.len() - 1 - start],
@@ -950,7 +950,7 @@ pub fn fine_tune(
     let mut neg_rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x9e37);
     let mut total = 0.0;
     for _ in 0..cfg.steps {
-        let ws: Vec<&Window> = (0..cfg.batch.min(data.len()))
+        let ws: Vec<&TrainWindow> = (0..cfg.batch.min(data.len()))
             .map(|_| &data[rng.gen_range(0..data.len())])
             .collect();
         let b = make_batch(&ws, &device)?;

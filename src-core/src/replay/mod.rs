@@ -34,7 +34,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::engine::strategy::{SourceWeights, Strategy};
-use crate::engine::{Context, Engine, EngineConfig, Recommendation};
+use crate::engine::{Engine, EngineConfig, RecommendOptions, Recommendation};
 use crate::error::{Error, Result};
 use crate::event::{Action, EventKind, Item, RawEvent, Timestamp};
 use crate::import::{self, Format, ImportOptions};
@@ -626,9 +626,9 @@ fn run_rounds(
                 engine.recommend(
                     &events[i].user,
                     k,
-                    Context {
+                    RecommendOptions {
                         log_impression: true,
-                        ..Context::default()
+                        ..RecommendOptions::default()
                     },
                 )
             })),

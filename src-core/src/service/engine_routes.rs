@@ -74,7 +74,7 @@ pub(super) struct RecommendBody {
     #[serde(default = "ten")]
     pub(super) k: usize,
     #[serde(default)]
-    pub(super) context: Context,
+    pub(super) context: RecommendOptions,
 }
 
 pub(super) fn ten() -> usize {

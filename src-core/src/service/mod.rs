@@ -44,7 +44,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::strategy::Strategy;
-use crate::engine::{Context, Engine};
+use crate::engine::{Engine, RecommendOptions};
 use crate::error::Error;
 use crate::store::RecordSpace;
 use crate::wire::{parse_record, Record};

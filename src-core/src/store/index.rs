@@ -67,7 +67,7 @@ impl Indexer {
         let handle = std::thread::Builder::new()
             .name("attune-indexer".into())
             .spawn(move || {
-                let _ = tid_tx.send(crate::threads::current_tid());
+                let _ = tid_tx.send(crate::os::current_tid());
                 run(&s, &db)
             })
             .map_err(|e| Error::io("attune-indexer thread", e))?;
@@ -87,9 +87,9 @@ impl Indexer {
     }
 
     /// Schedules the indexer thread as `priority` says (see [`crate::threads`]).
-    pub fn set_priority(&self, priority: crate::threads::BackgroundPriority) {
+    pub fn set_priority(&self, priority: crate::os::BackgroundPriority) {
         if self.tid != 0 {
-            crate::threads::set_background(self.tid, priority);
+            crate::os::set_background(self.tid, priority);
         }
     }
 

@@ -237,7 +237,7 @@ impl Store {
 
     /// Schedules the store's background indexer thread (see [`crate::threads`]); the
     /// engine lowers it so that indexing yields the CPU to requests.
-    pub fn set_background_priority(&self, priority: crate::threads::BackgroundPriority) {
+    pub fn set_background_priority(&self, priority: crate::os::BackgroundPriority) {
         self.inner.indexer.set_priority(priority);
     }
 
