@@ -57,6 +57,27 @@ pub fn data_required() -> bool {
     std::env::var("ATTUNE_REQUIRE_DATA").is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
 }
 
+/// An external checker on the PATH (`promtool`, `schemathesis`), if installed. Without it
+/// the test that needs it skips with a note, unless `ATTUNE_REQUIRE_TOOLS=1` (set by
+/// `.ci/run`, whose setup installs them): then it fails.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let required = std::env::var("ATTUNE_REQUIRE_TOOLS")
+            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        assert!(
+            !required,
+            "{name} is not installed and ATTUNE_REQUIRE_TOOLS=1"
+        );
+        eprintln!("skipping the {name} check: {name} is not installed");
+    }
+    found
+}
+
 /// Stdout of a successful run; panics with stderr otherwise.
 pub fn ok_stdout(out: &Output) -> String {
     assert!(

@@ -13,6 +13,38 @@ fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
+/// `promtool check metrics` (Prometheus's own linter) finds nothing in `exposition`.
+fn promtool_accepts(exposition: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Some(promtool) = attune_tests::tool("promtool") else {
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("promtool reads");
+    let out = child.wait_with_output().expect("promtool ends");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}\n{exposition}"
+    );
+}
+
 #[test]
 fn the_service_answers_guards_and_stops_gracefully() {
     let s = Server::start();
@@ -160,6 +192,11 @@ fn the_service_answers_guards_and_stops_gracefully() {
         body.contains("attune_blend_weight{source=\"pop\"}"),
         "{body}"
     );
+    assert!(
+        body.contains("attune_recommend_latency_seconds_bucket"),
+        "{body}"
+    );
+    promtool_accepts(&body);
     let (st, body) = http(&s, "GET", "/v1/stats", None, "");
     assert_eq!(st, 200);
     assert_eq!(json(&body)["events"], 2);

@@ -1,5 +1,8 @@
 //! `GET /metrics`: the engine's counters, gauges and histograms and the latency of every
-//! route, in Prometheus's text exposition format.
+//! route, in Prometheus's text exposition format. Names follow Prometheus's conventions:
+//! base units (durations in `_seconds`, histograms kept in µs inside are scaled on the
+//! way out), `_total` on counters; `promtool check metrics` passes on the output (a test
+//! runs it where promtool is installed).
 
 use super::*;
 
@@ -11,17 +14,20 @@ pub(super) fn scalar(out: &mut String, kind: &str, name: &str, help: &str, v: f6
 }
 
 /// The `_bucket` (cumulative), `_sum` and `_count` samples of one histogram series;
-/// `labels` (`k="v",...`, or empty) go before `le`.
+/// `labels` (`k="v",...`, or empty) go before `le`; bounds and sum are multiplied by
+/// `scale` (1e-6 for a histogram kept in µs and exposed in seconds).
 pub(super) fn histogram_series(
     out: &mut String,
     name: &str,
     labels: &str,
     h: &crate::engine::metrics::HistogramSnapshot,
+    scale: f64,
 ) {
     let sep = if labels.is_empty() { "" } else { "," };
     let mut cum = 0;
     for (le, c) in &h.buckets {
         cum += c;
+        let le = *le as f64 * scale;
         out.push_str(&format!(
             "attune_{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cum}\n"
         ));
@@ -34,7 +40,7 @@ pub(super) fn histogram_series(
     out.push_str(&format!(
         "attune_{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}\nattune_{name}_sum{plain} {}\nattune_{name}_count{plain} {}\n",
         h.count,
-        h.mean * h.count as f64,
+        h.mean * h.count as f64 * scale,
         h.count
     ));
 }
@@ -94,34 +100,43 @@ pub(super) async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     {
         out.push_str(&format!("attune_blend_weight{{source=\"{name}\"}} {w}\n"));
     }
-    for (name, help, h) in [
+    const US: f64 = 1e-6;
+    for (name, help, h, scale) in [
         (
-            "recommend_latency_us",
-            "Recommendation latency (µs).",
+            "recommend_latency_seconds",
+            "Recommendation latency in the engine.",
             &m.recommend_latency_us,
+            US,
         ),
         (
-            "record_latency_us",
-            "Event latency until durable (µs).",
+            "record_latency_seconds",
+            "Event latency until durable.",
             &m.record_latency_us,
+            US,
         ),
-        ("batch_size", "Requests per inference batch.", &m.batch_size),
         (
-            "queue_delay_us",
-            "Wait before a batch starts (µs).",
+            "batch_size",
+            "Requests per inference batch.",
+            &m.batch_size,
+            1.0,
+        ),
+        (
+            "queue_delay_seconds",
+            "Wait before a batch starts.",
             &m.queue_delay_us,
+            US,
         ),
     ] {
         out.push_str(&format!(
             "# HELP attune_{name} {help}\n# TYPE attune_{name} histogram\n"
         ));
-        histogram_series(&mut out, name, "", h);
+        histogram_series(&mut out, name, "", h, scale);
     }
-    out.push_str("# HELP attune_http_request_duration_us HTTP request latency by route (µs).\n# TYPE attune_http_request_duration_us histogram\n");
+    out.push_str("# HELP attune_http_request_duration_seconds HTTP request latency by route.\n# TYPE attune_http_request_duration_seconds histogram\n");
     let routes = state.http.snapshot();
     for (method, route, h, _) in &routes {
         let labels = format!("method=\"{method}\",route=\"{route}\"");
-        histogram_series(&mut out, "http_request_duration_us", &labels, h);
+        histogram_series(&mut out, "http_request_duration_seconds", &labels, h, US);
     }
     out.push_str("# HELP attune_http_responses_total HTTP responses by route and status.\n# TYPE attune_http_responses_total counter\n");
     for (method, route, _, statuses) in &routes {
