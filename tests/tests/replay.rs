@@ -317,7 +317,7 @@ fn ctrl_c_leaves_a_valid_partial_report() {
     ]);
     assert!(o.status.success());
     let report = dir.path().join("report");
-    let child = Command::new(attune_bin())
+    let mut child = Command::new(attune_bin())
         .args(["replay", "--format", "jsonl", "--json", "--data"])
         .arg(&out)
         .arg("--report")
@@ -326,14 +326,31 @@ fn ctrl_c_leaves_a_valid_partial_report() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn replay");
-    std::thread::sleep(Duration::from_millis(2500));
+    // Under way: the first tenth is replayed (stderr is not a terminal, so the progress
+    // comes as lines). The rest of stderr is kept for the failure message.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if line.starts_with("replaying: ") {
+                let _ = tx.send(());
+            }
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("the replay reports its first tenth");
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(sent.success());
     let o = child.wait_with_output().expect("wait");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = reader.join().expect("stderr reader");
+    assert!(o.status.success(), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(
         v["partial"], true,

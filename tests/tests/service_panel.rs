@@ -436,6 +436,8 @@ fn a_sustained_breach_reverts_once_and_is_drawn() {
             .starts_with("p99_ms"),
         "{status}"
     );
+    // Not a wait for a condition: the traffic keeps breaching the limit for 3 s more, the
+    // window in which a second revert would happen if the guard did not revert once.
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
     let _ = traffic.join();

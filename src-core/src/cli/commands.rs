@@ -714,7 +714,7 @@ pub fn replay(a: ReplayArgs) -> Result<()> {
     let log = Log::read(&source, from, to)?;
     let read_s = t.elapsed().as_secs_f64();
     let n = (log.events.len() * cfg.strategies.len().max(1)) as u64;
-    let bar = progress::count(n, "replaying");
+    let bar = progress::Steps::new(n, "replaying");
     let report = replay::replay(&log, &cfg, &stop, &|done, _| bar.set_position(done))?;
     bar.finish_and_clear();
     if let Some(dir) = &a.report {
