@@ -284,6 +284,28 @@ fn config_is_validated() {
 #[test]
 fn flushes_are_paced_under_concurrent_writers_only() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // One writer, one append at a time: nothing arrives during a flush, none waits. With
+    // a 1 s interval, paced appends would take at least 4 s; five fsyncs take far less
+    // than 2 s even on a loaded 2-core machine (the bound is not a speed test).
+    let slow = Duration::from_secs(1);
+    let single = Store::open(
+        dir.path().join("single"),
+        StoreConfig {
+            min_flush_interval: slow,
+            ..Default::default()
+        },
+    )
+    .expect("open");
+    let t0 = std::time::Instant::now();
+    for i in 0..5 {
+        single.append(&[click("a", "x", i)]).expect("append");
+    }
+    let sequential = t0.elapsed();
+    assert!(
+        sequential < 2 * slow,
+        "five sequential appends took {sequential:?}: they were paced"
+    );
+    single.close().expect("close");
     let interval = Duration::from_millis(200);
     let store = Store::open(
         dir.path().join("s"),
@@ -293,16 +315,6 @@ fn flushes_are_paced_under_concurrent_writers_only() {
         },
     )
     .expect("open");
-    // One writer, one append at a time: nothing arrives during a flush, none waits.
-    let t0 = std::time::Instant::now();
-    for i in 0..5 {
-        store.append(&[click("a", "x", i)]).expect("append");
-    }
-    let sequential = t0.elapsed();
-    assert!(
-        sequential < interval,
-        "five sequential appends took {sequential:?}: they were paced"
-    );
     // Four writers for 1.2 s: flushes cover several appends and are paced.
     let before = store.inner.commit.flushes();
     let t1 = std::time::Instant::now();
