@@ -65,6 +65,31 @@ use crate::model::{Checkpoint, FastModel};
 use crate::store::{Store, StoreConfig};
 
 /// The embeddable engine; clones share one runtime.
+///
+/// ```
+/// use attune::{Action, Engine, EngineConfig, RawEvent, RecommendOptions};
+///
+/// # fn main() -> attune::Result<()> {
+/// let dir = tempfile::tempdir().expect("tempdir");
+/// let engine = Engine::open(EngineConfig {
+///     store: dir.path().join("store"),
+///     // The shipped checkpoint (the synthetic catalogue's items i0 … i499).
+///     model: Some("../models/synthetic-default".into()),
+///     ..EngineConfig::default()
+/// })?
+/// .blocking(); // or the async calls, from an async host
+/// engine.record(RawEvent {
+///     user: "ann".into(),
+///     ts: 1_700_000_000_000,
+///     action: Action::Click { item: "i42".into() },
+/// })?; // durable when it returns
+/// let rec = engine.recommend("ann", 5, RecommendOptions::default())?;
+/// assert_eq!(rec.items.len(), 5);
+/// assert!(rec.items.iter().all(|i| i.item != "i42"), "seen items are left out");
+/// engine.shutdown()?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Engine {
     shared: Arc<EngineCore>,

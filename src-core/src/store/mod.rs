@@ -120,6 +120,29 @@ struct Inner {
 }
 
 /// A handle to an open store; cheap to clone, shared across threads.
+///
+/// ```
+/// use attune::store::{Store, StoreConfig};
+/// use attune::{Action, RawEvent};
+///
+/// # fn main() -> attune::Result<()> {
+/// let dir = tempfile::tempdir().expect("tempdir");
+/// let store = Store::open(dir.path().join("store"), StoreConfig::default())?;
+/// let click = |item: &str, ts| RawEvent {
+///     user: "ann".into(),
+///     ts,
+///     action: Action::Click { item: item.into() },
+/// };
+/// // Appended, fsync'd and given sequence numbers 0 and 1, in one batch.
+/// let seqs = store.append(&[click("a", 1), click("b", 2)])?;
+/// assert_eq!(seqs, 0..2);
+/// let ann = store.user_id("ann").expect("ann has an id");
+/// let history = store.user_history(ann)?;
+/// assert_eq!(history.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1]);
+/// store.close()?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,

@@ -122,6 +122,24 @@ struct HalfTable {
 /// A plain-Rust f32 copy of a [`SeqRec`] for serving on the CPU: incremental sessions
 /// ([`FastModel::push`]) and scoring against the catalogue. Read-only once built, so one
 /// instance serves every thread; cloning copies the weights.
+///
+/// ```
+/// use attune::model::{Checkpoint, FastModel};
+/// use candle_core::{DType, Device};
+///
+/// # fn main() -> attune::Result<()> {
+/// let ck = Checkpoint::load("../models/synthetic-default", &Device::Cpu, DType::F32)?;
+/// let fast = FastModel::from_model(&ck.model)?;
+/// // A session: the history encoded once, then one step a click.
+/// let mut session = fast.encode(&[3, 14, 15])?;
+/// fast.push(&mut session, 92)?;
+/// // Next-item scores for every item of the catalogue.
+/// let mut scores = vec![0.0; fast.n_items()];
+/// fast.score_all(session.user_vector().expect("a non-empty history"), &mut scores);
+/// assert!(scores.iter().all(|s| s.is_finite()));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct FastModel {
     cfg: Config,
