@@ -1,8 +1,13 @@
 //! Replay behaviour: the round scheduler keeps each user's order, two runs give the same
 //! figures, and a strategy with a known advantage wins.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+
+use super::rounds::Rounds;
 use super::*;
-use crate::engine::strategy::Learning;
+use crate::engine::strategy::{Learning, SourceWeights, Strategy};
+use crate::event::{Action, Item, RawEvent};
 use crate::synth::{Generator, SynthConfig};
 
 fn click(user: &str, item: usize, ts: i64) -> RawEvent {
