@@ -62,11 +62,11 @@ const NOUNS: [&str; 32] = [
 const SUB_TAGS: [&str; 6] = ["new", "sale", "eco", "premium", "classic", "limited"];
 
 /// A category of the catalogue.
-pub(super) struct Category {
+struct Category {
     /// Unique tag, e.g. `books` or `books-2`.
-    pub(super) tag: String,
+    tag: String,
     /// The word that ends item titles, e.g. `Novel`.
-    pub(super) word: &'static str,
+    word: &'static str,
 }
 
 /// The synthetic catalogue and the simulator of its users.
@@ -76,26 +76,26 @@ pub(super) struct Category {
 /// [`Generator::user_events`] and nothing is kept about them.
 pub struct Generator {
     pub(super) cfg: SynthConfig,
-    pub(super) categories: Vec<Category>,
+    categories: Vec<Category>,
     /// Cumulative popularity weights of the categories.
-    pub(super) category_cdf: Vec<f64>,
+    category_cdf: Vec<f64>,
     /// Category of each item.
     pub(super) item_category: Vec<u32>,
     /// Items grouped by category (`members[offsets[c]..offsets[c + 1]]`), each group in
     /// descending popularity.
-    pub(super) members: Vec<u32>,
-    pub(super) offsets: Vec<u32>,
+    members: Vec<u32>,
+    offsets: Vec<u32>,
     /// `zipf_prefix[r]` = Σ_{k ≤ r} 1/(k+1)^item_zipf, shared by all categories.
-    pub(super) zipf_prefix: Vec<f64>,
+    zipf_prefix: Vec<f64>,
     /// `successors[i * k..(i + 1) * k]` are item `i`'s successors, likeliest first.
-    pub(super) successors: Vec<u32>,
+    successors: Vec<u32>,
     /// Cumulative weights of following the 1st, 2nd, … successor.
     pub(super) successor_cdf: Vec<f64>,
     /// Price of each item, in currency units (cents precision).
     pub(super) prices: Vec<f32>,
     /// Salts of the per-user streams and of the per-item hashes.
     pub(super) user_salt: u64,
-    pub(super) item_salt: u64,
+    item_salt: u64,
 }
 
 impl Generator {
