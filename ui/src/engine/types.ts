@@ -264,7 +264,7 @@ export interface ReplayComparison {
   differences: ReplayDifference[];
 }
 
-/** `ReplayReport` of src-core/src/replay/mod.rs; `verdict` and `comparisons` may come later. */
+/** `ReplayReport` of src-core/src/replay/figures.rs; `verdict` and `comparisons` may come later. */
 export interface ReplayReport {
   source?: string;
   events?: number;

@@ -1,4 +1,4 @@
-// A replay report (src-core/src/replay/mod.rs `ReplayReport`): the verdict if there is one,
+// A replay report (src-core/src/replay/figures.rs `ReplayReport`): the verdict if there is one,
 // each strategy's figures as a table, confidence intervals if present, per-window charts of
 // HR / NDCG / MRR and each strategy's blend weights over the replay.
 
