@@ -21,7 +21,41 @@ pub fn attune_bin() -> PathBuf {
         "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p attune` first)",
         bin.display()
     );
+    // `cargo test -p attune-tests` alone does not rebuild the binary: a test run against
+    // an old one would test old code.
+    let built = modified(&bin);
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../src-core/src");
+    if let Some(newer) = newest_file(&src).filter(|(t, _)| Some(*t) > built) {
+        panic!(
+            "{} is older than {}: run `cargo build -p attune` (or `cargo test --workspace`)",
+            bin.display(),
+            newer.1.display()
+        );
+    }
     bin
+}
+
+fn modified(p: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// The most recently modified file under `dir`, with its time.
+fn newest_file(dir: &std::path::Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let found = if path.is_dir() {
+            newest_file(&path)
+        } else {
+            modified(&path).map(|t| (t, path))
+        };
+        if let Some(f) = found {
+            if newest.as_ref().is_none_or(|n| f.0 > n.0) {
+                newest = Some(f);
+            }
+        }
+    }
+    newest
 }
 
 /// Runs `attune` with `args`, returning its output.

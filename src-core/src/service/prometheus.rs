@@ -27,7 +27,7 @@ pub(super) fn histogram_series(
     let mut cum = 0;
     for (le, c) in &h.buckets {
         cum += c;
-        let le = *le as f64 * scale;
+        let le = *le * scale;
         out.push_str(&format!(
             "attune_{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cum}\n"
         ));
