@@ -27,7 +27,13 @@ async fn eviction_and_restore_give_the_same_recommendations() {
         .await
         .expect("before");
     assert!(engine.evict_all() >= 1);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The evicted actor persists its state (then counts the eviction) before the next
+    // request restores it.
+    until(
+        || engine.metrics().sessions_evicted >= 1,
+        "the evicted session persisted",
+    )
+    .await;
     let after = engine
         .recommend("walker", 10, quiet())
         .await
@@ -66,13 +72,19 @@ async fn sessions_under_budget(ttl_s: f64, sweep_every_ms: u64) -> (tempfile::Te
 #[actix::test]
 async fn idle_sessions_are_evicted_and_the_budget_holds() {
     let (_dir, engine) = sessions_under_budget(0.2, 50).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    until(
+        || engine.metrics().sessions_evicted > 0,
+        "an eviction over budget",
+    )
+    .await;
     let m = engine.metrics();
-    assert!(m.sessions_evicted > 0, "nothing evicted over budget");
     assert!(m.session_bytes <= 400_000, "{} bytes live", m.session_bytes);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let m = engine.metrics();
-    assert_eq!(m.active_sessions, 0, "idle sessions outlived their TTL");
+    // Every session is idle now: each goes once its 0.2 s TTL has passed.
+    until(
+        || engine.metrics().active_sessions == 0,
+        "idle sessions evicted after their TTL",
+    )
+    .await;
     engine.shutdown().await.expect("shutdown");
 }
 
@@ -92,4 +104,16 @@ async fn crossing_the_budget_wakes_the_janitor_at_once() {
     assert!(m.session_bytes <= 200_000, "{} bytes live", m.session_bytes);
     assert!(m.active_sessions > 0, "the budget holds sessions, not none");
     engine.shutdown().await.expect("shutdown");
+}
+
+/// Waits until `done` holds, polling every 10 ms; fails after 10 s naming `what`.
+async fn until(done: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
