@@ -31,6 +31,8 @@ pub enum Record {
 enum WireId {
     Str(String),
     Int(i64),
+    /// JSON does not tell `7` from `7.0`: a whole number written as a float is that integer.
+    Float(f64),
 }
 
 impl WireId {
@@ -38,6 +40,12 @@ impl WireId {
         let s = match self {
             WireId::Str(s) => s,
             WireId::Int(i) => i.to_string(),
+            WireId::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => (f as i64).to_string(),
+            WireId::Float(f) => {
+                return Err(format!(
+                    "field `{field}`: {f} is not an id (a string, or a whole number)"
+                ))
+            }
         };
         check_id(&s).map_err(|m| format!("field `{field}`: {m}"))?;
         Ok(s)
@@ -52,7 +60,8 @@ struct WireRecord {
     item: Option<WireId>,
     ts: Option<f64>,
     value: Option<f64>,
-    dwell_ms: Option<u32>,
+    /// A whole number of ms (`300` or `300.0`), up to `u32::MAX`.
+    dwell_ms: Option<f64>,
     price: Option<f64>,
     request_id: Option<String>,
     items: Option<Vec<WireId>>,
@@ -145,10 +154,24 @@ pub fn parse_record(line: &str) -> Result<Record, String> {
             .ok_or_else(|| format!("field `item` is missing for kind `{kind_name}`"))?
             .into_id("item")
     };
+    // Checked whatever the kind (kept only for views), as `price` is.
+    let dwell_ms = w
+        .dwell_ms
+        .map(|d| {
+            if d.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&d) {
+                Ok(d as u32)
+            } else {
+                Err(format!(
+                    "field `dwell_ms`: {d} is not a whole number of ms in [0, {}]",
+                    u32::MAX
+                ))
+            }
+        })
+        .transpose()?;
     let action = match kind {
         EventKind::View => Action::View {
             item: item()?,
-            dwell_ms: w.dwell_ms,
+            dwell_ms,
         },
         EventKind::Click => Action::Click { item: item()? },
         EventKind::Cart => Action::Cart {

@@ -156,8 +156,36 @@ fn query<T: std::str::FromStr>(
     Ok(found)
 }
 
+/// A request body as `T`. JSON does not tell `1` from `1.0`, and neither does the OpenAPI
+/// document's `integer`: a body that fails only because an integer field holds an integral
+/// float (`"k": 10.0`) is read again with such numbers made integers. The error reported is
+/// the first one, with its line and column.
 fn json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+    serde_json::from_slice(body).or_else(|first| {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .map(integral_floats_as_integers)
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| ApiError::bad_request(format!("invalid JSON: {first}")))
+    })
+}
+
+/// `v` with every float that is a whole number in `i64`'s range made an integer.
+fn integral_floats_as_integers(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e18 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(integral_floats_as_integers).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (k, integral_floats_as_integers(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// Every route of the service: registered from here, and described from here in the

@@ -25,14 +25,41 @@ pub struct RouteDoc {
     pub handler: fn(actix_web::Route) -> actix_web::Route,
 }
 
+/// The largest integer every JSON reader keeps exactly (2^53 - 1): the bound of versions,
+/// seeds and times in the document.
+const MAX_SAFE: i64 = (1 << 53) - 1;
+
+/// What `wire::check_id` accepts, as far as JSON Schema can say it: 1 to 256 bytes (the
+/// schema counts characters), no control characters, no U+FFFD.
+const ID_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F\\uFFFD]+$";
+
+/// A user or item id in a path or body.
+fn id_string() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": crate::wire::MAX_ID_BYTES,
+           "pattern": ID_PATTERN})
+}
+
 fn params(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| {
-            json!({"name": name, "in": "path", "required": true,
-                   "schema": {"type": "string", "minLength": 1, "maxLength": crate::wire::MAX_ID_BYTES}})
+            let schema = match (name, path.starts_with("/v1/replay/")) {
+                ("id", true) => json!({"type": "integer", "minimum": 0}),
+                ("id", false) => id_string(),
+                _ => json!({"type": "string", "minLength": 1}),
+            };
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
         })
         .collect()
+}
+
+/// The status of a success: 200, or 202 for a job that starts (`POST /v1/replay`).
+fn success_status(r: &RouteDoc) -> &'static str {
+    if r.method == actix_web::http::Method::POST && r.path == "/v1/replay" {
+        "202"
+    } else {
+        "200"
+    }
 }
 
 fn schema_ref(name: &str) -> Value {
@@ -47,7 +74,7 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             "summary": r.summary,
             "operationId": operation_id(r),
             "responses": {
-                "200": {"description": "success",
+                success_status(r): {"description": "success",
                         "content": {r.response.0: {"schema": schema_ref(r.response.1)}}},
                 "4XX": {"description": "bad request, unauthorized, not found, too large",
                         "content": {"application/json": {"schema": schema_ref("Error")}}},
@@ -64,7 +91,9 @@ pub fn document(routes: &[RouteDoc]) -> Value {
                 .iter()
                 .map(|t| (t.to_string(), json!({"schema": schema_ref(schema)})))
                 .collect();
-            op["requestBody"] = json!({"required": true, "content": content});
+            // A replay with no body replays the live strategy.
+            let required = r.request.map(|(_, s)| s) != Some("ReplayRequest");
+            op["requestBody"] = json!({"required": required, "content": content});
         }
         match r.auth {
             super::auth::Role::Admin => {
@@ -115,6 +144,63 @@ fn weights() -> Value {
     json!({"type": "object", "properties": props})
 }
 
+/// The strategy as `engine::strategy::Strategy` reads it: every field optional, no unknown
+/// ones, each knob's range. What JSON Schema cannot say (each weight within its own
+/// `[min, max]`, a name of at most 200 bytes) is checked by the server, with a 400.
+fn strategy() -> Value {
+    let weights_in = |lo: f64, hi: f64| {
+        let props: serde_json::Map<String, Value> = crate::engine::strategy::SOURCES
+            .iter()
+            .map(|s| {
+                (
+                    s.to_string(),
+                    json!({"type": "number", "minimum": lo, "maximum": hi}),
+                )
+            })
+            .collect();
+        let all: Vec<&str> = crate::engine::strategy::SOURCES.to_vec();
+        json!({"type": "object", "additionalProperties": false, "required": all, "properties": props})
+    };
+    let reward: serde_json::Map<String, Value> = ["click", "cart", "purchase", "like", "skip"]
+        .iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                json!({"type": "number", "minimum": -1000, "maximum": 1000}),
+            )
+        })
+        .collect();
+    json!({"type": "object", "additionalProperties": false,
+        "description": "each weight must also lie within its [min_weights, max_weights]",
+        "properties": {
+            "name": {"type": "string", "maxLength": 200},
+            "weights": weights_in(-1000.0, 1000.0),
+            "min_weights": weights_in(-1000.0, 1000.0),
+            "max_weights": weights_in(-1000.0, 1000.0),
+            "pinned": {"type": "array",
+                "items": {"enum": crate::engine::strategy::SOURCES}},
+            "learning": {"type": "object", "additionalProperties": false, "properties": {
+                "adaptive": {"type": "boolean"},
+                "learning_rate": {"type": "number", "minimum": crate::engine::strategy::MIN_LEARNING_RATE, "maximum": 10},
+                "update_every": {"type": "integer", "minimum": 1, "maximum": 100_000}}},
+            "exploration": {"oneOf": [
+                {"type": "object", "required": ["mode"],
+                 "properties": {"mode": {"const": "none"}}},
+                {"type": "object", "additionalProperties": false, "required": ["mode", "epsilon"],
+                 "properties": {"mode": {"const": "epsilon"}, "epsilon": {"type": "number", "minimum": 0, "maximum": 1}}},
+                {"type": "object", "additionalProperties": false, "required": ["mode", "scale"],
+                 "properties": {"mode": {"const": "thompson"}, "scale": {"type": "number", "minimum": 0, "maximum": 10}}}]},
+            "filters": {"type": "object", "additionalProperties": false, "properties": {
+                "exclude_seen": {"type": "boolean"},
+                "include_tags": {"type": "array", "items": {"type": "string"}},
+                "exclude_tags": {"type": "array", "items": {"type": "string"}}}},
+            "reward": {"type": "object", "additionalProperties": false, "properties": reward},
+            "candidates": {"type": "integer", "minimum": 1, "maximum": 10_000},
+            "batching": {"type": "object", "additionalProperties": false, "properties": {
+                "max_batch": {"type": "integer", "minimum": 1, "maximum": 4096},
+                "max_queue_delay_us": {"type": "integer", "minimum": 0, "maximum": 1_000_000}}}}})
+}
+
 fn schemas() -> Value {
     let mut all = engine_schemas();
     if let (Some(a), Value::Object(b)) = (all.as_object_mut(), panel_schemas()) {
@@ -125,7 +211,9 @@ fn schemas() -> Value {
 
 /// The schemas of the engine's routes.
 fn engine_schemas() -> Value {
-    let id = json!({"type": ["string", "integer"], "description": "1 to 256 bytes, no control characters"});
+    let id = json!({"type": ["string", "integer"], "minLength": 1, "pattern": ID_PATTERN,
+                    "minimum": i64::MIN, "maximum": i64::MAX,
+                    "description": "1 to 256 bytes, no control characters"});
     let kinds: Vec<&str> = crate::event::EventKind::ALL
         .iter()
         .map(|k| k.as_str())
@@ -137,31 +225,35 @@ fn engine_schemas() -> Value {
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
         "Event": {"type": "object", "required": ["user", "kind", "item", "ts"],
             "additionalProperties": false,
+            "if": {"properties": {"kind": {"const": "rating"}}},
+            "then": {"required": ["value"], "properties": {"value": {"type": "number",
+                "minimum": -f32::MAX, "maximum": f32::MAX}}},
             "properties": {
                 "user": id, "item": id, "kind": {"enum": kinds},
-                "ts": {"type": "number", "description": "Unix seconds"},
-                "value": {"type": "number", "description": "rating value (rating events)"},
-                "dwell_ms": {"type": "integer", "minimum": 0},
-                "price": {"type": "number"}}},
+                "ts": {"type": "number", "minimum": 0, "maximum": 253_402_300_799_u64, "description": "Unix seconds"},
+                "value": {"type": ["number", "null"], "description": "rating value (rating events)"},
+                "dwell_ms": {"type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX},
+                "price": {"type": ["number", "null"], "minimum": 0, "maximum": f32::MAX}}},
         "Events": {"description": "One event, a JSON array of events, or JSON lines (application/x-ndjson)",
             "oneOf": [{"$ref": "#/components/schemas/Event"},
-                      {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]},
+                      {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Event"}}]},
         "Accepted": {"type": "object", "properties": {
             "accepted": {"type": "integer"},
             "seqs": {"type": "array", "items": {"type": "integer"}}}},
         "Item": {"type": "object", "required": ["kind", "item"], "additionalProperties": false,
-            "properties": {"kind": {"const": "item"}, "item": id, "title": {"type": "string"},
-                "tags": {"type": "array", "items": {"type": "string"}},
-                "attrs": {"type": "object", "additionalProperties": {"type": "string"}}}},
+            "properties": {"kind": {"const": "item"}, "item": id, "title": {"type": ["string", "null"]},
+                "tags": {"type": ["array", "null"], "items": {"type": "string"}},
+                "attrs": {"type": ["object", "null"],
+                    "description": "values are kept as strings (other JSON values as their JSON text)"}}},
         "Items": {"oneOf": [{"$ref": "#/components/schemas/Item"},
-                  {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}]},
+                  {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Item"}}]},
         "Context": {"type": "object", "additionalProperties": false, "properties": {
             "include_tags": {"type": "array", "items": {"type": "string"}},
             "exclude_tags": {"type": "array", "items": {"type": "string"}},
             "exclude_items": {"type": "array", "items": {"type": "string"}},
             "log_impression": {"type": "boolean", "default": true}}},
         "RecommendRequest": {"type": "object", "required": ["user"], "additionalProperties": false,
-            "properties": {"user": {"type": "string"},
+            "properties": {"user": id_string(),
                 "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
                 "context": {"$ref": "#/components/schemas/Context"}}},
         "Weights": weights(),
@@ -183,7 +275,7 @@ fn engine_schemas() -> Value {
         "Forgotten": {"type": "object", "properties": {
             "user": {"type": "string"}, "events": {"type": "integer"},
             "index_chunks": {"type": "integer"}, "session_snapshot": {"type": "boolean"}}},
-        "Strategy": {"type": "object", "description": "weights, min, max, pinned, learning, exploration, filters, reward, candidates, batching (see README: strategies)"},
+        "Strategy": strategy(),
         "StrategyView": {"type": "object", "properties": {
             "version": {"type": "integer"}, "strategy": {"$ref": "#/components/schemas/Strategy"},
             "weights": {"$ref": "#/components/schemas/Weights"}}},
@@ -195,8 +287,9 @@ fn engine_schemas() -> Value {
             "guard": {"$ref": "#/components/schemas/GuardStatus"}}},
         "StrategyHistory": {"type": "array", "items": {"$ref": "#/components/schemas/StrategyVersion"}},
         "Rollback": {"type": "object", "required": ["version"], "additionalProperties": false,
-            "properties": {"version": {"type": "integer", "minimum": 1}, "message": {"type": "string"},
-                "base_version": {"type": "integer"}}},
+            "properties": {"version": {"type": "integer", "minimum": 1, "maximum": MAX_SAFE},
+                "message": {"type": "string"},
+                "base_version": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_SAFE}}},
         "Model": {"type": "object", "properties": {
             "version": {"type": "integer"}, "dir": {"type": "string"}, "weights": {"type": "string"},
             "fine_tuned": {"type": "boolean"}, "items": {"type": "integer"}, "dim": {"type": "integer"},
@@ -208,18 +301,23 @@ fn engine_schemas() -> Value {
                 "name": {"type": "string"}, "dir": {"type": "string"}, "items": {"type": "integer"},
                 "metrics": {"type": "object"}}}}}},
         "Activate": {"type": "object", "required": ["name"], "additionalProperties": false,
-            "properties": {"name": {"type": "string", "description": "a checkpoint directory under --models"}}},
+            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 255,
+                "pattern": "^(?!\\.\\.?$)[^/\\\\\\u0000]+$",
+                "description": "a checkpoint directory under --models"}}},
         "Activated": {"type": "object", "properties": {
             "version": {"type": "integer"}, "model": {"$ref": "#/components/schemas/Model"}}},
         "Stats": {"type": "object", "description": "the engine's MetricsSnapshot: counters, histograms, weights"},
         "Health": {"type": "object", "properties": {"status": {"const": "ok"}, "uptime_s": {"type": "number"}}},
         "Prometheus": {"type": "string"},
-        "Stream": {"type": "string", "description": "server-sent events: `stats` once a second (LiveStats), `strategy` and `model` on changes, `marker` (a change to draw on charts), `guard` (a guard's status), `audit` (an audit entry), `replay` (a job's progress), `shutdown` at the end"},
+        "Stream": {"type": "object", "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}},
+            "description": "server-sent events: `stats` once a second (LiveStats), `strategy` and `model` on changes, `marker` (a change to draw on charts), `guard` (a guard's status), `audit` (an audit entry), `replay` (a job's progress), `shutdown` at the end"},
         "OpenApi": {"type": "object"},
         "ReplayRequest": {"type": "object", "additionalProperties": false, "properties": {
             "strategies": {"type": "array", "items": {"$ref": "#/components/schemas/Strategy"}},
-            "from_ms": {"type": "integer"}, "to_ms": {"type": "integer"},
-            "k": {"type": "integer", "default": 10}, "seed": {"type": "integer"},
+            "from_ms": {"type": ["integer", "null"], "minimum": i64::MIN, "maximum": i64::MAX},
+            "to_ms": {"type": ["integer", "null"], "minimum": i64::MIN, "maximum": i64::MAX},
+            "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+            "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": u64::MAX},
             "model": {"type": "boolean", "default": true}}},
         "ReplayJob": {"type": "object", "properties": {
             "id": {"type": "integer"}, "status": {"enum": ["running", "done", "stopped", "failed"]},
@@ -240,7 +338,8 @@ fn panel_schemas() -> Value {
         "GuardStatus": {"type": "object", "properties": {
             "state": {"enum": ["none", "watching", "passed", "reverted", "aborted", "superseded", "failed"]},
             "version": {"type": ["integer", "null"]}, "based_on": {"type": ["integer", "null"]},
-            "guard": {"$ref": "#/components/schemas/Guard"}, "started_ms": {"type": ["integer", "null"]},
+            "guard": {"oneOf": [{"$ref": "#/components/schemas/Guard"}, {"type": "null"}]},
+            "started_ms": {"type": ["integer", "null"]},
             "time_left_s": {"type": "number"}, "baseline_reward_per_rec": {"type": ["number", "null"]},
             "limits": {"type": "array", "items": {"type": "object"}}, "reason": {"type": ["string", "null"]},
             "reverted_to": {"type": ["integer", "null"]}}},
@@ -267,8 +366,11 @@ fn panel_schemas() -> Value {
                 "heads": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}},
             "recommendation": {"$ref": "#/components/schemas/Recommendation"}}},
         "PreviewRequest": {"type": "object", "required": ["user"], "additionalProperties": false, "properties": {
-            "user": {"type": "string"}, "k": {"type": "integer", "default": 10},
-            "strategy": {"$ref": "#/components/schemas/Strategy"}, "version": {"type": "integer"}}},
+            "user": id_string(), "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+            "strategy": {"oneOf": [{"$ref": "#/components/schemas/Strategy"}, {"type": "null"}]},
+            "version": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_SAFE}},
+            "not": {"required": ["strategy", "version"],
+                    "properties": {"strategy": {"type": "object"}, "version": {"type": "integer"}}}},
         "Valid": {"type": "object", "properties": {"ok": {"const": true}}},
         "Html": {"type": "string"},
         "File": {"type": "string"},

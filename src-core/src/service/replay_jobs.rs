@@ -54,6 +54,17 @@ pub(super) async fn post_replay(
     } else {
         json(&body)?
     };
+    // Checked now, so that a bad request is a 400 here rather than a failed job later.
+    if !(1..=1000).contains(&b.k) {
+        return Err(ApiError::bad_request(format!(
+            "field `k`: must be in [1, 1000], got {}",
+            b.k
+        )));
+    }
+    for (n, s) in b.strategies.iter().enumerate() {
+        s.validate()
+            .map_err(|e| ApiError::bad_request(format!("strategies[{n}]: {e}")))?;
+    }
     let strategies = if b.strategies.is_empty() {
         vec![state.engine.strategy().strategy]
     } else {

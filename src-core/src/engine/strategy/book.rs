@@ -141,9 +141,9 @@ impl StrategyBook {
 
     /// [`StrategyBook::rollback`] with an author, a message and a base-version check.
     pub fn rollback_by(&self, to: u64, by: &Publish) -> Result<StrategyVersion> {
-        let old = self.get(to)?.ok_or_else(|| {
-            Error::config("version", format!("there is no strategy version {to}"))
-        })?;
+        let old = self
+            .get(to)?
+            .ok_or_else(|| Error::NotFound(format!("there is no strategy version {to}")))?;
         self.write(old.strategy, format!("rollback to {to}"), by)
     }
 

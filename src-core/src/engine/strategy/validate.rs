@@ -51,11 +51,17 @@ impl Strategy {
                     format!("{} is outside its bounds [{}, {}]", w[j], lo[j], hi[j]),
                 ));
             }
-            if w[j].abs() > 1000.0 {
-                return Err(Error::config(
-                    format!("weights.{name}"),
-                    "must be within [-1000, 1000]",
-                ));
+            for (what, v) in [
+                ("weights", w[j]),
+                ("min_weights", lo[j]),
+                ("max_weights", hi[j]),
+            ] {
+                if v.abs() > 1000.0 {
+                    return Err(Error::config(
+                        format!("{what}.{name}"),
+                        "must be within [-1000, 1000]",
+                    ));
+                }
             }
         }
         for p in &self.pinned {
