@@ -4,7 +4,7 @@
 //! token used, or `guard`) and what changed. Kept durably in the store's audit space,
 //! keyed by a sequence number, so it survives restarts and reads newest first.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -144,6 +144,18 @@ pub struct Recorder {
     hub: std::sync::Arc<super::live::Hub>,
     /// The newest model version already audited (an activation, or a swap noticed).
     model_seen: AtomicU64,
+    /// Activations under way: the model they swap in is theirs to audit, even if the live
+    /// figures show its version before the activation has noted it.
+    activating: AtomicUsize,
+}
+
+/// An activation under way (see [`Recorder::activation`]); ends when dropped.
+pub struct Activation<'a>(&'a AtomicUsize);
+
+impl Drop for Activation<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Recorder {
@@ -152,7 +164,15 @@ impl Recorder {
             log,
             hub,
             model_seen: AtomicU64::new(0),
+            activating: AtomicUsize::new(0),
         }
+    }
+
+    /// Marks an activation (`POST /v1/models/activate`) under way until the value is
+    /// dropped, after the activation has noted its version.
+    pub fn activation(&self) -> Activation<'_> {
+        self.activating.fetch_add(1, Ordering::SeqCst);
+        Activation(&self.activating)
     }
 
     /// Notes that model `version` is accounted for in the log; returns whether it is
@@ -163,10 +183,14 @@ impl Recorder {
 
     /// Audits a model swap the engine made by itself (a fine-tuned model swapped in), as
     /// the live figures reveal it; swaps made through `POST /v1/models/activate` are
-    /// noted there and not audited twice.
-    pub fn model_seen_at(&self, version: u64, model: Option<crate::engine::ModelInfo>) {
+    /// noted there and not audited twice. Returns false when it cannot tell yet (an
+    /// activation is under way): the caller asks again with the next figures.
+    pub fn model_seen_at(&self, version: u64, model: Option<crate::engine::ModelInfo>) -> bool {
+        if self.activating.load(Ordering::SeqCst) > 0 {
+            return false;
+        }
         if version == 0 || !self.note_model(version) {
-            return;
+            return true;
         }
         let name = model.as_ref().map(|m| m.name.clone()).unwrap_or_default();
         let fine_tuned = model.as_ref().is_some_and(|m| m.fine_tuned);
@@ -178,6 +202,7 @@ impl Recorder {
         ) {
             tracing::error!(error = %e, version, "could not audit a model swap");
         }
+        true
     }
 
     /// Appends an entry (durable) and streams it.
@@ -336,6 +361,21 @@ mod tests {
         );
         let m = Marker::of(&rows[0]).expect("drawn");
         assert_eq!((m.kind.as_str(), m.version), ("model", Some(3)));
+        // The figures show an activation's version before the route has noted it: not
+        // the engine's swap; asked again after the activation, it is already accounted.
+        let activation = r.activation();
+        assert!(
+            !r.model_seen_at(4, None),
+            "deferred while the activation runs"
+        );
+        assert!(r.note_model(4));
+        drop(activation);
+        assert!(r.model_seen_at(4, None));
+        assert_eq!(
+            r.log.list(10, None).expect("list").len(),
+            1,
+            "no model.swap for v4"
+        );
     }
 
     #[test]

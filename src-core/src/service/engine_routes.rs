@@ -217,6 +217,8 @@ pub(super) async fn activate_model(
     let caller = admin(&req, &state)?;
     let b: ActivateBody = json(&body)?;
     let path = model_dir(state.models_dir.as_deref(), &b.name)?;
+    // Until noted below, the new version is this activation's, not a swap the engine made.
+    let _activation = state.recorder.activation();
     let engine = state.engine.clone();
     // Loading reads and checks the weights: off the HTTP worker.
     let version = web::block(move || engine.swap_model(&path))

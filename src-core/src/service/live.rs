@@ -309,8 +309,12 @@ pub async fn tick(
         let stats = LiveStats::between(&prev, &cur, http_prev, http_cur, now - at);
         hub.send("stats", &stats);
         history.observe(&cur, http_cur, now);
-        if cur.model_version != prev.model_version {
-            recorder.model_seen_at(cur.model_version, engine.model_info());
+        let mut cur = cur;
+        if cur.model_version != prev.model_version
+            && !recorder.model_seen_at(cur.model_version, engine.model_info())
+        {
+            // An activation is under way: compare with the old version again next time.
+            cur.model_version = prev.model_version;
         }
         (prev, http_prev, at) = (cur, http_cur, now);
     }
