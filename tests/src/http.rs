@@ -1,6 +1,6 @@
 //! `attune serve` as a real process on a free loopback port, and a small HTTP/1.1 client
 //! over std TCP: one-shot requests, keep-alive connections and raw bytes (for fuzzing).
-//! Shared by the service tests (`service.rs`, `service_faults.rs`, `service_soak.rs`), so
+//! Shared by the service tests (`service.rs`, `service_faults.rs`, `service_sigkill.rs`, `service_soak.rs`), so
 //! that each drives the binary exactly as a user would.
 
 use std::collections::VecDeque;

@@ -2,6 +2,7 @@
 //! and the shared data sets, running commands, and (in [`http`]) a served process with an
 //! HTTP client.
 
+pub mod fuzz;
 pub mod http;
 
 use std::path::PathBuf;
