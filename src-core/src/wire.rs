@@ -35,17 +35,25 @@ enum WireId {
     Float(f64),
 }
 
+/// `f` as an integer if it is a whole number within `i64`'s range (JSON does not tell `7`
+/// from `7.0`).
+pub(crate) fn whole_number(f: f64) -> Option<i64> {
+    (f.fract() == 0.0 && f.abs() < 9.0e18).then_some(f as i64)
+}
+
 impl WireId {
     fn into_id(self, field: &str) -> Result<String, String> {
         let s = match self {
             WireId::Str(s) => s,
             WireId::Int(i) => i.to_string(),
-            WireId::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => (f as i64).to_string(),
-            WireId::Float(f) => {
-                return Err(format!(
-                    "field `{field}`: {f} is not an id (a string, or a whole number)"
-                ))
-            }
+            WireId::Float(f) => match whole_number(f) {
+                Some(i) => i.to_string(),
+                None => {
+                    return Err(format!(
+                        "field `{field}`: {f} is not an id (a string, or a whole number)"
+                    ))
+                }
+            },
         };
         check_id(&s).map_err(|m| format!("field `{field}`: {m}"))?;
         Ok(s)
@@ -158,14 +166,14 @@ pub fn parse_record(line: &str) -> Result<Record, String> {
     let dwell_ms = w
         .dwell_ms
         .map(|d| {
-            if d.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&d) {
-                Ok(d as u32)
-            } else {
-                Err(format!(
-                    "field `dwell_ms`: {d} is not a whole number of ms in [0, {}]",
-                    u32::MAX
-                ))
-            }
+            whole_number(d)
+                .and_then(|ms| u32::try_from(ms).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "field `dwell_ms`: {d} is not a whole number of ms in [0, {}]",
+                        u32::MAX
+                    )
+                })
         })
         .transpose()?;
     let action = match kind {

@@ -87,9 +87,14 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     None
 }
 
-/// Whether `ATTUNE_REQUIRE_DATA` asks for the shared data (`1`, `true` or `yes`).
+/// Whether `ATTUNE_REQUIRE_DATA` asks for the shared data.
 pub fn data_required() -> bool {
-    std::env::var("ATTUNE_REQUIRE_DATA").is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+    env_flag("ATTUNE_REQUIRE_DATA")
+}
+
+/// Whether the environment variable `name` is set to `1`, `true` or `yes`.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
 }
 
 /// An external checker on the PATH (`promtool`, `schemathesis`), if installed. Without it
@@ -102,10 +107,8 @@ pub fn tool(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        let required = std::env::var("ATTUNE_REQUIRE_TOOLS")
-            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
         assert!(
-            !required,
+            !env_flag("ATTUNE_REQUIRE_TOOLS"),
             "{name} is not installed and ATTUNE_REQUIRE_TOOLS=1"
         );
         eprintln!("skipping the {name} check: {name} is not installed");

@@ -174,9 +174,13 @@ fn json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
 fn integral_floats_as_integers(v: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match v {
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e18 => Value::from(f as i64),
-            _ => Value::Number(n),
+        Value::Number(n) => match n
+            .as_f64()
+            .filter(|_| n.is_f64())
+            .and_then(crate::wire::whole_number)
+        {
+            Some(i) => Value::from(i),
+            None => Value::Number(n),
         },
         Value::Array(a) => Value::Array(a.into_iter().map(integral_floats_as_integers).collect()),
         Value::Object(o) => Value::Object(
