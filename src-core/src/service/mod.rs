@@ -114,6 +114,8 @@ struct AppState {
     guard: guard::GuardSlot,
     models_dir: Option<PathBuf>,
     http: Arc<HttpMetrics>,
+    /// What `/metrics` encodes (`prometheus`).
+    metrics: prometheus_client::registry::Registry,
     hub: Arc<Hub>,
     openapi: String,
     replays: Arc<std::sync::Mutex<Replays>>,
@@ -319,6 +321,7 @@ pub async fn serve_until(
         guard: Arc::new(std::sync::Mutex::new((0, guard::GuardStatus::none()))),
         models_dir: cfg.models_dir.clone(),
         http: Arc::clone(&http),
+        metrics: prometheus::registry(engine.clone(), Arc::clone(&http)),
         hub: Arc::clone(&hub),
         openapi,
         replays: Arc::default(),
