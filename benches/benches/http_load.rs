@@ -5,7 +5,7 @@
 //! `cargo build --release -p attune`; or point `ATTUNE_BIN` at one) on a fresh store
 //! holding an ml-1m-sized synthetic data set (`attune generate --users 6000 --items 3700`,
 //! then `attune import`), and offers a fixed rate of requests, 4 `POST /v1/recommend` to 1
-//! `POST /v1/events`, from many users, over persistent HTTP/1.1 keep-alive connections.
+//! `POST /v1/events`, from many users, over persistent HTTP/1.1 keep-alive connections (reqwest, one client a connection).
 //!
 //! Open loop: request `i` is due at `t0 + i / rate` whatever happened to the earlier ones (a
 //! ticker thread releases it then, and any free connection takes it), and its latency
@@ -39,8 +39,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// Users and items of the generated data set (ml-1m-sized).
@@ -192,10 +190,10 @@ fn mix(mut x: u64) -> u64 {
 }
 
 impl Mix {
-    fn request(&self, i: u64, addr: SocketAddr) -> (Route, Vec<u8>) {
+    fn request(&self, i: u64) -> (Route, &'static str, String) {
         let h = mix(i);
         let user = &self.users[(h % self.users.len() as u64) as usize];
-        let (route, path, body) = if i % 5 == 4 {
+        if i % 5 == 4 {
             let item = &self.items[((h >> 24) % self.items.len() as u64) as usize];
             let ts = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -211,83 +209,40 @@ impl Mix {
                 "/v1/recommend",
                 format!(r#"{{"user":"{user}","k":10}}"#),
             )
-        };
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body.as_bytes());
-        (route, req)
+        }
     }
 }
 
-/// Sends `req` on `conn` (connecting if needed) and reads the response's status; the body
-/// is read and dropped. On an error the connection is dropped.
-async fn exchange(
-    conn: &mut Option<BufReader<TcpStream>>,
-    addr: SocketAddr,
-    req: &[u8],
-) -> Result<u16, &'static str> {
-    if conn.is_none() {
-        let s = TcpStream::connect(addr).await.map_err(|_| "io")?;
-        s.set_nodelay(true).map_err(|_| "io")?;
-        *conn = Some(BufReader::new(s));
-    }
-    let Some(c) = conn.as_mut() else {
-        return Err("io");
+/// One keep-alive connection: a reqwest client used by one task at a time, so that it
+/// holds one connection (reopened after an error or a `Connection: close`).
+fn connection() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1)
+        .timeout(REQUEST_TIMEOUT)
+        .build()?)
+}
+
+/// POSTs `body` to `url` on `conn` and reads the response's status; the body is read and
+/// dropped.
+async fn exchange(conn: &reqwest::Client, url: &str, body: String) -> Result<u16, &'static str> {
+    let sent = conn
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => return Err("timeout"),
+        Err(_) => return Err("io"),
     };
-    let result = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        c.get_mut().write_all(req).await.map_err(|_| "io")?;
-        let mut line = String::new();
-        c.read_line(&mut line).await.map_err(|_| "io")?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or("io")?;
-        let (mut len, mut close) = (None, false);
-        loop {
-            line.clear();
-            c.read_line(&mut line).await.map_err(|_| "io")?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let (name, value) = l.split_once(':').ok_or("io")?;
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                len = value.parse::<u64>().ok();
-            } else if name.eq_ignore_ascii_case("connection") {
-                close = value.eq_ignore_ascii_case("close");
-            }
-        }
-        // The service answers these routes with a length; anything else ends the connection.
-        let len = len.ok_or("io")?;
-        let copied = tokio::io::copy(&mut c.take(len), &mut tokio::io::sink())
-            .await
-            .map_err(|_| "io")?;
-        if copied != len {
-            return Err("io");
-        }
-        Ok((status, close))
-    })
-    .await;
-    match result {
-        Ok(Ok((status, close))) => {
-            if close {
-                *conn = None;
-            }
-            Ok(status)
-        }
-        Ok(Err(e)) => {
-            *conn = None;
-            Err(e)
-        }
-        Err(_) => {
-            *conn = None;
-            Err("timeout")
-        }
+    let status = resp.status().as_u16();
+    match resp.bytes().await {
+        Ok(_) => Ok(status),
+        Err(e) if e.is_timeout() => Err("timeout"),
+        Err(_) => Err("io"),
     }
 }
 
@@ -453,18 +408,29 @@ fn run(
                     .map(|_| {
                         let (rx, mix) = (Rc::clone(&rx), Arc::clone(&mix));
                         tokio::task::spawn_local(async move {
-                            let mut conn = None;
+                            let Ok(conn) = connection() else {
+                                return Vec::new();
+                            };
+                            let urls = (
+                                format!("http://{addr}/v1/recommend"),
+                                format!("http://{addr}/v1/events"),
+                            );
                             let mut out = Vec::new();
                             loop {
                                 // Free: take the next due request (a FIFO shared by the thread's
                                 // connections).
                                 let slot = rx.lock().await.recv().await;
                                 let Some(slot) = slot else { break };
-                                let (route, req) = mix.request(slot.i, addr);
+                                let (route, path, body) = mix.request(slot.i);
+                                let url = if path == "/v1/events" {
+                                    &urls.1
+                                } else {
+                                    &urls.0
+                                };
                                 let result = if Instant::now() > give_up {
                                     Err("unsent")
                                 } else {
-                                    exchange(&mut conn, addr, &req).await
+                                    exchange(&conn, url, body).await
                                 };
                                 let latency_us = slot
                                     .due

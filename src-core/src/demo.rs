@@ -147,7 +147,14 @@ fn drive(
     stop: &AtomicBool,
     reward: crate::engine::strategy::Reward,
 ) {
-    let mut client = Client::new(addr, Duration::from_secs(10));
+    let mut client = match Client::new(addr, Duration::from_secs(10)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "demo client {id} cannot start");
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ (id as u64).wrapping_mul(0x9e37));
     let mut users = world.users.clone();
     let n = users.len();

@@ -1,11 +1,11 @@
-//! `attune serve` as a real process on a free loopback port, and a small HTTP/1.1 client
-//! over std TCP: one-shot requests, keep-alive connections and raw bytes (for fuzzing).
-//! Shared by the service tests (`service.rs`, `service_faults.rs`, `service_sigkill.rs`, `service_soak.rs`), so
-//! that each drives the binary exactly as a user would.
+//! `attune serve` as a real process on a free loopback port, and its client (reqwest's
+//! blocking one): one-shot requests and keep-alive connections. Shared by the service
+//! tests, so that each drives the binary exactly as a user would; the fuzzer's raw bytes
+//! go through [`crate::raw`].
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -136,9 +136,8 @@ impl Server {
 
     /// One request on a fresh connection (`Connection: close`); panics on I/O errors.
     pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> Response {
-        let mut c = Client::new(self.addr);
-        c.keep_alive = false;
-        c.call(method, path, token, body.as_bytes())
+        Client::fresh(self.addr)
+            .call(method, path, token, body.as_bytes())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
@@ -277,23 +276,37 @@ impl Response {
     }
 }
 
-/// An HTTP/1.1 client of one server: keeps its connection alive between calls (unless
-/// `keep_alive` is off) and reconnects after an error or a `Connection: close`. It never
-/// retries a request: after an error, whether the server acted on it is unknown.
+/// A client of one server over `reqwest`'s blocking client: keeps its connections alive
+/// between calls (unless made with [`Client::fresh`]). It never retries a request: after
+/// an error, whether the server acted on it is unknown.
 pub struct Client {
-    addr: SocketAddr,
-    conn: Option<BufReader<TcpStream>>,
-    /// Reuse the connection between requests (the default).
-    pub keep_alive: bool,
+    base: String,
+    http: reqwest::blocking::Client,
 }
 
 impl Client {
-    /// A client of `addr`; connects on the first call.
+    /// A keep-alive client of `addr`; connects on the first call.
     pub fn new(addr: SocketAddr) -> Client {
+        Client::build(addr, true)
+    }
+
+    /// A client that opens a new connection for every request.
+    pub fn fresh(addr: SocketAddr) -> Client {
+        Client::build(addr, false)
+    }
+
+    fn build(addr: SocketAddr, keep_alive: bool) -> Client {
+        let mut b = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .timeout(IO_TIMEOUT);
+        if !keep_alive {
+            b = b.pool_max_idle_per_host(0);
+        }
         Client {
-            addr,
-            conn: None,
-            keep_alive: true,
+            base: format!("http://{addr}"),
+            http: b.build().expect("an HTTP client without TLS builds"),
         }
     }
 
@@ -306,172 +319,30 @@ impl Client {
         token: Option<&str>,
         body: &[u8],
     ) -> io::Result<Response> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: attune\r\n");
-        if !self.keep_alive {
-            head.push_str("Connection: close\r\n");
-        }
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(io::Error::other)?;
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
         if let Some(t) = token {
-            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+            req = req.bearer_auth(t);
         }
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        ));
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(body);
-        self.exchange(&bytes, method.eq_ignore_ascii_case("HEAD"))
-    }
-
-    /// Writes `request` (a complete request, as bytes) and reads one response.
-    pub fn exchange(&mut self, request: &[u8], head_only: bool) -> io::Result<Response> {
-        let result = self.try_exchange(request, head_only);
-        match &result {
-            Ok(r) if self.keep_alive && !r.closes() => {}
-            _ => self.conn = None,
-        }
-        result
-    }
-
-    fn try_exchange(&mut self, request: &[u8], head_only: bool) -> io::Result<Response> {
-        if self.conn.is_none() {
-            self.conn = Some(BufReader::new(connect(self.addr)?));
-        }
-        let conn = self.conn.as_mut().expect("connected above");
-        conn.get_mut().write_all(request)?;
-        read_response(conn, head_only)
-    }
-}
-
-impl Response {
-    fn closes(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-    }
-}
-
-/// Connects to `addr`. A client that opens tens of thousands of connections a minute (the
-/// fuzzer opens one per request) can run out of local ports while closed ones sit in
-/// TIME_WAIT: that failure is the test machine's, not the server's, so it is retried for a
-/// while instead of being reported as the server not answering.
-fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let s = loop {
-        match TcpStream::connect(addr) {
-            Ok(s) => break s,
-            Err(e)
-                if e.kind() == io::ErrorKind::AddrNotAvailable
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.set_write_timeout(Some(IO_TIMEOUT))?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
-/// Sends arbitrary bytes on a fresh connection, half-closes it (so that a server waiting
-/// for more body sees the end), and reads what comes back: `Ok(None)` when the server
-/// closed the connection without answering.
-pub fn exchange_raw(
-    addr: SocketAddr,
-    request: &[u8],
-    head_only: bool,
-    timeout: Duration,
-) -> io::Result<Option<Response>> {
-    let s = connect(addr)?;
-    s.set_read_timeout(Some(timeout))?;
-    let mut s = BufReader::new(s);
-    // The server may answer and close before reading everything: a failed write is fine.
-    let _ = s.get_mut().write_all(request);
-    let _ = s.get_mut().shutdown(Shutdown::Write);
-    if s.fill_buf()?.is_empty() {
-        return Ok(None);
-    }
-    read_response(&mut s, head_only).map(Some)
-}
-
-/// Reads one response (skipping `1xx` interim ones) from `r`.
-pub fn read_response(r: &mut impl BufRead, head_only: bool) -> io::Result<Response> {
-    loop {
-        let status_line = read_line(r)?;
-        let status: u16 = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
-        let mut headers = Vec::new();
-        loop {
-            let line = read_line(r)?;
-            if line.is_empty() {
-                break;
-            }
-            let (n, v) = line
-                .split_once(':')
-                .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-        if (100..200).contains(&status) {
-            continue;
-        }
-        let mut res = Response {
+        let resp = req.send().map_err(io::Error::other)?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (n.as_str().to_ascii_lowercase(), v)
+            })
+            .collect();
+        let body = resp.bytes().map_err(io::Error::other)?.to_vec();
+        Ok(Response {
             status,
             headers,
-            body: Vec::new(),
-        };
-        if head_only || status == 204 || status == 304 {
-            return Ok(res);
-        }
-        if res
-            .header("transfer-encoding")
-            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-        {
-            loop {
-                let size = read_line(r)?;
-                let size = size.split(';').next().unwrap_or("").trim();
-                let n = usize::from_str_radix(size, 16)
-                    .map_err(|_| bad(format!("bad chunk size {size:?}")))?;
-                if n == 0 {
-                    // Trailers, then the empty line.
-                    while !read_line(r)?.is_empty() {}
-                    break;
-                }
-                let at = res.body.len();
-                res.body.resize(at + n, 0);
-                r.read_exact(&mut res.body[at..])?;
-                read_line(r)?;
-            }
-        } else if let Some(len) = res.header("content-length") {
-            let n: usize = len
-                .parse()
-                .map_err(|_| bad(format!("bad content-length {len:?}")))?;
-            res.body.resize(n, 0);
-            r.read_exact(&mut res.body)?;
-        } else {
-            r.read_to_end(&mut res.body)?;
-        }
-        return Ok(res);
+            body,
+        })
     }
-}
-
-fn read_line(r: &mut impl BufRead) -> io::Result<String> {
-    let mut line = Vec::new();
-    r.read_until(b'\n', &mut line)?;
-    if line.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed",
-        ));
-    }
-    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        line.pop();
-    }
-    Ok(String::from_utf8_lossy(&line).into_owned())
-}
-
-fn bad(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
 }

@@ -4,6 +4,7 @@
 
 pub mod fuzz;
 pub mod http;
+pub mod raw;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

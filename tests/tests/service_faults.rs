@@ -14,7 +14,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use attune_tests::fuzz::*;
-use attune_tests::http::{exchange_raw, Response, Server};
+use attune_tests::http::{Response, Server};
+use attune_tests::raw::exchange_raw;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 

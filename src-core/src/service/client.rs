@@ -1,9 +1,9 @@
-//! A small blocking HTTP/1.1 client with keep-alive, for the programs that drive the
-//! service from outside (`attune demo`'s simulated users, load generators, tests). It
-//! speaks just what the service answers: `Content-Length` or chunked bodies.
+//! The blocking HTTP client of the programs that drive a service from outside: `attune
+//! demo`'s simulated users and the guard's webhooks. A thin shape over `reqwest`'s
+//! blocking client (keep-alive pooling, chunked bodies, timeouts are its own), so that
+//! callers speak in paths and statuses; plain HTTP, no proxies.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A response: status and body.
@@ -20,39 +20,32 @@ impl Response {
     }
 }
 
-/// One keep-alive connection to a server (reconnected when the server closed it).
+/// A client of the server at one address; its connections are kept alive between
+/// requests.
 #[derive(Debug)]
 pub struct Client {
-    addr: SocketAddr,
-    timeout: Duration,
-    conn: Option<BufReader<TcpStream>>,
+    base: String,
+    http: reqwest::blocking::Client,
 }
 
 impl Client {
     /// A client of the server at `addr`; requests time out after `timeout`.
-    pub fn new(addr: SocketAddr, timeout: Duration) -> Client {
-        Client {
-            addr,
-            timeout,
-            conn: None,
-        }
+    pub fn new(addr: SocketAddr, timeout: Duration) -> std::io::Result<Client> {
+        let http = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(Client {
+            base: format!("http://{addr}"),
+            http,
+        })
     }
 
-    fn connect(&mut self) -> std::io::Result<&mut BufReader<TcpStream>> {
-        if self.conn.is_none() {
-            let s = TcpStream::connect_timeout(&self.addr, self.timeout)?;
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(self.timeout))?;
-            s.set_write_timeout(Some(self.timeout))?;
-            self.conn = Some(BufReader::new(s));
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("no connection"))
-    }
-
-    /// Sends one request. A connection the server closed while idle is reopened once,
-    /// when nothing of the answer was read yet.
+    /// Sends one request with a JSON body (and a bearer token if given).
     pub fn request(
         &mut self,
         method: &str,
@@ -60,107 +53,19 @@ impl Client {
         token: Option<&str>,
         body: &[u8],
     ) -> std::io::Result<Response> {
-        let reused = self.conn.is_some();
-        match self.try_request(method, path, token, body) {
-            Err(e) if reused && e.kind() == std::io::ErrorKind::ConnectionAborted => {
-                self.conn = None;
-                self.try_request(method, path, token, body)
-            }
-            other => other,
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(std::io::Error::other)?;
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
         }
-    }
-
-    fn try_request(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: &[u8],
-    ) -> std::io::Result<Response> {
-        let host = self.addr;
-        let conn = self.connect()?;
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let mut req = head.into_bytes();
-        req.extend_from_slice(body);
-        let stale = |e: std::io::Error| {
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-            ) {
-                std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e)
-            } else {
-                e
-            }
-        };
-        let result = (|| {
-            conn.get_mut().write_all(&req).map_err(stale)?;
-            let mut line = String::new();
-            if conn.read_line(&mut line).map_err(stale)? == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionAborted,
-                    "the server closed the connection",
-                ));
-            }
-            let status: u16 = line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-            let (mut length, mut chunked, mut close) = (None, false, false);
-            loop {
-                line.clear();
-                conn.read_line(&mut line)?;
-                let l = line.trim_end();
-                if l.is_empty() {
-                    break;
-                }
-                let (k, v) = l.split_once(':').unwrap_or((l, ""));
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-                match k.as_str() {
-                    "content-length" => length = v.parse::<usize>().ok(),
-                    "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
-                    "connection" => close = v.eq_ignore_ascii_case("close"),
-                    _ => {}
-                }
-            }
-            let mut body = Vec::new();
-            if chunked {
-                loop {
-                    line.clear();
-                    conn.read_line(&mut line)?;
-                    let n = usize::from_str_radix(line.trim(), 16)
-                        .map_err(|_| std::io::Error::other("bad chunk size"))?;
-                    let mut chunk = vec![0; n + 2];
-                    conn.read_exact(&mut chunk)?;
-                    if n == 0 {
-                        break;
-                    }
-                    body.extend_from_slice(&chunk[..n]);
-                }
-            } else if let Some(n) = length {
-                body.resize(n, 0);
-                conn.read_exact(&mut body)?;
-            } else {
-                conn.read_to_end(&mut body)?;
-                close = true;
-            }
-            Ok((Response { status, body }, close))
-        })();
-        match result {
-            Ok((r, close)) => {
-                if close {
-                    self.conn = None;
-                }
-                Ok(r)
-            }
-            Err(e) => {
-                self.conn = None;
-                Err(e)
-            }
-        }
+        let resp = req.send().map_err(std::io::Error::other)?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().map_err(std::io::Error::other)?.to_vec();
+        Ok(Response { status, body })
     }
 }

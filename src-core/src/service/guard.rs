@@ -479,7 +479,8 @@ fn post_webhook(url: &str, body: &serde_json::Value) {
             .map_err(|e| format!("resolving {host}: {e}"))?
             .next()
             .ok_or_else(|| format!("{host} resolves to nothing"))?;
-        let mut client = super::client::Client::new(addr, Duration::from_secs(5));
+        let mut client =
+            super::client::Client::new(addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
         let r = client
             .request("POST", &path, None, body.to_string().as_bytes())
             .map_err(|e| e.to_string())?;
