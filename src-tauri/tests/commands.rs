@@ -238,6 +238,7 @@ fn api_call_forwards_with_the_admin_token() {
 
     // An admin route: it works only because the panel adds the token.
     let direct = attune::service::client::Client::new(server.addr, Duration::from_secs(10))
+        .expect("a client")
         .request(
             "PUT",
             "/v1/strategy",

@@ -4,8 +4,9 @@
 use super::*;
 
 /// Per-request options of [`Engine::recommend`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(as = Context)]
 pub struct RecommendOptions {
     /// Only items with one of these tags (overrides the strategy's include list).
     pub include_tags: Vec<String>,
@@ -33,7 +34,7 @@ impl Default for RecommendOptions {
 }
 
 /// One recommended item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecItem {
     /// The item's external id.
     pub item: String,
@@ -46,7 +47,7 @@ pub struct RecItem {
 }
 
 /// The answer to [`Engine::recommend`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recommendation {
     /// Id of this request (feedback may name it).
     pub request_id: String,
@@ -126,7 +127,7 @@ impl Feedback {
 }
 
 /// The strategy in force and the weights the learner has set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StrategyView {
     /// Version in force.
     pub version: u64,
@@ -137,15 +138,18 @@ pub struct StrategyView {
 }
 
 /// What [`Engine::model_info`] reports of the serving model.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Model)]
 pub struct ModelInfo {
     /// Model version (1 for the first loaded; every swap or fine-tune adds one).
     pub version: u64,
     /// The checkpoint's name (its directory's name).
     pub name: String,
     /// The checkpoint directory it came from.
+    #[schema(value_type = String)]
     pub dir: PathBuf,
     /// The weights file serving (a fine-tuned one lies in the store's `finetuned/`).
+    #[schema(value_type = String)]
     pub weights: PathBuf,
     /// Whether the weights come from background fine-tuning.
     pub fine_tuned: bool,

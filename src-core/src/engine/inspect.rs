@@ -29,7 +29,7 @@ pub enum PreviewOf {
 }
 
 /// What the attention model looked at for a slate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attention {
     /// The heads' rows averaged: one weight per history item, summing to 1.
     pub mean: Vec<f32>,
@@ -38,7 +38,7 @@ pub struct Attention {
 }
 
 /// A slate and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Explanation {
     /// The user.
     pub user: String,

@@ -112,7 +112,7 @@ pub fn bucket_quantile(buckets: &[(f64, u64)], q: f64) -> f64 {
 }
 
 /// A histogram's figures at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistogramSnapshot {
     /// Values recorded.
     pub count: u64,
@@ -127,6 +127,7 @@ pub struct HistogramSnapshot {
     /// Largest value seen.
     pub max: f64,
     /// Non-empty buckets as `(upper bound, count)`.
+    #[schema(value_type = Vec<Vec<f64>>)]
     pub buckets: Vec<(f64, u64)>,
 }
 
@@ -197,7 +198,8 @@ impl Metrics {
 }
 
 /// What `Engine::metrics` returns.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Stats)]
 pub struct MetricsSnapshot {
     /// Seconds since the engine opened.
     pub uptime_s: f64,

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::store::{RecordSpace, Store};
 
 /// One audited action.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Position in the log, from 1.
     pub seq: u64,
@@ -90,7 +90,7 @@ impl AuditLog {
 
 /// A change drawn on the console's charts: a strategy publish, rollback or guard revert,
 /// or a model swap. Made from the audit log's entries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Marker {
     pub ts_ms: i64,
     /// `publish`, `rollback`, `revert` or `model`.

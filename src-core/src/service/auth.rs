@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::store::{RecordSpace, Store};
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// No token: the public routes only.
@@ -30,7 +30,7 @@ pub enum Role {
 }
 
 /// The caller of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Caller {
     /// The token's name (`None` without a token).
     pub actor: Option<String>,

@@ -3,11 +3,50 @@
 
 use super::*;
 
+/// `GET /healthz`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    /// Always `ok`.
+    #[schema(pattern = "^ok$")]
+    status: &'static str,
+    /// Seconds since the service started.
+    uptime_s: f64,
+}
+
+/// What a write took: `POST /v1/events` and `POST /v1/items`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Accepted {
+    /// Records written (all of the body's).
+    accepted: usize,
+    /// The events' sequence numbers in the log (events only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seqs: Option<Vec<u64>>,
+}
+
+/// `DELETE /v1/users/{id}`: what forgetting a user removed.
+#[derive(Serialize, Clone, utoipa::ToSchema)]
+pub(super) struct Forgotten {
+    user: String,
+    /// Events deleted from the log.
+    events: u64,
+    /// Chunks of the user index deleted.
+    index_chunks: usize,
+    /// Whether a session snapshot was deleted.
+    session_snapshot: bool,
+}
+
+/// `POST /v1/models/activate`: the new model version and what serves now.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Activated {
+    version: u64,
+    model: Option<crate::engine::ModelInfo>,
+}
+
 pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "status": "ok",
-        "uptime_s": state.started.elapsed().as_secs_f64(),
-    }))
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        uptime_s: state.started.elapsed().as_secs_f64(),
+    })
 }
 
 /// One event, a JSON array of events, or JSONL; answered once every event is durable.
@@ -64,14 +103,20 @@ pub(super) async fn post_events(state: web::Data<AppState>, body: web::Bytes) ->
         );
         return Err(e);
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({"accepted": seqs.len(), "seqs": seqs})))
+    Ok(HttpResponse::Ok().json(Accepted {
+        accepted: seqs.len(),
+        seqs: Some(seqs),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RecommendRequest)]
 pub(super) struct RecommendBody {
+    #[schema(schema_with = super::openapi::id_string)]
     pub(super) user: String,
     #[serde(default = "ten")]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
     pub(super) k: usize,
     #[serde(default)]
     pub(super) context: RecommendOptions,
@@ -102,13 +147,14 @@ pub(super) async fn delete_user(
     let user = path.into_inner();
     match state.engine.forget_user(&user).await? {
         Some(f) => {
-            let detail = serde_json::json!({
-                "user": user,
-                "events": f.events,
-                "index_chunks": f.index_chunks,
-                "session_snapshot": f.session_snapshot,
-            });
-            audit(&state, &caller, "user.forget", &user, detail.clone());
+            let detail = Forgotten {
+                user: user.clone(),
+                events: f.events,
+                index_chunks: f.index_chunks,
+                session_snapshot: f.session_snapshot,
+            };
+            let audited = serde_json::to_value(&detail).unwrap_or_default();
+            audit(&state, &caller, "user.forget", &user, audited);
             Ok(HttpResponse::Ok().json(detail))
         }
         None => Err(ApiError::new(
@@ -169,9 +215,16 @@ pub(super) async fn get_models(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Activate)]
 pub(super) struct ActivateBody {
+    /// A checkpoint directory under --models.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^(?!\.\.?$)[^/\\\u0000]+$"
+    )]
     pub(super) name: String,
 }
 
@@ -241,7 +294,7 @@ pub(super) async fn activate_model(
         &b.name,
         serde_json::json!({"new_version": version, "name": b.name}),
     );
-    Ok(HttpResponse::Ok().json(serde_json::json!({"version": version, "model": model})))
+    Ok(HttpResponse::Ok().json(Activated { version, model }))
 }
 
 /// Server-sent events: `stats` once a second, `strategy` and `model` on changes.
@@ -300,7 +353,10 @@ pub(super) async fn post_items(
         &format!("{} items", items.len()),
         serde_json::json!({"items": items.len(), "first": first}),
     );
-    Ok(HttpResponse::Ok().json(serde_json::json!({"accepted": items.len()})))
+    Ok(HttpResponse::Ok().json(Accepted {
+        accepted: items.len(),
+        seqs: None,
+    }))
 }
 
 /// The records of a body: a JSON array, or JSON lines (one object is one line), numbered

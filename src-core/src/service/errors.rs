@@ -32,12 +32,13 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub(super) struct ErrorBody<'a> {
     pub(super) error: ErrorInner<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct ErrorInner<'a> {
     pub(super) code: &'a str,
     pub(super) message: &'a str,

@@ -21,7 +21,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 
 /// The limits of a guarded publish.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Guard {
     /// Revert when the interval's recommendation p99 exceeds this (ms).
@@ -153,9 +153,10 @@ fn webhook_target(url: &str) -> std::result::Result<(String, String), String> {
 }
 
 /// One limit's standing.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LimitStatus {
     /// `p99_ms` or `reward_per_rec`.
+    #[schema(value_type = String)]
     pub metric: &'static str,
     /// The limit (for `reward_per_rec`, the baseline times the share).
     pub limit: f64,
@@ -170,10 +171,11 @@ pub struct LimitStatus {
 }
 
 /// Where a guard stands (`GET /v1/strategy/guard`, `event: guard`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GuardStatus {
     /// `none`, `watching`, `passed`, `reverted`, `aborted` or `superseded` (another
     /// version was published meanwhile).
+    #[schema(value_type = String, pattern = "^(none|watching|passed|reverted|aborted|superseded|failed)$")]
     pub state: &'static str,
     pub version: Option<u64>,
     pub based_on: Option<u64>,

@@ -96,7 +96,7 @@ impl HttpMetrics {
 }
 
 /// One second of the service, as the stream sends it (`event: stats`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LiveStats {
     /// End of the interval (ms since the epoch).
     pub ts_ms: i64,

@@ -2,10 +2,16 @@
 //! registers the handlers (`super::routes`), so a route cannot be served without being
 //! described, or described without being served.
 //!
-//! Bodies are described by the JSON schemas below; they follow the serde types of the
-//! engine (`Recommendation`, `StrategyVersion`, ...) and the `jsonl` wire format.
+//! The bodies' schemas are derived from the serde types themselves (`utoipa::ToSchema`
+//! on `Strategy`, `Recommendation`, the request bodies, ...), so a field cannot change
+//! without its description. Written here by hand are only what has no such type: the
+//! `jsonl` wire format of events and items (parsed by `wire`), the model list, replay
+//! jobs and the text bodies; and the few constraints JSON Schema can say but the derive
+//! cannot (a rating event's value, a preview's draft-or-version).
 
 use serde_json::{json, Value};
+use utoipa::openapi::{schema::Schema, RefOr};
+use utoipa::ToSchema;
 
 /// One route: what registers it and what describes it.
 pub struct RouteDoc {
@@ -25,18 +31,22 @@ pub struct RouteDoc {
     pub handler: fn(actix_web::Route) -> actix_web::Route,
 }
 
-/// The largest integer every JSON reader keeps exactly (2^53 - 1): the bound of versions,
-/// seeds and times in the document.
-const MAX_SAFE: i64 = (1 << 53) - 1;
-
 /// What `wire::check_id` accepts, as far as JSON Schema can say it: 1 to 256 bytes (the
 /// schema counts characters), no control characters, no U+FFFD.
 const ID_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F\\uFFFD]+$";
 
 /// A user or item id in a path or body.
-fn id_string() -> Value {
-    json!({"type": "string", "minLength": 1, "maxLength": crate::wire::MAX_ID_BYTES,
-           "pattern": ID_PATTERN})
+pub(super) fn id_string() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(crate::wire::MAX_ID_BYTES))
+        .pattern(Some(ID_PATTERN))
+        .build()
+}
+
+fn id_string_value() -> Value {
+    serde_json::to_value(id_string()).unwrap_or_default()
 }
 
 fn params(path: &str) -> Vec<Value> {
@@ -44,8 +54,8 @@ fn params(path: &str) -> Vec<Value> {
         .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| {
             let schema = match (name, path.starts_with("/v1/replay/")) {
-                ("id", true) => json!({"type": "integer", "minimum": 0}),
-                ("id", false) => id_string(),
+                ("id", true) => json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+                ("id", false) => id_string_value(),
                 _ => json!({"type": "string", "minLength": 1}),
             };
             json!({"name": name, "in": "path", "required": true, "schema": schema})
@@ -136,81 +146,86 @@ fn operation_id(r: &RouteDoc) -> String {
     id
 }
 
-fn weights() -> Value {
-    let props: serde_json::Map<String, Value> = crate::engine::strategy::SOURCES
-        .iter()
-        .map(|s| (s.to_string(), json!({"type": "number"})))
-        .collect();
-    json!({"type": "object", "properties": props})
+/// Adds `T`'s schema, and those it refers to, to `all`.
+fn add<T: ToSchema>(all: &mut Vec<(String, RefOr<Schema>)>) {
+    all.push((T::name().into_owned(), T::schema()));
+    T::schemas(all);
 }
 
-/// The strategy as `engine::strategy::Strategy` reads it: every field optional, no unknown
-/// ones, each knob's range. What JSON Schema cannot say (each weight within its own
-/// `[min, max]`, a name of at most 200 bytes) is checked by the server, with a 400.
-fn strategy() -> Value {
-    let weights_in = |lo: f64, hi: f64| {
-        let props: serde_json::Map<String, Value> = crate::engine::strategy::SOURCES
-            .iter()
-            .map(|s| {
-                (
-                    s.to_string(),
-                    json!({"type": "number", "minimum": lo, "maximum": hi}),
-                )
-            })
-            .collect();
-        let all: Vec<&str> = crate::engine::strategy::SOURCES.to_vec();
-        json!({"type": "object", "additionalProperties": false, "required": all, "properties": props})
-    };
-    let reward: serde_json::Map<String, Value> = ["click", "cart", "purchase", "like", "skip"]
-        .iter()
-        .map(|k| {
-            (
-                k.to_string(),
-                json!({"type": "number", "minimum": -1000, "maximum": 1000}),
-            )
-        })
-        .collect();
-    json!({"type": "object", "additionalProperties": false,
-        "description": "each weight must also lie within its [min_weights, max_weights]",
-        "properties": {
-            "name": {"type": "string", "maxLength": 200},
-            "weights": weights_in(-1000.0, 1000.0),
-            "min_weights": weights_in(-1000.0, 1000.0),
-            "max_weights": weights_in(-1000.0, 1000.0),
-            "pinned": {"type": "array",
-                "items": {"enum": crate::engine::strategy::SOURCES}},
-            "learning": {"type": "object", "additionalProperties": false, "properties": {
-                "adaptive": {"type": "boolean"},
-                "learning_rate": {"type": "number", "minimum": crate::engine::strategy::MIN_LEARNING_RATE, "maximum": 10},
-                "update_every": {"type": "integer", "minimum": 1, "maximum": 100_000}}},
-            "exploration": {"oneOf": [
-                {"type": "object", "required": ["mode"],
-                 "properties": {"mode": {"const": "none"}}},
-                {"type": "object", "additionalProperties": false, "required": ["mode", "epsilon"],
-                 "properties": {"mode": {"const": "epsilon"}, "epsilon": {"type": "number", "minimum": 0, "maximum": 1}}},
-                {"type": "object", "additionalProperties": false, "required": ["mode", "scale"],
-                 "properties": {"mode": {"const": "thompson"}, "scale": {"type": "number", "minimum": 0, "maximum": 10}}}]},
-            "filters": {"type": "object", "additionalProperties": false, "properties": {
-                "exclude_seen": {"type": "boolean"},
-                "include_tags": {"type": "array", "items": {"type": "string"}},
-                "exclude_tags": {"type": "array", "items": {"type": "string"}}}},
-            "reward": {"type": "object", "additionalProperties": false, "properties": reward},
-            "candidates": {"type": "integer", "minimum": 1, "maximum": 10_000},
-            "batching": {"type": "object", "additionalProperties": false, "properties": {
-                "max_batch": {"type": "integer", "minimum": 1, "maximum": 4096},
-                "max_queue_delay_us": {"type": "integer", "minimum": 0, "maximum": 1_000_000}}}}})
-}
-
-fn schemas() -> Value {
-    let mut all = engine_schemas();
-    if let (Some(a), Value::Object(b)) = (all.as_object_mut(), panel_schemas()) {
-        a.extend(b);
-    }
+/// The schemas derived from the types of the bodies.
+fn derived() -> Vec<(String, RefOr<Schema>)> {
+    use super::{engine_routes as e, panel as p, replay_jobs as r, strategy_routes as s};
+    let mut all = Vec::new();
+    add::<super::errors::ErrorBody>(&mut all);
+    add::<e::Health>(&mut all);
+    add::<e::Accepted>(&mut all);
+    add::<e::RecommendBody>(&mut all);
+    add::<crate::engine::Recommendation>(&mut all);
+    add::<crate::engine::session::SessionInfo>(&mut all);
+    add::<e::Forgotten>(&mut all);
+    add::<crate::engine::StrategyView>(&mut all);
+    add::<crate::engine::strategy::StrategyVersion>(&mut all);
+    add::<s::RollbackBody>(&mut all);
+    add::<s::Valid>(&mut all);
+    add::<crate::engine::ModelInfo>(&mut all);
+    add::<e::ActivateBody>(&mut all);
+    add::<e::Activated>(&mut all);
+    add::<crate::engine::metrics::MetricsSnapshot>(&mut all);
+    add::<r::ReplayBody>(&mut all);
+    add::<super::guard::GuardStatus>(&mut all);
+    add::<p::Info>(&mut all);
+    add::<super::auth::Caller>(&mut all);
+    add::<p::HistoryView>(&mut all);
+    add::<super::audit::AuditEntry>(&mut all);
+    add::<crate::engine::Explanation>(&mut all);
+    add::<p::PreviewBody>(&mut all);
     all
 }
 
-/// The schemas of the engine's routes.
-fn engine_schemas() -> Value {
+fn schemas() -> Value {
+    let mut all = serde_json::Map::new();
+    for (name, schema) in derived() {
+        all.insert(name, serde_json::to_value(schema).unwrap_or_default());
+    }
+    if let Value::Object(hand) = hand_written() {
+        all.extend(hand);
+    }
+    // What the derive cannot say: a preview ranks under a draft or a stored version, not
+    // both.
+    if let Some(preview) = all.get_mut("PreviewRequest") {
+        preview["not"] = json!({"required": ["strategy", "version"],
+            "properties": {"strategy": {"type": "object"}, "version": {"type": "integer"}}});
+    }
+    // An exploration names its mode and that mode's knob, nothing else (serde's
+    // `deny_unknown_fields` on the enum, which the derive keeps for structs only).
+    if let Some(modes) = all
+        .get_mut("Exploration")
+        .and_then(|v| v.get_mut("oneOf"))
+        .and_then(Value::as_array_mut)
+    {
+        // (`none` takes anything else and ignores it.)
+        for mode in modes
+            .iter_mut()
+            .filter(|m| m.pointer("/properties/mode/enum/0") != Some(&json!("none")))
+        {
+            mode["additionalProperties"] = json!(false);
+        }
+    }
+    // A guarded publish answers the version with its guard's status.
+    if let Some(props) = all
+        .get_mut("StrategyVersion")
+        .and_then(|v| v.get_mut("properties"))
+        .and_then(Value::as_object_mut)
+    {
+        props.insert("guard".into(), schema_ref("GuardStatus"));
+    }
+    Value::Object(all)
+}
+
+/// The schemas with no serde type of their own: the `jsonl` wire format of events and
+/// items (parsed record by record by `wire`), lists, the model catalogue, replay jobs and
+/// the text bodies.
+fn hand_written() -> Value {
     let id = json!({"type": ["string", "integer"], "minLength": 1, "pattern": ID_PATTERN,
                     "minimum": i64::MIN, "maximum": i64::MAX,
                     "description": "1 to 256 bytes, no control characters"});
@@ -220,9 +235,6 @@ fn engine_schemas() -> Value {
         .filter(|k| *k != "impression")
         .collect();
     json!({
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-            "type": "object", "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
         "Event": {"type": "object", "required": ["user", "kind", "item", "ts"],
             "additionalProperties": false,
             "if": {"properties": {"kind": {"const": "rating"}}},
@@ -237,9 +249,6 @@ fn engine_schemas() -> Value {
         "Events": {"description": "One event, a JSON array of events, or JSON lines (application/x-ndjson)",
             "oneOf": [{"$ref": "#/components/schemas/Event"},
                       {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Event"}}]},
-        "Accepted": {"type": "object", "properties": {
-            "accepted": {"type": "integer"},
-            "seqs": {"type": "array", "items": {"type": "integer"}}}},
         "Item": {"type": "object", "required": ["kind", "item"], "additionalProperties": false,
             "properties": {"kind": {"const": "item"}, "item": id, "title": {"type": ["string", "null"]},
                 "tags": {"type": ["array", "null"], "items": {"type": "string"}},
@@ -247,131 +256,23 @@ fn engine_schemas() -> Value {
                     "description": "values are kept as strings (other JSON values as their JSON text)"}}},
         "Items": {"oneOf": [{"$ref": "#/components/schemas/Item"},
                   {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Item"}}]},
-        "Context": {"type": "object", "additionalProperties": false, "properties": {
-            "include_tags": {"type": "array", "items": {"type": "string"}},
-            "exclude_tags": {"type": "array", "items": {"type": "string"}},
-            "exclude_items": {"type": "array", "items": {"type": "string"}},
-            "log_impression": {"type": "boolean", "default": true}}},
-        "RecommendRequest": {"type": "object", "required": ["user"], "additionalProperties": false,
-            "properties": {"user": id_string(),
-                "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
-                "context": {"$ref": "#/components/schemas/Context"}}},
-        "Weights": weights(),
-        "Recommendation": {"type": "object", "properties": {
-            "request_id": {"type": "string"}, "user": {"type": "string"},
-            "items": {"type": "array", "items": {"type": "object", "properties": {
-                "item": {"type": "string"}, "score": {"type": "number"},
-                "breakdown": {"$ref": "#/components/schemas/Weights"},
-                "explored": {"type": "boolean"}}}},
-            "strategy_version": {"type": "integer"},
-            "weights": {"$ref": "#/components/schemas/Weights"},
-            "model_version": {"type": "integer"},
-            "fallback": {"type": ["string", "null"]}}},
-        "Session": {"type": "object", "properties": {
-            "user": {"type": "string"}, "interactions": {"type": "integer"},
-            "recent": {"type": "array", "items": {"type": "string"}},
-            "has_state": {"type": "boolean"}, "state_len": {"type": "integer"},
-            "bytes": {"type": "integer"}}},
-        "Forgotten": {"type": "object", "properties": {
-            "user": {"type": "string"}, "events": {"type": "integer"},
-            "index_chunks": {"type": "integer"}, "session_snapshot": {"type": "boolean"}}},
-        "Strategy": strategy(),
-        "StrategyView": {"type": "object", "properties": {
-            "version": {"type": "integer"}, "strategy": {"$ref": "#/components/schemas/Strategy"},
-            "weights": {"$ref": "#/components/schemas/Weights"}}},
-        "StrategyVersion": {"type": "object", "properties": {
-            "version": {"type": "integer"}, "created_ms": {"type": "integer"},
-            "note": {"type": "string"}, "author": {"type": "string"}, "message": {"type": "string"},
-            "based_on": {"type": ["integer", "null"]},
-            "strategy": {"$ref": "#/components/schemas/Strategy"},
-            "guard": {"$ref": "#/components/schemas/GuardStatus"}}},
         "StrategyHistory": {"type": "array", "items": {"$ref": "#/components/schemas/StrategyVersion"}},
-        "Rollback": {"type": "object", "required": ["version"], "additionalProperties": false,
-            "properties": {"version": {"type": "integer", "minimum": 1, "maximum": MAX_SAFE},
-                "message": {"type": "string"},
-                "base_version": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_SAFE}}},
-        "Model": {"type": "object", "properties": {
-            "version": {"type": "integer"}, "dir": {"type": "string"}, "weights": {"type": "string"},
-            "fine_tuned": {"type": "boolean"}, "items": {"type": "integer"}, "dim": {"type": "integer"},
-            "layers": {"type": "integer"}, "heads": {"type": "integer"}, "max_len": {"type": "integer"}}},
+        "Audit": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
         "Models": {"type": "object", "properties": {
             "serving": {"oneOf": [{"$ref": "#/components/schemas/Model"}, {"type": "null"}]},
             "models_dir": {"type": ["string", "null"]},
             "available": {"type": "array", "items": {"type": "object", "properties": {
-                "name": {"type": "string"}, "dir": {"type": "string"}, "items": {"type": "integer"},
-                "metrics": {"type": "object"}}}}}},
-        "Activate": {"type": "object", "required": ["name"], "additionalProperties": false,
-            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 255,
-                "pattern": "^(?!\\.\\.?$)[^/\\\\\\u0000]+$",
-                "description": "a checkpoint directory under --models"}}},
-        "Activated": {"type": "object", "properties": {
-            "version": {"type": "integer"}, "model": {"$ref": "#/components/schemas/Model"}}},
-        "Stats": {"type": "object", "description": "the engine's MetricsSnapshot: counters, histograms, weights"},
-        "Health": {"type": "object", "properties": {"status": {"const": "ok"}, "uptime_s": {"type": "number"}}},
-        "Prometheus": {"type": "string"},
-        "Stream": {"type": "object", "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}},
-            "description": "server-sent events: `stats` once a second (LiveStats), `strategy` and `model` on changes, `marker` (a change to draw on charts), `guard` (a guard's status), `audit` (an audit entry), `replay` (a job's progress), `shutdown` at the end"},
-        "OpenApi": {"type": "object"},
-        "ReplayRequest": {"type": "object", "additionalProperties": false, "properties": {
-            "strategies": {"type": "array", "items": {"$ref": "#/components/schemas/Strategy"}},
-            "from_ms": {"type": ["integer", "null"], "minimum": i64::MIN, "maximum": i64::MAX},
-            "to_ms": {"type": ["integer", "null"], "minimum": i64::MIN, "maximum": i64::MAX},
-            "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
-            "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": u64::MAX},
-            "model": {"type": "boolean", "default": true}}},
+                "name": {"type": "string"}, "dir": {"type": "string"}, "items": {"type": ["integer", "null"]},
+                "config": {}, "metrics": {}}}}}},
         "ReplayJob": {"type": "object", "properties": {
             "id": {"type": "integer"}, "status": {"enum": ["running", "done", "stopped", "failed"]},
             "done": {"type": "integer"}, "total": {"type": "integer"},
             "report": {"type": "object", "description": "as `attune replay --json`"},
             "error": {"type": "string"}}},
-    })
-}
-
-/// The schemas of the control panel's routes.
-fn panel_schemas() -> Value {
-    json!({
-        "Guard": {"type": "object", "additionalProperties": false, "properties": {
-            "max_p99_ms": {"type": "number"}, "min_reward_per_rec": {"type": "number", "description": "share of the baseline reward per recommendation"},
-            "interval_s": {"type": "integer", "default": 10}, "breach_intervals": {"type": "integer", "default": 3},
-            "min_samples": {"type": "integer", "default": 100}, "baseline_s": {"type": "integer", "default": 60},
-            "duration_s": {"type": "integer", "default": 600}, "webhook": {"type": "string", "description": "http:// URL"}}},
-        "GuardStatus": {"type": "object", "properties": {
-            "state": {"enum": ["none", "watching", "passed", "reverted", "aborted", "superseded", "failed"]},
-            "version": {"type": ["integer", "null"]}, "based_on": {"type": ["integer", "null"]},
-            "guard": {"oneOf": [{"$ref": "#/components/schemas/Guard"}, {"type": "null"}]},
-            "started_ms": {"type": ["integer", "null"]},
-            "time_left_s": {"type": "number"}, "baseline_reward_per_rec": {"type": ["number", "null"]},
-            "limits": {"type": "array", "items": {"type": "object"}}, "reason": {"type": ["string", "null"]},
-            "reverted_to": {"type": ["integer", "null"]}}},
-        "Info": {"type": "object", "properties": {
-            "name": {"type": "string"}, "version": {"type": "string"}, "environment": {"type": "string"},
-            "demo": {"type": "boolean"}, "started_ms": {"type": "integer"}, "uptime_s": {"type": "number"},
-            "strategy_version": {"type": "integer"}, "model": {"type": ["object", "null"]},
-            "console_built": {"type": "boolean"}}},
-        "Caller": {"type": "object", "properties": {
-            "actor": {"type": ["string", "null"]}, "role": {"enum": ["none", "read", "admin"]}}},
-        "History": {"type": "object", "properties": {
-            "step_s": {"type": "integer"}, "range_s": {"type": "integer"},
-            "points": {"type": "array", "items": {"type": "object", "description": "LiveStats"}},
-            "markers": {"type": "array", "items": {"type": "object", "properties": {
-                "ts_ms": {"type": "integer"}, "kind": {"enum": ["publish", "rollback", "revert", "model"]},
-                "label": {"type": "string"}, "version": {"type": ["integer", "null"]}}}}}},
-        "Audit": {"type": "array", "items": {"type": "object", "properties": {
-            "seq": {"type": "integer"}, "ts_ms": {"type": "integer"}, "actor": {"type": "string"},
-            "action": {"type": "string"}, "target": {"type": "string"}, "detail": {}}}},
-        "Explanation": {"type": "object", "properties": {
-            "user": {"type": "string"}, "history": {"type": "array", "items": {"type": "string"}},
-            "attention": {"type": ["object", "null"], "properties": {
-                "mean": {"type": "array", "items": {"type": "number"}},
-                "heads": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}},
-            "recommendation": {"$ref": "#/components/schemas/Recommendation"}}},
-        "PreviewRequest": {"type": "object", "required": ["user"], "additionalProperties": false, "properties": {
-            "user": id_string(), "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
-            "strategy": {"oneOf": [{"$ref": "#/components/schemas/Strategy"}, {"type": "null"}]},
-            "version": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_SAFE}},
-            "not": {"required": ["strategy", "version"],
-                    "properties": {"strategy": {"type": "object"}, "version": {"type": "integer"}}}},
-        "Valid": {"type": "object", "properties": {"ok": {"const": true}}},
+        "Stream": {"type": "object", "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}},
+            "description": "server-sent events: `stats` once a second (LiveStats), `strategy` and `model` on changes, `marker` (a change to draw on charts), `guard` (a guard's status), `audit` (an audit entry), `replay` (a job's progress), `shutdown` at the end"},
+        "Prometheus": {"type": "string"},
+        "OpenApi": {"type": "object"},
         "Html": {"type": "string"},
         "File": {"type": "string"},
     })

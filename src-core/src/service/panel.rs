@@ -16,24 +16,53 @@ use crate::engine::strategy::Strategy;
 use crate::engine::PreviewOf;
 
 /// `GET /v1/info`: which engine this is.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Info {
+    /// Always `attune`.
+    name: &'static str,
+    /// The engine's version.
+    version: &'static str,
+    /// The label of `--environment` (`demo` under `attune demo`).
+    environment: String,
+    demo: bool,
+    /// When the service started (ms since the epoch).
+    started_ms: i64,
+    uptime_s: f64,
+    strategy_version: u64,
+    /// The model serving, if any.
+    model: Option<crate::engine::ModelInfo>,
+    /// Whether this binary carries the web console.
+    console_built: bool,
+}
+
 pub(super) async fn info(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "name": "attune",
-        "version": env!("CARGO_PKG_VERSION"),
-        "environment": state.environment,
-        "demo": state.environment == "demo",
-        "started_ms": state.started_ms,
-        "uptime_s": state.started.elapsed().as_secs_f64(),
-        "strategy_version": state.engine.strategy().version,
-        "model": state.engine.model_info(),
-        "console_built": super::console::is_built(),
-    }))
+    HttpResponse::Ok().json(Info {
+        name: "attune",
+        version: env!("CARGO_PKG_VERSION"),
+        environment: state.environment.clone(),
+        demo: state.environment == "demo",
+        started_ms: state.started_ms,
+        uptime_s: state.started.elapsed().as_secs_f64(),
+        strategy_version: state.engine.strategy().version,
+        model: state.engine.model_info(),
+        console_built: super::console::is_built(),
+    })
 }
 
 /// `GET /v1/whoami`: the caller's name and role (a wrong token is 401).
 pub(super) async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
     let c = state.tokens.caller(&req)?;
     Ok(HttpResponse::Ok().json(c))
+}
+
+/// `GET /v1/history`: the live figures at a 10 s step, and the changes made meanwhile.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = History)]
+pub(super) struct HistoryView {
+    step_s: u64,
+    range_s: u64,
+    points: Vec<super::live::LiveStats>,
+    markers: Vec<super::audit::Marker>,
 }
 
 /// Longest history a request may ask for.
@@ -52,12 +81,12 @@ pub(super) async fn history(req: HttpRequest, state: web::Data<AppState>) -> Api
     let points = state.history.points(range);
     let since = crate::store::now_ms() - (range_s as i64) * 1000;
     let markers = state.recorder.markers_since(since)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "step_s": HISTORY_STEP.as_secs(),
-        "range_s": range_s,
-        "points": points,
-        "markers": markers,
-    })))
+    Ok(HttpResponse::Ok().json(HistoryView {
+        step_s: HISTORY_STEP.as_secs(),
+        range_s,
+        points,
+        markers,
+    }))
 }
 
 /// Largest page of the audit log.
@@ -97,17 +126,22 @@ pub(super) async fn explain(
     Ok(HttpResponse::Ok().json(e))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PreviewBody {
+#[schema(as = PreviewRequest)]
+pub(super) struct PreviewBody {
+    #[schema(schema_with = super::openapi::id_string)]
     user: String,
     #[serde(default = "super::ten")]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
     k: usize,
     /// A draft to rank under.
     #[serde(default)]
+    #[schema(value_type = Option<Strategy>)]
     strategy: Option<serde_json::Value>,
     /// A stored version to rank under.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     version: Option<u64>,
 }
 

@@ -17,8 +17,9 @@ pub(super) struct Replays {
 /// Replay jobs kept for `GET /v1/replay/{id}`.
 pub(super) const REPLAYS_KEPT: usize = 16;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ReplayRequest)]
 pub(super) struct ReplayBody {
     /// Strategies to compare (default: the one in force).
     #[serde(default)]
@@ -29,11 +30,14 @@ pub(super) struct ReplayBody {
     #[serde(default)]
     pub(super) to_ms: Option<i64>,
     #[serde(default = "ten")]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
     pub(super) k: usize,
     #[serde(default)]
+    #[schema(maximum = 18_446_744_073_709_551_615_u64)]
     pub(super) seed: Option<u64>,
     /// Replay with the serving model (default true).
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub(super) model: bool,
 }
 

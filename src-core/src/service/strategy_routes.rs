@@ -122,11 +122,18 @@ fn changed(
 
 /// `POST /v1/strategy/validate`: whether a strategy would be accepted, and if not, why
 /// (the field named), without publishing it.
+/// `POST /v1/strategy/validate` when the strategy would be accepted.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Valid {
+    /// Always `true` (a strategy that would not be accepted is a 400).
+    ok: bool,
+}
+
 pub(super) async fn validate(body: web::Bytes) -> ApiResult {
-    let text =
-        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
-    Strategy::from_json(text)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true})))
+    // Read as the publish reads it (integral floats taken as integers).
+    let value: serde_json::Value = json(&body)?;
+    Strategy::from_json(&value.to_string())?;
+    Ok(HttpResponse::Ok().json(Valid { ok: true }))
 }
 
 /// Every strategy version, oldest first; `?limit=N` keeps the newest N.
@@ -139,13 +146,16 @@ pub(super) async fn strategy_history(req: HttpRequest, state: web::Data<AppState
     Ok(HttpResponse::Ok().json(all))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RollbackBody {
+#[schema(as = Rollback)]
+pub(super) struct RollbackBody {
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     version: u64,
     #[serde(default)]
     message: String,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     base_version: Option<u64>,
 }
 

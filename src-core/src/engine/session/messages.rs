@@ -248,7 +248,8 @@ impl Handler<Forget> for SessionActor {
 }
 
 /// What `Engine::session` reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Session)]
 pub struct SessionInfo {
     /// The user.
     pub user: String,

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::store::{RecordSpace, Store};
 
 /// One stored version of the strategy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StrategyVersion {
     /// Version number, from 1, increasing.
     pub version: u64,

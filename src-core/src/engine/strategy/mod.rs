@@ -24,20 +24,27 @@ pub const N_SOURCES: usize = 6;
 /// One number per blended source: the attention model's three task outputs (`seq`: the
 /// next-item probability relative to the user's best item, `like`, `purchase`) and the
 /// baselines (`itemknn`, `markov` transitions, `pop`ularity).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Weights)]
 pub struct SourceWeights {
     /// Attention model, next item.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub seq: f32,
     /// Attention model, like head.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub like: f32,
     /// Attention model, purchase head.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub purchase: f32,
     /// Item-kNN collaborative filtering.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub itemknn: f32,
     /// Sequential transitions over the last items.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub markov: f32,
     /// Popularity.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub pop: f32,
 }
 
@@ -86,7 +93,7 @@ impl SourceWeights {
 }
 
 /// How much of each slate is spent exploring.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Exploration {
     /// Always the best-scored items.
@@ -94,18 +101,20 @@ pub enum Exploration {
     /// Each slot is, with probability `epsilon`, a random candidate instead.
     Epsilon {
         /// Probability of a random candidate per slot, in `[0, 1]`.
+        #[schema(minimum = 0, maximum = 1)]
         epsilon: f32,
     },
     /// Thompson-style: the blend weights of each request are drawn around the learned ones,
     /// with a spread of `scale / sqrt(1 + evidence)` per source.
     Thompson {
         /// Spread of the drawn weights at no evidence, in `[0, 10]`.
+        #[schema(minimum = 0, maximum = 10)]
         scale: f32,
     },
 }
 
 /// Which items may be recommended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Filters {
     /// Leave out items the user has interacted with.
@@ -127,18 +136,23 @@ impl Default for Filters {
 }
 
 /// The business value of each kind of feedback; what the learner maximises.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Reward {
     /// A click (or view) on a recommended item.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub click: f32,
     /// Put in the cart.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub cart: f32,
     /// Bought.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub purchase: f32,
     /// Rated at or above the like threshold (4).
+    #[schema(minimum = -1000, maximum = 1000)]
     pub like: f32,
     /// Explicitly skipped (usually 0 or negative).
+    #[schema(minimum = -1000, maximum = 1000)]
     pub skip: f32,
 }
 
@@ -155,12 +169,14 @@ impl Default for Reward {
 }
 
 /// Knobs of the inference actor's dynamic batcher.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Batching {
     /// Most requests in one batch (1 disables batching).
+    #[schema(minimum = 1, maximum = 4096)]
     pub max_batch: usize,
     /// Longest a request waits for its batch to fill, in microseconds.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub max_queue_delay_us: u64,
 }
 
@@ -174,14 +190,16 @@ impl Default for Batching {
 }
 
 /// How the online learner moves the blend weights.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Learning {
     /// Learn the blend weights online (false: the weights stay as set).
     pub adaptive: bool,
     /// FTRL learning rate (alpha).
+    #[schema(minimum = 0.0001, maximum = 10)]
     pub learning_rate: f32,
     /// Samples per FTRL update.
+    #[schema(minimum = 1, maximum = 100_000)]
     pub update_every: usize,
 }
 
@@ -195,11 +213,13 @@ impl Default for Learning {
     }
 }
 
-/// A complete strategy, as operators write it (JSON or TOML).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A complete strategy, as operators write it (JSON or TOML). Each weight must also lie
+/// within its `[min_weights, max_weights]`, which the server checks (400).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Strategy {
     /// A label for people.
+    #[schema(max_length = 200)]
     pub name: String,
     /// Starting blend weights.
     pub weights: SourceWeights,
@@ -208,6 +228,7 @@ pub struct Strategy {
     /// Highest weight the learner may set, per source.
     pub max_weights: SourceWeights,
     /// Sources whose weight the learner never moves.
+    #[schema(schema_with = pinned_schema)]
     pub pinned: Vec<String>,
     /// Online learning of the weights.
     pub learning: Learning,
@@ -218,9 +239,20 @@ pub struct Strategy {
     /// Business reward of feedback.
     pub reward: Reward,
     /// Candidates drawn from each source before blending.
+    #[schema(minimum = 1, maximum = 10_000)]
     pub candidates: usize,
     /// Dynamic batching.
     pub batching: Batching,
+}
+
+/// `pinned`: names of sources, each one of [`SOURCES`].
+fn pinned_schema() -> utoipa::openapi::schema::Array {
+    let source = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(SOURCES));
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(source)
+        .build()
 }
 
 impl Default for Strategy {
