@@ -18,6 +18,20 @@ use crate::event::{Action, Event, EventKind, Impression, Item, RawEvent, Timesta
 /// Longest external id accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
 
+/// What [`check_id`] accepts, as far as JSON Schema can say it: 1 to 256 bytes (the
+/// schema counts characters), no control characters, no U+FFFD.
+pub const ID_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F\\uFFFD]+$";
+
+/// The JSON schema of a user or item id in a path or body (the OpenAPI document's).
+pub fn id_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_BYTES))
+        .pattern(Some(ID_PATTERN))
+        .build()
+}
+
 /// One line of a JSONL file: an event or a catalogue record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {

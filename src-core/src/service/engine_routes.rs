@@ -113,7 +113,7 @@ pub(super) async fn post_events(state: web::Data<AppState>, body: web::Bytes) ->
 #[serde(deny_unknown_fields)]
 #[schema(as = RecommendRequest)]
 pub(super) struct RecommendBody {
-    #[schema(schema_with = super::openapi::id_string)]
+    #[schema(schema_with = crate::wire::id_schema)]
     pub(super) user: String,
     #[serde(default = "ten")]
     #[schema(minimum = 1, maximum = 1000, default = 10)]

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -280,43 +280,6 @@ impl Hub {
                 (rx, None, last),
             ))
         })
-    }
-}
-
-/// Every `every`, sends the interval's [`LiveStats`] to the hub and hands the snapshot
-/// to the history, until the hub closes.
-pub async fn tick(
-    engine: crate::engine::Engine,
-    http: Arc<HttpMetrics>,
-    hub: Arc<Hub>,
-    history: Arc<super::history::History>,
-    recorder: Arc<super::audit::Recorder>,
-    every: Duration,
-) {
-    let mut prev = engine.metrics();
-    let mut http_prev = http.requests.load(std::sync::atomic::Ordering::Relaxed);
-    let mut at = Instant::now();
-    history.observe(&prev, http_prev, at);
-    recorder.note_model(prev.model_version);
-    loop {
-        actix_web::rt::time::sleep(every).await;
-        if hub.closing.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        let cur = engine.metrics();
-        let http_cur = http.requests.load(std::sync::atomic::Ordering::Relaxed);
-        let now = Instant::now();
-        let stats = LiveStats::between(&prev, &cur, http_prev, http_cur, now - at);
-        hub.send("stats", &stats);
-        history.observe(&cur, http_cur, now);
-        let mut cur = cur;
-        if cur.model_version != prev.model_version
-            && !recorder.model_seen_at(cur.model_version, engine.model_info())
-        {
-            // An activation is under way: compare with the old version again next time.
-            cur.model_version = prev.model_version;
-        }
-        (prev, http_prev, at) = (cur, http_cur, now);
     }
 }
 

@@ -15,7 +15,8 @@
 //! Files: this one holds the configuration, the shared state, the route table and the
 //! server; `engine_routes`, `strategy_routes`, `panel`, `replay_jobs`, `prometheus` and
 //! `console` the handlers; `errors` the error shape; `auth`, `audit`, `history`, `guard`
-//! and `live` what the handlers share.
+//! and `live` what the handlers share; `ticker` the once-a-second beat that feeds the
+//! stream, the history and the audit of model swaps.
 
 pub mod audit;
 pub mod auth;
@@ -32,6 +33,7 @@ mod panel;
 mod prometheus;
 mod replay_jobs;
 mod strategy_routes;
+mod ticker;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -367,7 +369,7 @@ pub async fn serve_until(
         .ok_or_else(|| Error::config("bind", "the server bound no address"))?;
     let server = server.run();
     let handle = server.handle();
-    actix_web::rt::spawn(live::tick(
+    actix_web::rt::spawn(ticker::tick(
         engine.clone(),
         Arc::clone(&http),
         Arc::clone(&hub),

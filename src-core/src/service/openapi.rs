@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use utoipa::openapi::{schema::Schema, RefOr};
 use utoipa::ToSchema;
 
+use crate::wire::{id_schema, ID_PATTERN};
+
 /// One route: what registers it and what describes it.
 pub struct RouteDoc {
     /// HTTP method.
@@ -31,22 +33,8 @@ pub struct RouteDoc {
     pub handler: fn(actix_web::Route) -> actix_web::Route,
 }
 
-/// What `wire::check_id` accepts, as far as JSON Schema can say it: 1 to 256 bytes (the
-/// schema counts characters), no control characters, no U+FFFD.
-const ID_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F\\uFFFD]+$";
-
-/// A user or item id in a path or body.
-pub(super) fn id_string() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .min_length(Some(1))
-        .max_length(Some(crate::wire::MAX_ID_BYTES))
-        .pattern(Some(ID_PATTERN))
-        .build()
-}
-
 fn id_string_value() -> Value {
-    serde_json::to_value(id_string()).unwrap_or_default()
+    serde_json::to_value(id_schema()).unwrap_or_default()
 }
 
 fn params(path: &str) -> Vec<Value> {

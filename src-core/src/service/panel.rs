@@ -130,7 +130,7 @@ pub(super) async fn explain(
 #[serde(deny_unknown_fields)]
 #[schema(as = PreviewRequest)]
 pub(super) struct PreviewBody {
-    #[schema(schema_with = super::openapi::id_string)]
+    #[schema(schema_with = crate::wire::id_schema)]
     user: String,
     #[serde(default = "super::ten")]
     #[schema(minimum = 1, maximum = 1000, default = 10)]
