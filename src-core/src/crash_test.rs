@@ -4,6 +4,12 @@
 //! acknowledged event is present, in order, and that the log and the per-user index agree.
 //!
 //! Used by the test suite (a few dozen rounds) and by `attune crash-test` (as many as asked).
+//!
+//! After each round only what the round added is read back (the events past those already
+//! verified, the index of their users, the round's acknowledgements); every
+//! [`CrashTestOptions::full_check_every`] rounds and after the last, the whole store is
+//! checked against every acknowledgement, so damage a later round did to earlier data is
+//! still found. Checking everything every round made 1,000 rounds quadratic (28 min).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -105,22 +111,46 @@ pub fn append_loop(store: &Store, writers: usize, tag: &str, out: impl Write + S
 /// Every acknowledged event is present with its content and order; sequence numbers are
 /// gap-free; every item event has its per-user index entry. Returns the number of events.
 pub fn verify(store: &Store, acks: &[Ack]) -> std::result::Result<u64, String> {
+    verify_since(store, &mut Verified::default(), acks)
+}
+
+/// What the checks so far established, carried from round to round.
+#[derive(Debug, Clone, Default)]
+pub struct Verified {
+    /// Events checked: sequence numbers `0..events` are present and gap-free.
+    pub events: u64,
+    /// Item events per user among them (what the user's index must hold).
+    index: HashMap<u32, u64>,
+}
+
+/// Checks what a round added: the events from `verified.events` on (gap-free), the index
+/// of the users they belong to, and `acks` (the round's), which must lie among them.
+/// Advances `verified`; returns the number of events.
+pub fn verify_since(
+    store: &Store,
+    verified: &mut Verified,
+    acks: &[Ack],
+) -> std::result::Result<u64, String> {
     let (users, _) = store.interners();
-    let mut n = 0u64;
-    let mut index_expected: HashMap<u32, u64> = HashMap::new();
+    let mut n = verified.events;
     let mut by_seq: HashMap<u64, Event> = HashMap::new();
-    for ev in store.all_events() {
+    let mut touched: Vec<u32> = Vec::new();
+    for ev in store.events(verified.events..u64::MAX) {
         let (seq, ev) = ev.map_err(|e| format!("reading the log: {e}"))?;
         if seq != n {
             return Err(format!("sequence gap: expected {n}, found {seq}"));
         }
         n += 1;
         if ev.action.item().is_some() {
-            *index_expected.entry(ev.user).or_default() += 1;
+            *verified.index.entry(ev.user).or_default() += 1;
+            touched.push(ev.user);
         }
         by_seq.insert(seq, ev);
     }
-    for (&user, &count) in &index_expected {
+    touched.sort_unstable();
+    touched.dedup();
+    for user in touched {
+        let count = verified.index[&user];
         let h = store
             .user_history(user)
             .map_err(|e| format!("reading user {user}: {e}"))?;
@@ -132,22 +162,39 @@ pub fn verify(store: &Store, acks: &[Ack]) -> std::result::Result<u64, String> {
         }
     }
     for ack in acks {
-        let want_user = writer_user(&ack.tag, ack.writer);
-        for (i, seq) in (ack.seqs.0..=ack.seqs.1).enumerate() {
-            let ev = by_seq
-                .get(&seq)
-                .ok_or_else(|| format!("acknowledged event {seq} is missing ({ack:?})"))?;
-            let user = users.name(ev.user).unwrap_or("?");
-            let want_ts = (ack.counters.0 + i as u64) as i64;
-            if user != want_user || ev.ts != want_ts {
-                return Err(format!(
-                    "event {seq} is ({user}, {}), expected ({want_user}, {want_ts})",
-                    ev.ts
-                ));
-            }
+        if ack.seqs.0 < verified.events {
+            return Err(format!(
+                "acknowledged events {}..={} lie among those verified before the round ({ack:?})",
+                ack.seqs.0, ack.seqs.1
+            ));
+        }
+        check_ack(ack, &by_seq, &users)?;
+    }
+    verified.events = n;
+    Ok(n)
+}
+
+/// `ack`'s events are in `by_seq`, each the writer's, with the counter as its timestamp.
+fn check_ack(
+    ack: &Ack,
+    by_seq: &HashMap<u64, Event>,
+    users: &crate::ids::Interner,
+) -> std::result::Result<(), String> {
+    let want_user = writer_user(&ack.tag, ack.writer);
+    for (i, seq) in (ack.seqs.0..=ack.seqs.1).enumerate() {
+        let ev = by_seq
+            .get(&seq)
+            .ok_or_else(|| format!("acknowledged event {seq} is missing ({ack:?})"))?;
+        let user = users.name(ev.user).unwrap_or("?");
+        let want_ts = (ack.counters.0 + i as u64) as i64;
+        if user != want_user || ev.ts != want_ts {
+            return Err(format!(
+                "event {seq} is ({user}, {}), expected ({want_user}, {want_ts})",
+                ev.ts
+            ));
         }
     }
-    Ok(n)
+    Ok(())
 }
 
 /// Settings of a crash test.
@@ -163,7 +210,13 @@ pub struct CrashTestOptions {
     /// The child is killed at a uniformly random time in `[5 ms, max_kill_after]` after it
     /// printed its first acknowledgement.
     pub max_kill_after: Duration,
+    /// Every this many rounds (and after the last) the whole store is checked against
+    /// every acknowledgement; the other rounds check what they added (0: every round).
+    pub full_check_every: usize,
 }
+
+/// The default of [`CrashTestOptions::full_check_every`].
+pub const FULL_CHECK_EVERY: usize = 100;
 
 /// What a crash test saw.
 #[derive(Debug, Clone, Default)]
@@ -182,6 +235,7 @@ pub fn run_crash_test(
 ) -> Result<CrashReport> {
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(opts.seed);
     let mut acks: Vec<Ack> = Vec::new();
+    let mut verified = Verified::default();
     let mut report = CrashReport::default();
     for round in 0..opts.rounds {
         let tag = format!("r{round}");
@@ -218,6 +272,7 @@ pub fn run_crash_test(
         child.kill().map_err(|e| Error::io(&opts.exe, e))?;
         let _ = child.wait();
         let _ = reader.join();
+        let before = acks.len();
         for line in std::iter::once(first).chain(rx.try_iter()) {
             if let Some(ack) = Ack::parse(&line) {
                 acks.push(ack);
@@ -225,10 +280,71 @@ pub fn run_crash_test(
             }
         }
         let store = Store::open(&opts.dir, StoreConfig::default())?;
-        report.events = verify(&store, &acks)
+        let last = round + 1 == opts.rounds;
+        let full = last || opts.full_check_every <= 1 || (round + 1) % opts.full_check_every == 0;
+        let checked = if full {
+            verified = Verified::default();
+            verify_since(&store, &mut verified, &acks)
+        } else {
+            verify_since(&store, &mut verified, &acks[before..])
+        };
+        report.events = checked
             .map_err(|m| Error::internal(format!("round {round}: durability violated: {m}")))?;
         report.rounds = round + 1;
         on_round(round, &report);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clicks(store: &Store, user: &str, n: u64) {
+        let batch: Vec<RawEvent> = (0..n)
+            .map(|c| Event {
+                user: user.to_owned(),
+                ts: c as i64,
+                action: Action::Click {
+                    item: format!("i{c}"),
+                },
+            })
+            .collect();
+        store.append(&batch).expect("append");
+    }
+
+    fn ack(tag: &str, counters: (u64, u64), seqs: (u64, u64)) -> Ack {
+        Ack {
+            tag: tag.to_owned(),
+            writer: 0,
+            counters,
+            seqs,
+        }
+    }
+
+    #[test]
+    fn each_round_checks_what_it_added_and_finds_what_is_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("store");
+        let mut v = Verified::default();
+        clicks(&store, "r0-w0", 5);
+        let first = [ack("r0", (0, 4), (0, 4))];
+        assert_eq!(verify_since(&store, &mut v, &first), Ok(5));
+        clicks(&store, "r1-w0", 3);
+        let second = [ack("r1", (0, 2), (5, 7))];
+        assert_eq!(verify_since(&store, &mut v, &second), Ok(8));
+        // The full check agrees with the rounds'.
+        assert_eq!(verify(&store, &[first[0].clone(), second[0].clone()]), Ok(8));
+
+        // An acknowledgement of events that are not there, or of events an earlier round
+        // already owned, is a violation.
+        let missing = verify_since(&store, &mut v.clone(), &[ack("r2", (0, 1), (8, 9))]);
+        assert!(missing.is_err_and(|m| m.contains("missing")));
+        let stale = verify_since(&store, &mut v.clone(), &[ack("r2", (0, 1), (2, 3))]);
+        assert!(stale.is_err_and(|m| m.contains("verified before")));
+        // An acknowledgement whose events belong to another writer.
+        clicks(&store, "r2-w0", 2);
+        let wrong = verify_since(&store, &mut v, &[ack("r9", (0, 1), (8, 9))]);
+        assert!(wrong.is_err_and(|m| m.contains("expected (r9-w0")));
+    }
 }

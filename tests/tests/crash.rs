@@ -14,6 +14,8 @@ fn acknowledged_events_survive_sigkill() {
         writers: 4,
         seed: 7,
         max_kill_after: Duration::from_millis(250),
+        // Both kinds of check: what each round added, and the whole store every 8 rounds.
+        full_check_every: 8,
     };
     let report = run_crash_test(&opts, |_, _| {}).expect("every acknowledged event survives");
     assert_eq!(report.rounds, 24);

@@ -24,6 +24,7 @@ pub fn crash_test(a: CrashTestArgs) -> Result<()> {
         writers: a.writers,
         seed: a.seed,
         max_kill_after: std::time::Duration::from_millis(300),
+        full_check_every: crash_test::FULL_CHECK_EVERY,
     };
     let bar = progress::count(a.rounds as u64, "kill -9 rounds");
     let report = crash_test::run_crash_test(&opts, |round, _| bar.set_position(round as u64 + 1));
