@@ -334,7 +334,10 @@ mod tests {
         let second = [ack("r1", (0, 2), (5, 7))];
         assert_eq!(verify_since(&store, &mut v, &second), Ok(8));
         // The full check agrees with the rounds'.
-        assert_eq!(verify(&store, &[first[0].clone(), second[0].clone()]), Ok(8));
+        assert_eq!(
+            verify(&store, &[first[0].clone(), second[0].clone()]),
+            Ok(8)
+        );
 
         // An acknowledgement of events that are not there, or of events an earlier round
         // already owned, is a violation.
