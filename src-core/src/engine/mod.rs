@@ -552,9 +552,10 @@ impl Engine {
         }
     }
 
-    /// Makes the session actor of `user` panic (fault injection for supervision tests).
-    #[doc(hidden)]
-    pub async fn crash_session(&self, user: &str) -> Result<()> {
+    /// Makes the session actor of `user` panic (fault injection for the supervision
+    /// tests; compiled only for them, not part of the API).
+    #[cfg(test)]
+    pub(crate) async fn crash_session(&self, user: &str) -> Result<()> {
         let (addr, _) = self.session(user)?;
         addr.send(session::Crash)
             .await

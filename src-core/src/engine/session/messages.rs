@@ -293,11 +293,14 @@ impl Handler<Inspect> for SessionActor {
     }
 }
 
-/// Makes the actor panic (fault-injection for the supervision tests).
+/// Makes the actor panic (fault injection for the supervision tests; not in a build
+/// that is not a test).
+#[cfg(test)]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Crash;
 
+#[cfg(test)]
 impl Handler<Crash> for SessionActor {
     type Result = ();
 

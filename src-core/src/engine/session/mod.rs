@@ -30,8 +30,10 @@ use crate::event::{EventKind, ItemId};
 use crate::model::SessionState;
 use crate::store::RecordSpace;
 
+#[cfg(test)]
+pub(crate) use messages::Crash;
 pub use messages::SessionInfo;
-pub(crate) use messages::{Crash, Evict, Forget, Inspect, Preview, Recommend, RecordEvent};
+pub(crate) use messages::{Evict, Forget, Inspect, Preview, Recommend, RecordEvent};
 
 /// Most recent interactions a session keeps (the model reads at most its `max_len`).
 pub const HISTORY_CAP: usize = 200;
