@@ -1,5 +1,5 @@
-//! `attune serve` as a real process on a free loopback port, and its client (reqwest's
-//! blocking one): one-shot requests and keep-alive connections. Shared by the service
+//! `attune serve` as a real process on a free loopback port, and its client (the
+//! service's own, over reqwest): one-shot requests and keep-alive connections. Shared by the service
 //! tests, so that each drives the binary exactly as a user would; the fuzzer's raw bytes
 //! go through [`crate::raw`].
 
@@ -276,38 +276,27 @@ impl Response {
     }
 }
 
-/// A client of one server over `reqwest`'s blocking client: keeps its connections alive
-/// between calls (unless made with [`Client::fresh`]). It never retries a request: after
-/// an error, whether the server acted on it is unknown.
-pub struct Client {
-    base: String,
-    http: reqwest::blocking::Client,
-}
+/// A client of one server: the service's own ([`attune::service::client::Client`],
+/// reqwest's blocking client), answering in this module's [`Response`]. It keeps its
+/// connections alive between calls (unless made with [`Client::fresh`]) and never
+/// retries a request: after an error, whether the server acted on it is unknown.
+pub struct Client(attune::service::client::Client);
 
 impl Client {
     /// A keep-alive client of `addr`; connects on the first call.
     pub fn new(addr: SocketAddr) -> Client {
-        Client::build(addr, true)
+        Client(
+            attune::service::client::Client::new(addr, IO_TIMEOUT)
+                .expect("an HTTP client without TLS builds"),
+        )
     }
 
     /// A client that opens a new connection for every request.
     pub fn fresh(addr: SocketAddr) -> Client {
-        Client::build(addr, false)
-    }
-
-    fn build(addr: SocketAddr, keep_alive: bool) -> Client {
-        let mut b = reqwest::blocking::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .timeout(IO_TIMEOUT);
-        if !keep_alive {
-            b = b.pool_max_idle_per_host(0);
-        }
-        Client {
-            base: format!("http://{addr}"),
-            http: b.build().expect("an HTTP client without TLS builds"),
-        }
+        Client(
+            attune::service::client::Client::fresh(addr, IO_TIMEOUT)
+                .expect("an HTTP client without TLS builds"),
+        )
     }
 
     /// Sends a request with a JSON content type (and a bearer token if given) and reads
@@ -319,30 +308,11 @@ impl Client {
         token: Option<&str>,
         body: &[u8],
     ) -> io::Result<Response> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(io::Error::other)?;
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec());
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().map_err(io::Error::other)?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                (n.as_str().to_ascii_lowercase(), v)
-            })
-            .collect();
-        let body = resp.bytes().map_err(io::Error::other)?.to_vec();
+        let r = self.0.request(method, path, token, body)?;
         Ok(Response {
-            status,
-            headers,
-            body,
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Raw HTTP/1.1 over std TCP, for the fuzzer only: arbitrary bytes on a fresh connection
 //! and a lenient reader of whatever comes back. Well-formed requests go through
-//! [`crate::http::Client`] (reqwest).
+//! [`crate::http::Client`] (the service's own, over reqwest).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

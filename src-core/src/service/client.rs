@@ -1,15 +1,18 @@
 //! The blocking HTTP client of the programs that drive a service from outside: `attune
-//! demo`'s simulated users and the guard's webhooks. A thin shape over `reqwest`'s
-//! blocking client (keep-alive pooling, chunked bodies, timeouts are its own), so that
-//! callers speak in paths and statuses; plain HTTP, no proxies.
+//! demo`'s simulated users, the guard's webhooks, and the end-to-end tests. A thin shape
+//! over `reqwest`'s blocking client (keep-alive pooling, chunked bodies, timeouts are its
+//! own), so that callers speak in paths and statuses; plain HTTP, no proxies, redirects
+//! not followed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A response: status and body.
+/// A response: status, headers and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
+    /// Header names (lower-cased) and values, in order.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -31,17 +34,27 @@ pub struct Client {
 impl Client {
     /// A client of the server at `addr`; requests time out after `timeout`.
     pub fn new(addr: SocketAddr, timeout: Duration) -> std::io::Result<Client> {
-        let http = reqwest::blocking::Client::builder()
+        Client::build(addr, timeout, true)
+    }
+
+    /// A client that opens a new connection for every request.
+    pub fn fresh(addr: SocketAddr, timeout: Duration) -> std::io::Result<Client> {
+        Client::build(addr, timeout, false)
+    }
+
+    fn build(addr: SocketAddr, timeout: Duration, keep_alive: bool) -> std::io::Result<Client> {
+        let mut b = reqwest::blocking::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()
-            .map_err(std::io::Error::other)?;
+            .timeout(timeout);
+        if !keep_alive {
+            b = b.pool_max_idle_per_host(0);
+        }
         Ok(Client {
             base: format!("http://{addr}"),
-            http,
+            http: b.build().map_err(std::io::Error::other)?,
         })
     }
 
@@ -65,7 +78,19 @@ impl Client {
         }
         let resp = req.send().map_err(std::io::Error::other)?;
         let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (n.as_str().to_ascii_lowercase(), v)
+            })
+            .collect();
         let body = resp.bytes().map_err(std::io::Error::other)?.to_vec();
-        Ok(Response { status, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }
