@@ -98,6 +98,10 @@ pub enum Error {
     /// the next request, a learner that does not answer); retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A thread the store or the engine needs has died (see [`crate::supervise`]): writes
+    /// are refused until the process restarts. Nothing acknowledged is lost.
+    #[error("unhealthy: {0}")]
+    Unhealthy(String),
     /// The engine or the store has been shut down (or is shutting down).
     #[error("shut down")]
     ShutDown,

@@ -21,6 +21,7 @@ pub mod replay;
 pub mod service;
 pub mod simulate;
 pub mod store;
+pub mod supervise;
 pub mod synth;
 pub mod wire;
 

@@ -33,6 +33,8 @@ use super::{EngineCore, LiveStrategy, ModelSlot};
 use crate::error::{Error, Result};
 use crate::event::ItemId;
 use crate::model::SessionState;
+use crate::os::BackgroundPriority;
+use crate::supervise::{checkpoint, Restart, Supervised, Supervisor};
 
 /// A scoring request from a session.
 #[derive(Debug)]
@@ -70,6 +72,9 @@ pub(crate) struct Batcher {
     capacity: usize,
     metrics: Arc<Metrics>,
     gather: Arc<Gather>,
+    /// The queue's receiving end, to fail what no compute thread will take.
+    orphans: Receiver<Job>,
+    supervisor: Supervisor,
 }
 
 /// A refused submission: the error and the session's state.
@@ -81,12 +86,19 @@ impl Batcher {
         &self,
         mut job: Job,
     ) -> std::result::Result<tokio::sync::oneshot::Receiver<JobOutcome>, Refused> {
+        if self.gather.alive.load(Ordering::SeqCst) == 0 {
+            return Err((self.supervisor.unhealthy(), job.state));
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         job.reply = tx;
         job.enqueued = Instant::now();
         match self.tx.try_send(job) {
             Ok(()) => {
                 self.gather.ring(self.tx.len());
+                // The last compute thread may have died since the check above.
+                if self.gather.alive.load(Ordering::SeqCst) == 0 {
+                    fail_orphans(&self.orphans);
+                }
                 Ok(rx)
             }
             Err(TrySendError::Full(job)) => {
@@ -108,14 +120,51 @@ impl Batcher {
     }
 }
 
-/// The inference actor: owns the queue's receiving end and the compute threads, and
-/// supervises them — a compute thread that dies (a panic in a kernel) is replaced, and the
-/// requests of its batch get an error through their dropped reply channels.
+/// Counts a compute thread in [`Gather::alive`] while it lives. When the last one ends
+/// while requests are queued (they died: at shutdown the queue is closed and empty), the
+/// queued requests are failed at once instead of waiting for a thread that will never
+/// come, and later submissions are refused.
+struct CrewMember {
+    gather: Arc<Gather>,
+    rx: Receiver<Job>,
+}
+
+impl CrewMember {
+    fn join(gather: &Arc<Gather>, rx: Receiver<Job>) -> CrewMember {
+        gather.alive.fetch_add(1, Ordering::SeqCst);
+        CrewMember {
+            gather: Arc::clone(gather),
+            rx,
+        }
+    }
+}
+
+impl Drop for CrewMember {
+    fn drop(&mut self) {
+        if self.gather.alive.fetch_sub(1, Ordering::SeqCst) == 1 {
+            fail_orphans(&self.rx);
+        }
+    }
+}
+
+/// Drops every queued job: each caller hears through its dropped reply channel.
+fn fail_orphans(rx: &Receiver<Job>) {
+    while rx.try_recv().is_ok() {}
+}
+
+/// How often a compute thread may die (a panic in a kernel) and be restarted in place
+/// within [`COMPUTE_RESTART_WINDOW`] before its death is a fault (see
+/// [`crate::supervise`]): the requests of its batch get an error through their dropped
+/// reply channels, the others are not affected.
+const COMPUTE_RESTARTS: u32 = 3;
+const COMPUTE_RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// The inference actor: owns the queue's receiving end and the compute threads.
 pub(crate) struct InferenceActor {
     shared: Arc<EngineCore>,
     rx: Receiver<Job>,
     gather: Arc<Gather>,
-    threads: Vec<(usize, std::thread::JoinHandle<()>)>,
+    threads: Vec<Supervised>,
     next: usize,
 }
 
@@ -124,11 +173,25 @@ impl InferenceActor {
         let (rx, shared, id) = (self.rx.clone(), Arc::clone(&self.shared), self.next);
         let gather = Arc::clone(&self.gather);
         self.next += 1;
-        match std::thread::Builder::new()
-            .name(format!("attune-compute-{id}"))
-            .spawn(move || compute_loop(&shared, &rx, &gather))
-        {
-            Ok(h) => self.threads.push((id, h)),
+        let restart = Restart::InPlace {
+            max: COMPUTE_RESTARTS,
+            within: COMPUTE_RESTART_WINDOW,
+        };
+        let sup = self.shared.store.supervisor().clone();
+        // Dropped with the body, when the thread ends for good (not at a restart).
+        let crew = CrewMember::join(&gather, rx.clone());
+        let body = move || {
+            let _member = &crew;
+            compute_loop(&shared, &rx, &gather);
+            Ok(())
+        };
+        match sup.spawn(
+            format!("attune-compute-{id}"),
+            BackgroundPriority::Normal,
+            restart,
+            body,
+        ) {
+            Ok(h) => self.threads.push(h),
             Err(e) => tracing::error!(error = %e, "could not start a compute thread"),
         }
     }
@@ -136,42 +199,18 @@ impl InferenceActor {
 
 impl Actor for InferenceActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_millis(100), |act, _ctx| {
-            let before = act.threads.len();
-            let mut dead = Vec::new();
-            act.threads.retain(|(id, h)| {
-                if h.is_finished() {
-                    dead.push(*id);
-                    false
-                } else {
-                    true
-                }
-            });
-            // Threads end on their own only when the queue closes (shutdown): then none is
-            // replaced. Otherwise an ended thread died.
-            if !dead.is_empty() && act.shared.batcher().is_some() {
-                tracing::error!(threads = ?dead, "compute threads died; replacing them");
-                Metrics::add(&act.shared.metrics.compute_restarts, dead.len() as u64);
-                for _ in 0..before - act.threads.len() {
-                    act.spawn();
-                }
-            }
-        });
-    }
 }
 
 /// Hands the compute threads over (for joining at shutdown).
 #[derive(Message)]
-#[rtype(result = "Vec<std::thread::JoinHandle<()>>")]
+#[rtype(result = "Vec<Supervised>")]
 pub(crate) struct TakeThreads;
 
 impl Handler<TakeThreads> for InferenceActor {
     type Result = MessageResult<TakeThreads>;
 
     fn handle(&mut self, _msg: TakeThreads, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.threads.drain(..).map(|(_, h)| h).collect())
+        MessageResult(std::mem::take(&mut self.threads))
     }
 }
 
@@ -198,6 +237,8 @@ pub(crate) fn start(
         capacity,
         metrics: Arc::clone(&shared.metrics),
         gather,
+        orphans: actor.rx.clone(),
+        supervisor: shared.store.supervisor().clone(),
     };
     (batcher, actor.start())
 }
@@ -216,6 +257,8 @@ pub(crate) fn start(
 struct Gather {
     /// Held by the thread gathering a batch.
     turn: Mutex<()>,
+    /// Compute threads alive (see [`CrewMember`]).
+    alive: AtomicUsize,
     /// Requests the gathering thread waits for (0: it is not waiting).
     need: AtomicUsize,
     bell: Mutex<()>,
@@ -273,6 +316,7 @@ fn compute_loop(shared: &EngineCore, rx: &Receiver<Job>, gather: &Gather) {
             }
             batch
         };
+        checkpoint();
         let started = Instant::now();
         let m = &shared.metrics;
         m.batch_size.record(batch.len() as u64);

@@ -4,12 +4,14 @@
 //! persists every session and stops them in order, closing the store last.
 
 use super::*;
+use crate::os::BackgroundPriority;
+use crate::supervise::{Restart, Supervised};
 
 /// Handles of the threads the engine runs.
 pub(super) struct Threads {
     pub(super) system: Option<System>,
-    pub(super) system_thread: Option<JoinHandle<()>>,
-    pub(super) learner: Option<JoinHandle<()>>,
+    pub(super) system_thread: Option<Supervised>,
+    pub(super) learner: Option<Supervised>,
     pub(super) janitor: Option<Janitor>,
     pub(super) log: Option<log::LogWriter>,
 }
@@ -21,6 +23,7 @@ impl Engine {
         config.validate()?;
         let store = Store::open(&config.store, config.store_config.clone())?;
         store.set_background_priority(indexer_priority(config.background_priority));
+        let sup = store.supervisor().clone();
         let book = StrategyBook::open(store.clone(), &config.strategy)?;
         let current = book
             .current()?
@@ -34,22 +37,23 @@ impl Engine {
         // The actix system and its arbiters, on their own threads.
         let (sys_tx, sys_rx) = std::sync::mpsc::channel();
         let arbiters_n = config.arbiters;
-        let system_thread = std::thread::Builder::new()
-            .name("attune-actix".into())
-            .spawn(move || {
+        let system_thread = sup.spawn(
+            "attune-actix",
+            BackgroundPriority::Normal,
+            Restart::Never,
+            move || {
                 let sys = System::new();
                 let arbiters: Vec<Arbiter> = (0..arbiters_n).map(|_| Arbiter::new()).collect();
                 let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
                 let _ = sys_tx.send((System::current(), handles));
-                if let Err(e) = sys.run() {
-                    tracing::error!(error = %e, "the actix system stopped with an error");
-                }
+                let ran = sys.run();
                 for a in arbiters {
                     a.stop();
                     let _ = a.join();
                 }
-            })
-            .map_err(|e| Error::io("attune-actix thread", e))?;
+                ran.map_err(|e| Error::internal_from("the actix system stopped", e))
+            },
+        )?;
         let (system, arbiters) = sys_rx
             .recv()
             .map_err(|_| Error::internal("the actix system failed to start"))?;
@@ -114,15 +118,22 @@ impl Engine {
         write(&shared.inference, Some(addr));
 
         let learner = {
-            let learner = Learner::new(Arc::clone(&shared), counts, config.finetune_every);
-            let priority = config.background_priority;
-            std::thread::Builder::new()
-                .name("attune-learner".into())
-                .spawn(move || {
-                    crate::os::set_background(0, priority);
-                    learner.run(&lrx)
-                })
-                .map_err(|e| Error::io("attune-learner thread", e))?
+            let mut learner = Some(Learner::new(
+                Arc::clone(&shared),
+                counts,
+                config.finetune_every,
+            ));
+            sup.spawn(
+                "attune-learner",
+                config.background_priority,
+                Restart::Never,
+                move || {
+                    if let Some(l) = learner.take() {
+                        l.run(&lrx);
+                    }
+                    Ok(())
+                },
+            )?
         };
         let janitor = Janitor::start(Arc::clone(&shared))?;
         tracing::info!(store = %store.path().display(), model = ?config.model, "engine open");
@@ -177,7 +188,7 @@ fn shutdown_threads(shared: &EngineCore, threads: &Mutex<Threads>) -> Result<()>
         let _ = rx.recv_timeout(Duration::from_secs(30));
     }
     if let Some(h) = t.learner.take() {
-        let _ = h.join();
+        h.join();
     }
     // Closing the queue (the last sender is the shared batcher) ends the compute threads
     // once their batch is done; the inference actor hands them over for joining.
@@ -189,14 +200,14 @@ fn shutdown_threads(shared: &EngineCore, threads: &Mutex<Threads>) -> Result<()>
         None => Vec::new(),
     };
     for h in compute {
-        let _ = h.join();
+        h.join();
     }
     write(&shared.inference, None);
     if let Some(sys) = t.system.take() {
         sys.stop();
     }
     if let Some(h) = t.system_thread.take() {
-        let _ = h.join();
+        h.join();
     }
     // Every session has stopped: what they queued is written and acknowledged first.
     if let Some(w) = t.log.take() {

@@ -6,7 +6,6 @@
 //! Impressions are applied in the same batches but nobody waits for them.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -14,7 +13,9 @@ use crossbeam_channel::{Receiver, Sender};
 use super::reply::{deliver_by_home, Ack, AckSender, Delivery, ReplySender};
 use crate::error::{Error, Result};
 use crate::event::{ItemId, RawEvent};
+use crate::os::BackgroundPriority;
 use crate::store::{PendingAppend, Store};
+use crate::supervise::{checkpoint, Restart, Supervised};
 
 /// Most events applied as one batch.
 const MAX_BATCH: usize = 4096;
@@ -49,7 +50,7 @@ pub(crate) enum LogMsg {
 /// The writer's and the acknowledger's threads.
 pub(crate) struct LogWriter {
     pub tx: Sender<LogMsg>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<Supervised>,
 }
 
 enum Applied {
@@ -65,17 +66,28 @@ impl LogWriter {
     pub fn start(store: Store, replies: Vec<ReplySender>) -> Result<LogWriter> {
         let (tx, rx) = crossbeam_channel::unbounded::<LogMsg>();
         let (atx, arx) = crossbeam_channel::unbounded::<Applied>();
-        let writer = std::thread::Builder::new()
-            .name("attune-log-writer".into())
-            .spawn(move || {
+        let sup = store.supervisor().clone();
+        // Both on the request path: normal priority, and a death is a fault (what they
+        // held is dropped; its callers hear that the engine is unhealthy).
+        let writer = sup.spawn(
+            "attune-log-writer",
+            BackgroundPriority::Normal,
+            Restart::Never,
+            move || {
                 let pace = store.is_durable();
-                write_loop(&store, &rx, &atx, pace)
-            })
-            .map_err(|e| Error::io("attune-log-writer thread", e))?;
-        let acker = std::thread::Builder::new()
-            .name("attune-log-acks".into())
-            .spawn(move || ack_loop(&arx, &replies))
-            .map_err(|e| Error::io("attune-log-acks thread", e))?;
+                write_loop(&store, &rx, &atx, pace);
+                Ok(())
+            },
+        )?;
+        let acker = sup.spawn(
+            "attune-log-acks",
+            BackgroundPriority::Normal,
+            Restart::Never,
+            move || {
+                ack_loop(&arx, &replies);
+                Ok(())
+            },
+        )?;
         Ok(LogWriter {
             tx,
             threads: vec![writer, acker],
@@ -86,7 +98,7 @@ impl LogWriter {
     pub fn stop(self) {
         let _ = self.tx.send(LogMsg::Stop);
         for t in self.threads {
-            let _ = t.join();
+            t.join();
         }
     }
 }
@@ -111,6 +123,7 @@ fn write_loop(store: &Store, rx: &Receiver<LogMsg>, acks: &Sender<Applied>, pace
             },
             Err(crossbeam_channel::TryRecvError::Disconnected) => break,
         };
+        checkpoint();
         let started = Instant::now();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -195,7 +208,10 @@ fn apply(
         Err(e) => {
             let msg = e.to_string();
             for (_, tx, _) in senders {
-                let _ = tx.send(Err(Error::internal(format!("writing the event: {msg}"))));
+                let _ = tx.send(Err(match &e {
+                    Error::Unhealthy(m) => Error::Unhealthy(m.clone()),
+                    _ => Error::internal(format!("writing the event: {msg}")),
+                }));
             }
             if let Some(ev) = events.first() {
                 tracing::warn!(error = %msg, user = %ev.user, "could not log an event");
@@ -212,6 +228,7 @@ type PendingAck = (usize, Option<ItemId>, AckSender, usize);
 /// message per arbiter per batch (each would otherwise wake its arbiter by itself).
 fn ack_loop(rx: &Receiver<Applied>, replies: &[ReplySender]) {
     while let Ok(Applied::Batch { pending, acks }) = rx.recv() {
+        checkpoint();
         let first = pending.range().start;
         let outcome = pending.wait();
         let answers = acks.into_iter().map(|(i, item, tx, home)| {
@@ -222,6 +239,7 @@ fn ack_loop(rx: &Receiver<Applied>, replies: &[ReplySender]) {
                 }),
                 Err(Error::Flush(e)) => Err(Error::Flush(Arc::clone(e))),
                 Err(Error::ShutDown) => Err(Error::ShutDown),
+                Err(Error::Unhealthy(m)) => Err(Error::Unhealthy(m.clone())),
                 Err(e) => Err(Error::internal(format!("writing the event: {e}"))),
             };
             (home, (tx, ack))

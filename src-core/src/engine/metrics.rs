@@ -162,8 +162,6 @@ pub struct Metrics {
     pub sessions_restored: AtomicU64,
     /// Session actors that crashed and were replaced.
     pub session_crashes: AtomicU64,
-    /// Compute threads that died and were replaced.
-    pub compute_restarts: AtomicU64,
     /// Feedback events joined to an impression.
     pub feedback_joined: AtomicU64,
     /// Messages the learner's queue dropped because it was full.
@@ -223,7 +221,7 @@ pub struct MetricsSnapshot {
     pub sessions_restored: u64,
     /// Crashed session actors replaced.
     pub session_crashes: u64,
-    /// Dead compute threads replaced.
+    /// Compute threads that died and were restarted in place (see [`crate::supervise`]).
     pub compute_restarts: u64,
     /// Requests waiting for inference now.
     pub queue_depth: u64,

@@ -35,7 +35,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -227,6 +226,7 @@ impl Engine {
     /// Records an event that answers the recommendation `request_id` (the learner joins
     /// it to that impression); [`Engine::record`] otherwise.
     pub async fn record_with(&self, event: RawEvent, request_id: Option<String>) -> Result<u64> {
+        self.shared.store.supervisor().check_writable()?;
         check_user(&event.user)?;
         if let Some(item) = event.action.item() {
             crate::wire::check_id(item).map_err(|e| Error::BadRequest(format!("item: {e}")))?;
@@ -291,6 +291,7 @@ impl Engine {
     pub async fn forget_user(&self, user: &str) -> Result<Option<crate::store::Forgotten>> {
         check_user(user)?;
         self.check_open()?;
+        self.shared.store.supervisor().check_writable()?;
         let name: Arc<str> = Arc::from(user);
         struct Unmark<'a>(&'a EngineCore, Arc<str>);
         impl Drop for Unmark<'_> {
@@ -514,6 +515,13 @@ impl Engine {
         self.shared.sweep(true)
     }
 
+    /// The threads of the store and the engine that died, oldest first. While any is
+    /// listed every write is refused with [`Error::Unhealthy`] and the service's
+    /// `/healthz` answers 503; the process needs a restart (see [`crate::supervise`]).
+    pub fn faults(&self) -> Vec<crate::supervise::Fault> {
+        self.shared.store.supervisor().faults()
+    }
+
     /// Live figures.
     pub fn metrics(&self) -> MetricsSnapshot {
         let m = &self.shared.metrics;
@@ -532,7 +540,7 @@ impl Engine {
             sessions_evicted: l(&m.sessions_evicted),
             sessions_restored: l(&m.sessions_restored),
             session_crashes: l(&m.session_crashes),
-            compute_restarts: l(&m.compute_restarts),
+            compute_restarts: self.shared.store.supervisor().restarts(),
             queue_depth: self.shared.batcher().map_or(0, |b| b.depth() as u64),
             feedback_joined: l(&m.feedback_joined),
             learner_dropped: l(&m.learner_dropped),

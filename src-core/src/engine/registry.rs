@@ -110,16 +110,19 @@ impl Registry {
 /// priority because it holds registry shards, which requests wait for.
 pub(super) struct Janitor {
     pub(super) stop: crossbeam_channel::Sender<()>,
-    pub(super) thread: JoinHandle<()>,
+    pub(super) thread: crate::supervise::Supervised,
 }
 
 impl Janitor {
     pub(super) fn start(shared: Arc<EngineCore>) -> Result<Janitor> {
         let (stop, rx) = crossbeam_channel::bounded::<()>(0);
         let every = Duration::from_millis(shared.config.sweep_every_ms);
-        let thread = std::thread::Builder::new()
-            .name("attune-janitor".into())
-            .spawn(move || {
+        let sup = shared.store.supervisor().clone();
+        let thread = sup.spawn(
+            "attune-janitor",
+            crate::os::BackgroundPriority::Normal,
+            crate::supervise::Restart::Never,
+            move || {
                 let over_budget = shared.registry.over_budget.1.clone();
                 loop {
                     crossbeam_channel::select! {
@@ -127,19 +130,21 @@ impl Janitor {
                         recv(over_budget) -> _ => {}
                         default(every) => {}
                     }
+                    crate::supervise::checkpoint();
                     if shared.closed.load(Ordering::Acquire) {
                         break;
                     }
                     shared.sweep(false);
                 }
-            })
-            .map_err(|e| Error::io("attune-janitor thread", e))?;
+                Ok(())
+            },
+        )?;
         Ok(Janitor { stop, thread })
     }
 
     pub(super) fn stop(self) {
         drop(self.stop);
-        let _ = self.thread.join();
+        self.thread.join();
     }
 }
 

@@ -3,14 +3,18 @@
 
 use super::*;
 
-/// `GET /healthz`.
+/// `GET /healthz`: 200 `ok`, or 503 `failing` with the faults that make the service refuse
+/// writes (a thread of the store or the engine died; see ARCHITECTURE.md, "Supervision").
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Health {
-    /// Always `ok`.
-    #[schema(pattern = "^ok$")]
+    /// `ok`, or `failing` while a fault is kept (writes are refused then).
+    #[schema(pattern = "^(ok|failing)$")]
     status: &'static str,
     /// Seconds since the service started.
     uptime_s: f64,
+    /// Why it is failing: each thread that died, oldest first (absent when `ok`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    faults: Vec<crate::supervise::Fault>,
 }
 
 /// What a write took: `POST /v1/events` and `POST /v1/items`.
@@ -43,9 +47,15 @@ pub(super) struct Activated {
 }
 
 pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(Health {
-        status: "ok",
+    let faults = state.engine.faults();
+    let mut r = match faults.is_empty() {
+        true => HttpResponse::Ok(),
+        false => HttpResponse::ServiceUnavailable(),
+    };
+    r.json(Health {
+        status: if faults.is_empty() { "ok" } else { "failing" },
         uptime_s: state.started.elapsed().as_secs_f64(),
+        faults,
     })
 }
 

@@ -85,6 +85,8 @@ impl From<Error> for ApiError {
             Error::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Error::ShutDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            // Not transient: this process must be restarted (or callers moved elsewhere).
+            Error::Unhealthy(_) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
             // Ours: the operator's logs and the store's health say more.
             Error::Internal { .. }
             | Error::Sled(_)

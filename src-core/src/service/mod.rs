@@ -33,6 +33,8 @@ mod panel;
 mod prometheus;
 mod replay_jobs;
 mod strategy_routes;
+#[cfg(test)]
+mod thread_deaths;
 mod ticker;
 
 use std::net::SocketAddr;
@@ -218,7 +220,7 @@ pub fn routes() -> Vec<RouteDoc> {
         handler,
     };
     vec![
-        r(Method::GET, "/healthz", "Liveness: the service answers.", Role::None, None, (JSON, "Health"), |r| r.to(healthz)),
+        r(Method::GET, "/healthz", "Health: 200 `ok`, or 503 `failing` naming the threads that died.", Role::None, None, (JSON, "Health"), |r| r.to(healthz)),
         r(Method::GET, "/metrics", "Prometheus text: counters, latency histograms by route, batch sizes, queue depth, sessions, reward, blend weights.", Role::None, None, ("text/plain", "Prometheus"), |r| r.to(prometheus)),
         r(Method::POST, "/v1/events", "Record events (one, a JSON array, or JSON lines); answered once durable. Everything is checked before anything is written.", Role::None, Some((EVENTS, "Events")), (JSON, "Accepted"), |r| r.to(post_events)),
         r(Method::POST, "/v1/recommend", "The k best items for a user now, with each item's score breakdown.", Role::None, Some((BODY, "RecommendRequest")), (JSON, "Recommendation"), |r| r.to(post_recommend)),

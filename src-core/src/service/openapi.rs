@@ -76,10 +76,14 @@ pub fn document(routes: &[RouteDoc]) -> Value {
                         "content": {r.response.0: {"schema": schema_ref(r.response.1)}}},
                 "4XX": {"description": "bad request, unauthorized, not found, too large",
                         "content": {"application/json": {"schema": schema_ref("Error")}}},
-                "503": {"description": "overloaded or shutting down (with Retry-After)",
+                "503": {"description": "overloaded, shutting down, or unhealthy: a thread died and writes are refused (with Retry-After)",
                         "content": {"application/json": {"schema": schema_ref("Error")}}},
             },
         });
+        if r.path == "/healthz" {
+            op["responses"]["503"] = json!({"description": "failing: a thread died; `faults` names it",
+                "content": {"application/json": {"schema": schema_ref("Health")}}});
+        }
         let ps = params(r.path);
         if !ps.is_empty() {
             op["parameters"] = Value::Array(ps);
@@ -146,6 +150,7 @@ fn derived() -> Vec<(String, RefOr<Schema>)> {
     let mut all = Vec::new();
     add::<super::errors::ErrorBody>(&mut all);
     add::<e::Health>(&mut all);
+    add::<crate::supervise::Fault>(&mut all);
     add::<e::Accepted>(&mut all);
     add::<e::RecommendBody>(&mut all);
     add::<crate::engine::Recommendation>(&mut all);

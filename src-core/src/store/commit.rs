@@ -13,10 +13,11 @@
 //! interval and the delay.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::os::BackgroundPriority;
+use crate::supervise::{checkpoint, Restart, Supervised, Supervisor};
 
 /// How many failed flushes are remembered for writers that have not woken yet.
 const MAX_REMEMBERED_FAILURES: usize = 64;
@@ -30,6 +31,8 @@ struct State {
     /// Recent failed flushes: the ticket range `(from, to]` each covered, and the error.
     failures: Vec<(u64, u64, Arc<sled::Error>)>,
     shutdown: bool,
+    /// Set when the flusher thread died: nothing will be flushed any more.
+    dead: bool,
     flushes: u64,
     /// Async writers waiting for their ticket, released by the flusher.
     waiters: Vec<(u64, tokio::sync::oneshot::Sender<Result<()>>)>,
@@ -57,18 +60,24 @@ pub(crate) struct GroupCommit {
     shared: Arc<Shared>,
     /// False: tickets are durable as soon as issued (scratch stores).
     fsync: bool,
-    flusher: Mutex<Option<JoinHandle<()>>>,
+    flusher: Mutex<Option<Supervised>>,
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread over `db`.
-    pub fn start(db: sled::Db, pacing: Pacing, fsync: bool) -> Result<Self> {
+    /// Starts the flusher thread over `db`, supervised by `sup`.
+    pub fn start(db: sled::Db, pacing: Pacing, fsync: bool, sup: &Supervisor) -> Result<Self> {
         let shared = Arc::new(Shared::default());
         let s = Arc::clone(&shared);
-        let flusher = std::thread::Builder::new()
-            .name("attune-flusher".into())
-            .spawn(move || flush_loop(&s, &db, pacing))
-            .map_err(|e| Error::io("attune-flusher thread", e))?;
+        let flusher = sup.spawn(
+            "attune-flusher",
+            BackgroundPriority::Normal,
+            Restart::Never,
+            move || {
+                let _dying = FailWaitersIfDying(&s);
+                flush_loop(&s, &db, pacing);
+                Ok(())
+            },
+        )?;
         Ok(GroupCommit {
             shared,
             fsync,
@@ -88,6 +97,9 @@ impl GroupCommit {
         if st.shutdown {
             return Err(Error::ShutDown);
         }
+        if st.dead {
+            return Err(flusher_dead());
+        }
         st.issued += 1;
         let t = st.issued;
         if self.fsync {
@@ -105,6 +117,9 @@ impl GroupCommit {
             if st.durable >= ticket {
                 return ticket_outcome(&st, ticket);
             }
+            if st.dead {
+                return Err(flusher_dead());
+            }
             st = self
                 .shared
                 .durable_cv
@@ -121,6 +136,8 @@ impl GroupCommit {
         if st.durable >= ticket {
             // The receiver may be gone already; nothing then waits for the outcome.
             let _ = tx.send(ticket_outcome(&st, ticket));
+        } else if st.dead {
+            let _ = tx.send(Err(flusher_dead()));
         } else {
             st.waiters.push((ticket, tx));
         }
@@ -145,10 +162,30 @@ impl GroupCommit {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(h) = handle {
-            if h.join().is_err() {
-                tracing::error!("the flusher thread panicked");
-            }
+            h.join();
         }
+    }
+}
+
+fn flusher_dead() -> Error {
+    Error::Unhealthy("thread attune-flusher died: the write may not be durable".into())
+}
+
+/// Dropped when the flusher's body ends: if it ends by a panic, every writer waiting for
+/// a flush is told at once instead of waiting forever.
+struct FailWaitersIfDying<'a>(&'a Shared);
+
+impl Drop for FailWaitersIfDying<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut st = self.0.lock();
+        st.dead = true;
+        for (_, tx) in std::mem::take(&mut st.waiters) {
+            let _ = tx.send(Err(flusher_dead()));
+        }
+        self.0.durable_cv.notify_all();
     }
 }
 
@@ -191,6 +228,7 @@ fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing) {
                 return;
             }
         }
+        checkpoint();
         if let Some(t) = busy_since {
             std::thread::sleep(
                 (t + pacing.min_flush_interval).saturating_duration_since(Instant::now()),

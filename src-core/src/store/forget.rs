@@ -29,6 +29,7 @@ impl Store {
     /// and are kept. sled frees the overwritten pages in its own time; until its segment
     /// cleaner reuses them, old bytes may remain in the files, unreachable.
     pub fn forget_user(&self, name: &str) -> Result<Option<Forgotten>> {
+        self.inner.supervisor.check_writable()?;
         let _one = self.inner.forget.lock().unwrap_or_else(|e| e.into_inner());
         let Some(user) = self.user_id(name) else {
             return Ok(None);

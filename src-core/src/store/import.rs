@@ -56,6 +56,7 @@ impl Store {
         items: &[Item],
         mut progress: impl FnMut(u64),
     ) -> Result<ImportRecord> {
+        self.inner.supervisor.check_writable()?;
         let hash_key = keys::with_bytes(keys::IMPORT, &hash.0);
         let mut w = self.writer();
         if let Some(prev) = self.inner.db.get(&hash_key)? {
@@ -138,6 +139,7 @@ impl Store {
 
     /// Inserts or replaces catalogue records. Durable on return.
     pub fn put_items(&self, items: &[Item]) -> Result<()> {
+        self.inner.supervisor.check_writable()?;
         let ticket;
         {
             let mut w = self.writer();

@@ -10,14 +10,14 @@
 //! history always includes every committed event, indexed or not.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{decode_block, keys, UserEntry};
 use crate::error::{Error, Result};
 use crate::event::UserId;
+use crate::supervise::{checkpoint, Restart, Supervised, Supervisor};
 
 /// Entries per chunk value (21 bytes each: about 2.7 KB).
 pub(crate) const CHUNK_ENTRIES: usize = 128;
@@ -33,6 +33,8 @@ struct Shared {
     /// Events below this are in the index.
     indexed: AtomicU64,
     shutdown: Mutex<bool>,
+    /// Set when the indexer thread died (its supervisor has reported it).
+    dead: AtomicBool,
     wake: Condvar,
     caught_up: Condvar,
 }
@@ -41,14 +43,15 @@ struct Shared {
 #[derive(Debug)]
 pub(crate) struct Indexer {
     shared: Arc<Shared>,
+    handle: Mutex<Option<Supervised>>,
     /// The indexer thread's kernel id (0 where the platform has none).
     tid: i32,
-    handle: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Indexer {
-    /// Starts indexing `db` from its persisted watermark up to `committed`.
-    pub fn start(db: sled::Db, committed: u64) -> Result<Self> {
+    /// Starts indexing `db` from its persisted watermark up to `committed`, on a thread
+    /// supervised by `sup`.
+    pub fn start(db: sled::Db, committed: u64, sup: &Supervisor) -> Result<Self> {
         let indexed = match db.get(keys::meta(keys::META_INDEXED))? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
                 key: "m indexed_upto".into(),
@@ -63,19 +66,21 @@ impl Indexer {
             ..Default::default()
         });
         let s = Arc::clone(&shared);
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("attune-indexer".into())
-            .spawn(move || {
-                let _ = tid_tx.send(crate::os::current_tid());
-                run(&s, &db)
-            })
-            .map_err(|e| Error::io("attune-indexer thread", e))?;
-        // The thread sends its id first thing (so that its priority can be set later).
-        let tid = tid_rx.recv().unwrap_or(0);
+        // Normal priority until the engine lowers it (`set_priority`): a store opened for
+        // an import or an evaluation indexes at full speed.
+        let handle = sup.spawn(
+            "attune-indexer",
+            crate::os::BackgroundPriority::Normal,
+            Restart::Never,
+            move || {
+                let _dying = WakeSyncersIfDying(&s);
+                run(&s, &db);
+                Ok(())
+            },
+        )?;
         Ok(Indexer {
             shared,
-            tid,
+            tid: handle.tid(),
             handle: Mutex::new(Some(handle)),
         })
     }
@@ -105,7 +110,10 @@ impl Indexer {
             .shutdown
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        while self.indexed() < self.shared.committed.load(Ordering::SeqCst) && !*stop {
+        while self.indexed() < self.shared.committed.load(Ordering::SeqCst)
+            && !*stop
+            && !self.shared.dead.load(Ordering::SeqCst)
+        {
             self.shared.wake.notify_one();
             stop = self
                 .shared
@@ -126,9 +134,20 @@ impl Indexer {
         self.shared.wake.notify_all();
         let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
-            if h.join().is_err() {
-                tracing::error!("the indexer thread panicked");
-            }
+            h.join();
+        }
+    }
+}
+
+/// Dropped when the indexer's body ends: if it ends by a panic, whoever waits in
+/// [`Indexer::sync`] stops waiting (readers fall back to the log, as for any lag).
+struct WakeSyncersIfDying<'a>(&'a Shared);
+
+impl Drop for WakeSyncersIfDying<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.dead.store(true, Ordering::SeqCst);
+            self.0.caught_up.notify_all();
         }
     }
 }
@@ -141,6 +160,7 @@ impl Drop for Indexer {
 
 fn run(shared: &Shared, db: &sled::Db) {
     loop {
+        checkpoint();
         let from = shared.indexed.load(Ordering::SeqCst);
         let to = shared
             .committed

@@ -49,6 +49,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Item, ItemId, RawEvent, Timestamp, UserId};
 use crate::ids::Interner;
+use crate::supervise::Supervisor;
 use commit::{GroupCommit, Pacing};
 use index::Indexer;
 
@@ -115,6 +116,8 @@ struct Inner {
     writer: Mutex<Writer>,
     commit: GroupCommit,
     indexer: Indexer,
+    /// Supervises the store's threads and the engine's: a fault refuses writes.
+    supervisor: Supervisor,
     /// Serialises [`Store::forget_user`] calls (the only writes that rewrite event blocks).
     forget: Mutex<()>,
 }
@@ -219,6 +222,7 @@ impl Store {
             items: load_ids(&db, keys::SPACE_ITEMS)?,
             tail: None,
         };
+        let supervisor = Supervisor::new();
         let commit = GroupCommit::start(
             db.clone(),
             Pacing {
@@ -226,8 +230,9 @@ impl Store {
                 min_flush_interval: config.min_flush_interval,
             },
             config.fsync,
+            &supervisor,
         )?;
-        let indexer = Indexer::start(db.clone(), writer.next_seq)?;
+        let indexer = Indexer::start(db.clone(), writer.next_seq, &supervisor)?;
         tracing::debug!(path = %path.display(), next_seq = writer.next_seq, "store opened");
         Ok(Store {
             inner: Arc::new(Inner {
@@ -236,9 +241,16 @@ impl Store {
                 writer: Mutex::new(writer),
                 commit,
                 indexer,
+                supervisor,
                 forget: Mutex::new(()),
             }),
         })
+    }
+
+    /// The supervisor of the store's threads (the flusher, the indexer), which an engine
+    /// over this store shares for its own: while it holds a fault, writes are refused.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.inner.supervisor
     }
 
     /// Whether a write is acknowledged only once flushed to disk (`StoreConfig::fsync`);

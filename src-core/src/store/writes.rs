@@ -243,6 +243,7 @@ impl Store {
         &self,
         build: impl FnOnce(&Writer, &mut Writes) -> Result<(Vec<Event>, Option<Staged>)>,
     ) -> Result<PendingAppend> {
+        self.inner.supervisor.check_writable()?;
         let mut w = self.writer();
         let first = w.next_seq;
         let mut batch = Writes::default();

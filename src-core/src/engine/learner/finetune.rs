@@ -46,10 +46,16 @@ impl Learner {
         let shared = Arc::clone(&self.shared);
         let running = Arc::clone(&self.finetune_running);
         running.store(true, std::sync::atomic::Ordering::Release);
-        let spawned = std::thread::Builder::new()
-            .name("attune-finetune".into())
-            .spawn(move || {
-                crate::os::set_background(0, shared.config.background_priority);
+        let sup = shared.store.supervisor().clone();
+        let priority = shared.config.background_priority;
+        // A run that fails is logged and the serving model stays; one that panics is a
+        // fault like any thread's death (`running` then stays set: no more runs start).
+        let spawned = sup.spawn(
+            "attune-finetune",
+            priority,
+            crate::supervise::Restart::Never,
+            move || {
+                crate::supervise::checkpoint();
                 match shared.fine_tune_and_swap(&model, &sequences) {
                     Ok(v) => tracing::info!(
                         version = v,
@@ -61,7 +67,9 @@ impl Learner {
                     }
                 }
                 running.store(false, std::sync::atomic::Ordering::Release);
-            });
+                Ok(())
+            },
+        );
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "could not start fine-tuning");
             self.finetune_running

@@ -172,6 +172,7 @@ impl Learner {
 
     pub fn run(mut self, rx: &Receiver<LearnerMsg>) {
         loop {
+            crate::supervise::checkpoint();
             let timeout = self
                 .publish_every
                 .saturating_sub(self.last_publish.elapsed());

@@ -45,12 +45,20 @@ impl Handler<RecordEvent> for SessionActor {
         let request_id = msg.request_id;
         let n = self.sent;
         self.sent += 1;
+        // A dropped acknowledgement means a shutdown, or a log thread that died.
+        let lost = {
+            let sup = self.shared.store.supervisor().clone();
+            move || match sup.is_failed() {
+                true => sup.unhealthy(),
+                false => Error::ShutDown,
+            }
+        };
         Box::pin(
             async move {
                 if !sent {
-                    return Err(Error::ShutDown);
+                    return Err(lost());
                 }
-                rx.await.map_err(|_| Error::ShutDown)?
+                rx.await.map_err(|_| lost())?
             }
             .into_actor(self)
             .map(move |res, act, _ctx| {
