@@ -37,6 +37,13 @@ pub enum Error {
     /// A record in the store could not be decoded (corruption or a foreign database).
     #[error("store: corrupt record under key {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A backup file is damaged, truncated or not a backup; nothing was restored from it.
+    #[error("backup {file}, byte {at}: {reason}")]
+    BadBackup {
+        file: String,
+        at: u64,
+        reason: String,
+    },
     /// The background flusher failed; the write was not made durable. Shared: one failed
     /// flush fails every write it covered.
     #[error("store: flush failed, the write is not durable: {0}")]

@@ -42,11 +42,36 @@ enum Command {
     Replay(ReplayArgs),
     /// Simulate users responding to the engine's slates; compare strategies on reward.
     Simulate(SimulateArgs),
+    /// Write a consistent backup of a store to a file, while it is served or not.
+    Backup(BackupArgs),
+    /// Rebuild a store in a new directory from a backup file (checked end to end first).
+    Restore(RestoreArgs),
     /// Kill a writer with SIGKILL at random moments and check every acknowledged event survives.
     CrashTest(CrashTestArgs),
     /// (internal) Append events in a loop, printing acknowledgements; the crash test's child.
     #[command(hide = true)]
     AppendLoop(AppendLoopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The store to back up. While `attune serve` (or `attune demo`) holds it, the backup is
+    /// taken by that process, through the socket `DIR/backup.sock`.
+    #[arg(long)]
+    store: PathBuf,
+    /// The backup file to write (must not exist).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file.
+    #[arg(long)]
+    from: PathBuf,
+    /// The new store's directory (must not exist, or be empty).
+    #[arg(long)]
+    store: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -375,6 +400,8 @@ pub fn main() -> ExitCode {
         Command::Demo(a) => commands::demo(a),
         Command::Replay(a) => commands::replay(a),
         Command::Simulate(a) => commands::simulate(a),
+        Command::Backup(a) => commands::backup(a),
+        Command::Restore(a) => commands::restore(a),
         Command::CrashTest(a) => commands::crash_test(a),
         Command::AppendLoop(a) => commands::append_loop(a),
     };

@@ -73,7 +73,8 @@ impl From<Error> for ApiError {
             | Error::InvalidConfig { .. }
             | Error::Parse { .. }
             | Error::UnknownFormat(_)
-            | Error::EmptyData(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            | Error::EmptyData(_)
+            | Error::BadBackup { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::NotFound(_) | Error::UnknownModel { .. } => (StatusCode::NOT_FOUND, "not_found"),
             // The state moved or is busy with this very thing (a stale base version, a
             // user being forgotten, a file already imported).

@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod client;
 pub mod config;
 mod console;
@@ -391,8 +392,12 @@ pub async fn serve_until(
         }
         handle.stop(true).await;
     });
+    // `attune backup --store DIR` reaches this process through DIR/backup.sock.
+    let backups = backups::Listener::start(engine.store());
     on_bound(addr, &shown_token);
-    server.await.map_err(|e| Error::io("http server", e))?;
+    let served = server.await.map_err(|e| Error::io("http server", e));
+    drop(backups);
+    served?;
     tracing::info!("server stopped; shutting the engine down");
     engine.shutdown().await
 }

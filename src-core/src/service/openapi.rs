@@ -167,6 +167,7 @@ fn derived() -> Vec<(String, RefOr<Schema>)> {
     add::<r::ReplayBody>(&mut all);
     add::<super::guard::GuardStatus>(&mut all);
     add::<p::Info>(&mut all);
+    add::<p::StoreFigures>(&mut all);
     add::<super::auth::Caller>(&mut all);
     add::<p::HistoryView>(&mut all);
     add::<super::audit::AuditEntry>(&mut all);

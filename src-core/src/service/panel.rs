@@ -33,6 +33,19 @@ pub(super) struct Info {
     model: Option<crate::engine::ModelInfo>,
     /// Whether this binary carries the web console.
     console_built: bool,
+    /// What the store holds now.
+    store: StoreFigures,
+}
+
+/// The store's size in the terms an operator compares after a restore.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct StoreFigures {
+    /// The next event's sequence number: events ever logged (forgotten ones included).
+    next_seq: u64,
+    /// User ids (forgotten users keep their number, with no name).
+    users: usize,
+    /// Item ids.
+    items: usize,
 }
 
 pub(super) async fn info(state: web::Data<AppState>) -> HttpResponse {
@@ -46,6 +59,11 @@ pub(super) async fn info(state: web::Data<AppState>) -> HttpResponse {
         strategy_version: state.engine.strategy().version,
         model: state.engine.model_info(),
         console_built: super::console::is_built(),
+        store: StoreFigures {
+            next_seq: state.engine.store().next_seq(),
+            users: state.engine.store().n_users(),
+            items: state.engine.store().n_items(),
+        },
     })
 }
 

@@ -30,7 +30,11 @@ impl Store {
     /// cleaner reuses them, old bytes may remain in the files, unreachable.
     pub fn forget_user(&self, name: &str) -> Result<Option<Forgotten>> {
         self.inner.supervisor.check_writable()?;
-        let _one = self.inner.forget.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self
+            .inner
+            .rewrites
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let Some(user) = self.user_id(name) else {
             return Ok(None);
         };

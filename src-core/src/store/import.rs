@@ -57,6 +57,11 @@ impl Store {
         mut progress: impl FnMut(u64),
     ) -> Result<ImportRecord> {
         self.inner.supervisor.check_writable()?;
+        let _rewrites = self
+            .inner
+            .rewrites
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let hash_key = keys::with_bytes(keys::IMPORT, &hash.0);
         let mut w = self.writer();
         if let Some(prev) = self.inner.db.get(&hash_key)? {
@@ -140,6 +145,12 @@ impl Store {
     /// Inserts or replaces catalogue records. Durable on return.
     pub fn put_items(&self, items: &[Item]) -> Result<()> {
         self.inner.supervisor.check_writable()?;
+        // Upserts rewrite records a running backup may be copying: they wait for it.
+        let _rewrites = self
+            .inner
+            .rewrites
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let ticket;
         {
             let mut w = self.writer();

@@ -20,6 +20,7 @@
 //! user, `records` keeps the small keyed records beside the log, `commit` is the group
 //! commit, `index` the per-user indexer, `config` the settings.
 
+mod backup;
 mod commit;
 mod config;
 mod forget;
@@ -29,6 +30,7 @@ mod keys;
 mod records;
 mod writes;
 
+pub use backup::{restore_backup, verify_backup, BackupSummary};
 pub use config::StoreConfig;
 pub use forget::Forgotten;
 use import::PendingImport;
@@ -118,8 +120,10 @@ struct Inner {
     indexer: Indexer,
     /// Supervises the store's threads and the engine's: a fault refuses writes.
     supervisor: Supervisor,
-    /// Serialises [`Store::forget_user`] calls (the only writes that rewrite event blocks).
-    forget: Mutex<()>,
+    /// Held by the writes that rewrite what is already written (forgetting a user, which
+    /// rewrites event blocks; catalogue upserts; imports) and by a backup for its whole
+    /// copy, so that these wait for a running backup while appends do not.
+    rewrites: Mutex<()>,
 }
 
 /// A handle to an open store; cheap to clone, shared across threads.
@@ -242,7 +246,7 @@ impl Store {
                 commit,
                 indexer,
                 supervisor,
-                forget: Mutex::new(()),
+                rewrites: Mutex::new(()),
             }),
         })
     }

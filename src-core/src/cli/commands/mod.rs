@@ -1,14 +1,16 @@
 //! The subcommands' bodies.
 //!
 //! By command group: `data` (import, generate), `models` (eval, train), `serving` (serve,
-//! demo), `replay` (replay, simulate), `crash` (crash-test and its child, append-loop).
+//! demo), `replay` (replay, simulate), `crash` (crash-test and its child, append-loop), `backup` (backup, restore).
 
+mod backup;
 mod crash;
 mod data;
 mod models;
 mod replay;
 mod serving;
 
+pub use backup::{backup, restore};
 pub use crash::{append_loop, crash_test};
 pub use data::{generate, import};
 pub use models::{eval, train};
