@@ -4,14 +4,15 @@
 #   - Debian packages: WebKitGTK (the desktop panel), Xvfb and xauth (its window on a
 #     headless machine), WebKitWebDriver (its end-to-end test), Chromium (the web
 #     console's browser tests), ImageMagick (screenshots of the desktop), Prometheus
-#     (its `promtool` checks the service's /metrics in a test).
+#     (its `promtool` checks the service's /metrics in a test), fiu-utils (libfiu's
+#     `fiu-run` injects I/O errors under the service in a test).
 #   - npm packages of ui/ from the committed lock file, then `npm run build` (ui/dist,
 #     which the attune binary embeds and the desktop app shows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libwebkit2gtk-4.1-dev xvfb xauth webkit2gtk-driver chromium imagemagick pkg-config prometheus; do
+for pkg in libwebkit2gtk-4.1-dev xvfb xauth webkit2gtk-driver chromium imagemagick pkg-config prometheus fiu-utils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

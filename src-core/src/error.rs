@@ -44,10 +44,26 @@ pub enum Error {
         at: u64,
         reason: String,
     },
-    /// The background flusher failed; the write was not made durable. Shared: one failed
-    /// flush fails every write it covered.
-    #[error("store: flush failed, the write is not durable: {0}")]
+    /// The background flusher failed: whether the writes it covered reached the disk is
+    /// unknown. Shared: one failed flush fails every write it covered.
+    #[error("storage failed: a flush (fsync) failed, so whether the write reached the disk is unknown; writes stop until the service restarts: {0}")]
     Flush(#[source] Arc<sled::Error>),
+    /// Writing to the store failed (an I/O error): whether the write reached the disk is
+    /// unknown; the store takes no more writes until it is reopened.
+    #[error("storage failed: {what}, so whether the write reached the disk is unknown; writes stop until the service restarts: {source}")]
+    StorageFailed {
+        what: String,
+        #[source]
+        source: Arc<sled::Error>,
+    },
+    /// The store's disk has less free space than it keeps (`min_free_bytes`): nothing was
+    /// written; writes resume by themselves once space is back.
+    #[error("storage full: {available} bytes available on the disk of {path}, below the {min_free} kept free (store.min_free_bytes); nothing was written, and writes resume once space is freed")]
+    StorageFull {
+        path: PathBuf,
+        available: u64,
+        min_free: u64,
+    },
     /// More ids than the dense `u32` space holds.
     #[error("id space exhausted for {0}")]
     IdSpaceExhausted(&'static str),
@@ -109,6 +125,10 @@ pub enum Error {
     /// are refused until the process restarts. Nothing acknowledged is lost.
     #[error("unhealthy: {0}")]
     Unhealthy(String),
+    /// A write was handed to the store but its acknowledgement was lost (the thread that
+    /// carried it died): it may or may not be durable.
+    #[error("unconfirmed: {0}")]
+    Unconfirmed(String),
     /// The engine or the store has been shut down (or is shutting down).
     #[error("shut down")]
     ShutDown,
@@ -168,6 +188,56 @@ impl Error {
         Error::Internal {
             what: what.into(),
             source: Some(source.into()),
+        }
+    }
+
+    /// Whether the write that failed with this error may nevertheless be durable: the
+    /// disk failed under it, or its acknowledgement was lost.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            Error::Flush(_) | Error::StorageFailed { .. } | Error::Unconfirmed(_)
+        )
+    }
+
+    /// Whether the error concerns the store as a whole (its disk, its health), not one
+    /// write: retrying the events of a failed batch one by one would fail the same way.
+    pub(crate) fn is_store_wide(&self) -> bool {
+        matches!(
+            self,
+            Error::Flush(_)
+                | Error::StorageFailed { .. }
+                | Error::StorageFull { .. }
+                | Error::Unhealthy(_)
+                | Error::Unconfirmed(_)
+                | Error::ShutDown
+                | Error::Sled(_)
+        )
+    }
+
+    /// This error again, for one more of the callers that share it (a failed batch answers
+    /// each of its writers): the variants a caller acts on keep their kind, the others
+    /// become an internal failure with this one's text.
+    pub(crate) fn shared_copy(&self) -> Error {
+        match self {
+            Error::Flush(e) => Error::Flush(Arc::clone(e)),
+            Error::StorageFailed { what, source } => Error::StorageFailed {
+                what: what.clone(),
+                source: Arc::clone(source),
+            },
+            Error::StorageFull {
+                path,
+                available,
+                min_free,
+            } => Error::StorageFull {
+                path: path.clone(),
+                available: *available,
+                min_free: *min_free,
+            },
+            Error::Unhealthy(m) => Error::Unhealthy(m.clone()),
+            Error::Unconfirmed(m) => Error::Unconfirmed(m.clone()),
+            Error::ShutDown => Error::ShutDown,
+            e => Error::internal(format!("writing the event: {}", report(e))),
         }
     }
 

@@ -59,7 +59,21 @@ impl Server {
     /// Runs `attune serve ARGS` (all the arguments are the caller's: give `--bind
     /// 127.0.0.1:0`); `store` is what [`Server::store`] reports. Returns once it listens.
     pub fn launch(args: &[&str], store: &Path) -> Server {
-        let mut child = Command::new(attune_bin())
+        Server::launch_under(&[], args, store)
+    }
+
+    /// [`Server::launch`] under a wrapper command (`fiu-run -x ...`), given as its
+    /// program and arguments; the `attune` binary and `serve ARGS` follow them.
+    pub fn launch_under(wrapper: &[&str], args: &[&str], store: &Path) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(attune_bin());
+                c
+            }
+            None => Command::new(attune_bin()),
+        };
+        let mut child = cmd
             .arg("serve")
             .args(args)
             .stdout(Stdio::piped())

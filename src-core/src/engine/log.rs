@@ -5,13 +5,12 @@
 //! meanwhile the writer is already applying the next batch (group commit, pipelined).
 //! Impressions are applied in the same batches but nobody waits for them.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::reply::{deliver_by_home, Ack, AckSender, Delivery, ReplySender};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::{ItemId, RawEvent};
 use crate::os::BackgroundPriority;
 use crate::store::{PendingAppend, Store};
@@ -179,7 +178,7 @@ fn apply(
                 acks: acks_batch,
             });
         }
-        Err(_) if events.len() > 1 => {
+        Err(e) if events.len() > 1 && !e.is_store_wide() => {
             // One bad event must not fail its neighbours: write them one by one.
             let mut senders = senders.into_iter().peekable();
             for (i, ev) in events.iter().enumerate() {
@@ -208,10 +207,7 @@ fn apply(
         Err(e) => {
             let msg = e.to_string();
             for (_, tx, _) in senders {
-                let _ = tx.send(Err(match &e {
-                    Error::Unhealthy(m) => Error::Unhealthy(m.clone()),
-                    _ => Error::internal(format!("writing the event: {msg}")),
-                }));
+                let _ = tx.send(Err(e.shared_copy()));
             }
             if let Some(ev) = events.first() {
                 tracing::warn!(error = %msg, user = %ev.user, "could not log an event");
@@ -237,10 +233,7 @@ fn ack_loop(rx: &Receiver<Applied>, replies: &[ReplySender]) {
                     seq: first + i as u64,
                     item,
                 }),
-                Err(Error::Flush(e)) => Err(Error::Flush(Arc::clone(e))),
-                Err(Error::ShutDown) => Err(Error::ShutDown),
-                Err(Error::Unhealthy(m)) => Err(Error::Unhealthy(m.clone())),
-                Err(e) => Err(Error::internal(format!("writing the event: {e}"))),
+                Err(e) => Err(e.shared_copy()),
             };
             (home, (tx, ack))
         });

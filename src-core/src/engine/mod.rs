@@ -226,7 +226,7 @@ impl Engine {
     /// Records an event that answers the recommendation `request_id` (the learner joins
     /// it to that impression); [`Engine::record`] otherwise.
     pub async fn record_with(&self, event: RawEvent, request_id: Option<String>) -> Result<u64> {
-        self.shared.store.supervisor().check_writable()?;
+        self.shared.store.writable()?;
         check_user(&event.user)?;
         if let Some(item) = event.action.item() {
             crate::wire::check_id(item).map_err(|e| Error::BadRequest(format!("item: {e}")))?;
@@ -291,7 +291,7 @@ impl Engine {
     pub async fn forget_user(&self, user: &str) -> Result<Option<crate::store::Forgotten>> {
         check_user(user)?;
         self.check_open()?;
-        self.shared.store.supervisor().check_writable()?;
+        self.shared.store.writable()?;
         let name: Arc<str> = Arc::from(user);
         struct Unmark<'a>(&'a EngineCore, Arc<str>);
         impl Drop for Unmark<'_> {

@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// `GET /healthz`: 200 `ok`, or 503 `failing` with the faults that make the service refuse
-/// writes (a thread of the store or the engine died; see ARCHITECTURE.md, "Supervision").
+/// `GET /healthz`: 200 `ok`, or 503 `failing` with what makes the service refuse writes: a
+/// thread of the store or the engine died, or a write failed (`faults`; see
+/// ARCHITECTURE.md, "Supervision"), or the disk is short of space (`storage_full`).
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Health {
     /// `ok`, or `failing` while a fault is kept (writes are refused then).
@@ -15,6 +16,10 @@ pub(super) struct Health {
     /// Why it is failing: each thread that died, oldest first (absent when `ok`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     faults: Vec<crate::supervise::Fault>,
+    /// Set while the store's disk has less free space than it keeps: writes answer 507
+    /// until space is freed, then resume by themselves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage_full: Option<crate::store::StorageFull>,
 }
 
 /// What a write took: `POST /v1/events` and `POST /v1/items`.
@@ -48,14 +53,17 @@ pub(super) struct Activated {
 
 pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let faults = state.engine.faults();
-    let mut r = match faults.is_empty() {
+    let storage_full = state.engine.store().storage_full();
+    let ok = faults.is_empty() && storage_full.is_none();
+    let mut r = match ok {
         true => HttpResponse::Ok(),
         false => HttpResponse::ServiceUnavailable(),
     };
     r.json(Health {
-        status: if faults.is_empty() { "ok" } else { "failing" },
+        status: if ok { "ok" } else { "failing" },
         uptime_s: state.started.elapsed().as_secs_f64(),
         faults,
+        storage_full,
     })
 }
 
@@ -84,6 +92,12 @@ pub(super) async fn post_events(state: web::Data<AppState>, body: web::Bytes) ->
             Err(m) => return Err(ApiError::bad_request(format!("event {n}: {m}"))),
         }
     }
+    // A body is refused whole when the store cannot take writes as it arrives.
+    if let Err(e) = state.engine.store().writable() {
+        let mut e = ApiError::from(e);
+        e.message = format!("{}; 0 of the body's events were written", e.message);
+        return Err(e);
+    }
     // Sent in order (a user's events keep their order), acknowledged together.
     let handles: Vec<_> = events
         .into_iter()
@@ -94,6 +108,7 @@ pub(super) async fn post_events(state: web::Data<AppState>, body: web::Bytes) ->
         .collect();
     let mut seqs = Vec::with_capacity(handles.len());
     let mut failed: Option<(usize, ApiError)> = None;
+    let mut unknown = 0;
     for (n, h) in handles.into_iter().enumerate() {
         let r = match h.await {
             Ok(r) => r,
@@ -101,13 +116,25 @@ pub(super) async fn post_events(state: web::Data<AppState>, body: web::Bytes) ->
         };
         match r {
             Ok(seq) => seqs.push(seq),
-            Err(e) if failed.is_none() => failed = Some((n + 1, ApiError::from(e))),
-            Err(_) => {}
+            Err(e) => {
+                unknown += usize::from(e.outcome_unknown());
+                if failed.is_none() {
+                    failed = Some((n + 1, ApiError::from(e)));
+                }
+            }
         }
     }
     if let Some((n, mut e)) = failed {
+        let others = match unknown {
+            0 => "the others were not written".to_string(),
+            u => format!(
+                "{u} may or may not be durable (the disk or the engine failed under them; \
+                 check after the service restarts before sending them again), the others \
+                 were not written"
+            ),
+        };
         e.message = format!(
-            "event {n}: {}; {} of the body's events were written and are durable",
+            "event {n}: {}; {} of the body's events were written and are durable, {others}",
             e.message,
             seqs.len()
         );

@@ -51,8 +51,15 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            r.insert_header((header::RETRY_AFTER, "1"));
+        match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                r.insert_header((header::RETRY_AFTER, "1"));
+            }
+            // Space comes back on an operator's time scale, not a request's.
+            StatusCode::INSUFFICIENT_STORAGE => {
+                r.insert_header((header::RETRY_AFTER, "10"));
+            }
+            _ => {}
         }
         r.json(ErrorBody {
             error: ErrorInner {
@@ -88,13 +95,19 @@ impl From<Error> for ApiError {
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             // Not transient: this process must be restarted (or callers moved elsewhere).
             Error::Unhealthy(_) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
+            // The disk failed under this write: its outcome is unknown.
+            Error::Flush(_) | Error::StorageFailed { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_failed")
+            }
+            Error::Unconfirmed(_) => (StatusCode::SERVICE_UNAVAILABLE, "unconfirmed"),
+            // Transient: nothing was written; retry once space is freed.
+            Error::StorageFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             // Ours: the operator's logs and the store's health say more.
             Error::Internal { .. }
             | Error::Sled(_)
             | Error::Locked(_)
             | Error::SchemaMismatch { .. }
             | Error::Corrupt { .. }
-            | Error::Flush(_)
             | Error::IdSpaceExhausted(_)
             | Error::Candle(_)
             | Error::Io { .. }
@@ -205,6 +218,35 @@ mod tests {
             known: "pop".into(),
         };
         assert_eq!(status(unknown).0, 404);
+        let full = Error::StorageFull {
+            path: "s".into(),
+            available: 10,
+            min_free: 20,
+        };
+        assert_eq!(status(full), (507, "storage_full".into()));
+        let failed = Error::Flush(Arc::new(sled::Error::Unsupported("x".into())));
+        assert!(failed.outcome_unknown());
+        assert_eq!(status(failed), (503, "storage_failed".into()));
+        assert_eq!(
+            status(Error::Unhealthy("dead".into())),
+            (503, "unhealthy".into())
+        );
+        assert_eq!(
+            status(Error::Unconfirmed("lost".into())),
+            (503, "unconfirmed".into())
+        );
+    }
+
+    #[test]
+    fn a_full_disk_asks_to_retry_later() {
+        let full = ApiError::from(Error::StorageFull {
+            path: "s".into(),
+            available: 10,
+            min_free: 20,
+        })
+        .error_response();
+        assert_eq!(full.status().as_u16(), 507);
+        assert!(full.headers().contains_key(header::RETRY_AFTER));
     }
 
     #[test]

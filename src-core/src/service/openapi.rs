@@ -151,6 +151,7 @@ fn derived() -> Vec<(String, RefOr<Schema>)> {
     add::<super::errors::ErrorBody>(&mut all);
     add::<e::Health>(&mut all);
     add::<crate::supervise::Fault>(&mut all);
+    add::<crate::store::StorageFull>(&mut all);
     add::<e::Accepted>(&mut all);
     add::<e::RecommendBody>(&mut all);
     add::<crate::engine::Recommendation>(&mut all);

@@ -72,10 +72,13 @@ impl GroupCommit {
             "attune-flusher",
             BackgroundPriority::Normal,
             Restart::Never,
-            move || {
-                let _dying = FailWaitersIfDying(&s);
-                flush_loop(&s, &db, pacing);
-                Ok(())
+            {
+                let sup = sup.clone();
+                move || {
+                    let _dying = FailWaitersIfDying(&s);
+                    flush_loop(&s, &db, pacing, &sup);
+                    Ok(())
+                }
             },
         )?;
         Ok(GroupCommit {
@@ -168,7 +171,9 @@ impl GroupCommit {
 }
 
 fn flusher_dead() -> Error {
-    Error::Unhealthy("thread attune-flusher died: the write may not be durable".into())
+    Error::Unconfirmed(
+        "thread attune-flusher died before flushing the write: it may or may not be durable".into(),
+    )
 }
 
 /// Dropped when the flusher's body ends: if it ends by a panic, every writer waiting for
@@ -210,7 +215,7 @@ pub(crate) struct Pacing {
     pub min_flush_interval: Duration,
 }
 
-fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing) {
+fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing, sup: &Supervisor) {
     // When the last flush started, if it covered several writes or writes arrived while
     // it ran (concurrent writers, or a stream); otherwise the next flush is not paced, so
     // a writer that appends one batch at a time and waits for each is never held back.
@@ -247,7 +252,14 @@ fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing) {
         let mut st = shared.lock();
         st.flushes += 1;
         if let Err(e) = outcome {
-            tracing::error!(error = %e, "store flush failed");
+            // After a failed fsync what reached the disk is unknown, and retrying the fsync
+            // may report success for data the kernel has dropped (PostgreSQL's
+            // "fsyncgate"): stop taking writes until a restart recovers from the disk.
+            sup.report(crate::supervise::Fault {
+                thread: "attune-flusher".into(),
+                reason: format!("a flush (fsync) failed: {e}"),
+                at_ms: crate::store::now_ms().max(0) as u64,
+            });
             // Fail the covered tickets rather than retry forever on a broken disk.
             if st.failures.len() >= MAX_REMEMBERED_FAILURES {
                 st.failures.remove(0);

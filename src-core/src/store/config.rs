@@ -27,6 +27,15 @@ pub struct StoreConfig {
     /// and the store is flushed on close.
     #[serde(default = "yes")]
     pub fsync: bool,
+    /// Bytes kept free on the store's disk: a write that finds less available is refused
+    /// before it reaches sled (`Error::StorageFull`, HTTP 507) and writes resume by
+    /// themselves once space is back. Default 64 MiB; 0 turns the check off.
+    #[serde(default = "default_min_free")]
+    pub min_free_bytes: u64,
+}
+
+pub(super) fn default_min_free() -> u64 {
+    64 << 20
 }
 
 pub(super) fn yes() -> bool {
@@ -44,6 +53,7 @@ impl Default for StoreConfig {
             min_flush_interval: default_min_flush_interval(),
             cache_capacity: 256 << 20,
             fsync: true,
+            min_free_bytes: default_min_free(),
         }
     }
 }

@@ -29,7 +29,7 @@ impl Store {
     /// and are kept. sled frees the overwritten pages in its own time; until its segment
     /// cleaner reuses them, old bytes may remain in the files, unreachable.
     pub fn forget_user(&self, name: &str) -> Result<Option<Forgotten>> {
-        self.inner.supervisor.check_writable()?;
+        self.writable()?;
         let _one = self
             .inner
             .rewrites

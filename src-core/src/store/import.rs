@@ -56,7 +56,7 @@ impl Store {
         items: &[Item],
         mut progress: impl FnMut(u64),
     ) -> Result<ImportRecord> {
-        self.inner.supervisor.check_writable()?;
+        self.writable()?;
         let _rewrites = self
             .inner
             .rewrites
@@ -144,7 +144,7 @@ impl Store {
 
     /// Inserts or replaces catalogue records. Durable on return.
     pub fn put_items(&self, items: &[Item]) -> Result<()> {
-        self.inner.supervisor.check_writable()?;
+        self.writable()?;
         // Upserts rewrite records a running backup may be copying: they wait for it.
         let _rewrites = self
             .inner

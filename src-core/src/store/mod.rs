@@ -28,6 +28,7 @@ mod import;
 mod index;
 mod keys;
 mod records;
+mod space;
 mod writes;
 
 pub use backup::{restore_backup, verify_backup, BackupSummary};
@@ -37,6 +38,7 @@ use import::PendingImport;
 pub use import::{ContentHash, ImportRecord};
 use records::record_key;
 pub use records::RecordSpace;
+pub use space::StorageFull;
 pub use writes::PendingAppend;
 use writes::{put_events, Staged, Writes};
 
@@ -120,6 +122,8 @@ struct Inner {
     indexer: Indexer,
     /// Supervises the store's threads and the engine's: a fault refuses writes.
     supervisor: Supervisor,
+    /// The free space kept on the store's disk.
+    space: space::Space,
     /// Held by the writes that rewrite what is already written (forgetting a user, which
     /// rewrites event blocks; catalogue upserts; imports) and by a backup for its whole
     /// copy, so that these wait for a running backup while appends do not.
@@ -240,6 +244,7 @@ impl Store {
         tracing::debug!(path = %path.display(), next_seq = writer.next_seq, "store opened");
         Ok(Store {
             inner: Arc::new(Inner {
+                space: space::Space::new(path.clone(), config.min_free_bytes),
                 path,
                 db,
                 writer: Mutex::new(writer),
@@ -255,6 +260,39 @@ impl Store {
     /// over this store shares for its own: while it holds a fault, writes are refused.
     pub fn supervisor(&self) -> &Supervisor {
         &self.inner.supervisor
+    }
+
+    /// `Ok` if the store may take a write now: no thread has died and no write has failed
+    /// ([`Error::Unhealthy`]), and its disk has the free space it keeps
+    /// ([`Error::StorageFull`]). Every write path checks it before applying anything.
+    pub(crate) fn writable(&self) -> Result<()> {
+        self.inner.supervisor.check_writable()?;
+        self.inner.space.check()
+    }
+
+    /// Whether the store's disk is short of the free space it keeps, measured now.
+    pub fn storage_full(&self) -> Option<StorageFull> {
+        self.inner.space.status()
+    }
+
+    /// Turns a failed sled write into [`Error::StorageFailed`] and stops all writes: after
+    /// an I/O error, sled's state on disk is unknown until it is reopened (the fault is
+    /// reported for the calling thread).
+    pub(crate) fn write_failed(&self, what: &str, e: sled::Error) -> Error {
+        let e = Arc::new(e);
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("a writer")
+            .to_string();
+        self.inner.supervisor.report(crate::supervise::Fault {
+            thread,
+            reason: format!("{what} failed: {e}"),
+            at_ms: now_ms().max(0) as u64,
+        });
+        Error::StorageFailed {
+            what: format!("{what} failed"),
+            source: e,
+        }
     }
 
     /// Whether a write is acknowledged only once flushed to disk (`StoreConfig::fsync`);

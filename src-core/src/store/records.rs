@@ -39,8 +39,11 @@ pub(super) fn record_key(space: RecordSpace, key: &[u8]) -> Vec<u8> {
 impl Store {
     /// Writes a record of an engine space (not flushed: see [`Store::put_record_durable`]).
     pub fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<()> {
-        self.inner.supervisor.check_writable()?;
-        self.inner.db.insert(record_key(space, key), value)?;
+        self.writable()?;
+        self.inner
+            .db
+            .insert(record_key(space, key), value)
+            .map_err(|e| self.write_failed("writing a record", e))?;
         Ok(())
     }
 
@@ -62,7 +65,7 @@ impl Store {
 
     /// Removes a record; returns whether there was one.
     pub fn remove_record(&self, space: RecordSpace, key: &[u8]) -> Result<bool> {
-        self.inner.supervisor.check_writable()?;
+        self.writable()?;
         Ok(self.inner.db.remove(record_key(space, key))?.is_some())
     }
 

@@ -243,7 +243,7 @@ impl Store {
         &self,
         build: impl FnOnce(&Writer, &mut Writes) -> Result<(Vec<Event>, Option<Staged>)>,
     ) -> Result<PendingAppend> {
-        self.inner.supervisor.check_writable()?;
+        self.writable()?;
         let mut w = self.writer();
         let first = w.next_seq;
         let mut batch = Writes::default();
@@ -265,7 +265,10 @@ impl Store {
                 (n - last < TAIL_FILL).then(|| (first + last as u64, dense[last..].to_vec()))
             }
         };
-        batch.apply(&self.inner.db)?;
+        match batch.apply(&self.inner.db) {
+            Err(Error::Sled(e)) => return Err(self.write_failed("writing a batch of events", e)),
+            r => r?,
+        }
         w.tail = tail;
         if let Some(staged) = staged {
             staged.commit(&mut w);

@@ -45,11 +45,15 @@ impl Handler<RecordEvent> for SessionActor {
         let request_id = msg.request_id;
         let n = self.sent;
         self.sent += 1;
-        // A dropped acknowledgement means a shutdown, or a log thread that died.
+        // A dropped acknowledgement means a shutdown, or a log thread that died with the
+        // event in hand (applied or not: its outcome is unknown).
         let lost = {
             let sup = self.shared.store.supervisor().clone();
             move || match sup.is_failed() {
-                true => sup.unhealthy(),
+                true => Error::Unconfirmed(format!(
+                    "the event's acknowledgement was lost, so it may or may not be durable: {}",
+                    sup.unhealthy()
+                )),
                 false => Error::ShutDown,
             }
         };
