@@ -154,11 +154,20 @@ impl Engine {
         let mut map = self.shared.registry.lock(user);
         if let Some(e) = map.get(user) {
             if e.addr.connected() && !e.stats.crashed.load(Ordering::Acquire) {
+                // Used from now: a sweep that chose it as idle spares it.
+                e.stats
+                    .last_used_ms
+                    .store(self.shared.now_ms(), Ordering::Relaxed);
                 return Ok((e.addr.clone(), Arc::clone(&e.stats)));
             }
         }
         let name: Arc<str> = Arc::from(user);
         let stats = Arc::new(EntryStats::default());
+        // A new session is in use, not idle since the engine started: without this a
+        // sweep before its first message evicted it as the least recently used.
+        stats
+            .last_used_ms
+            .store(self.shared.now_ms(), Ordering::Relaxed);
         let n = self.shared.arbiters.len();
         let home = self
             .shared
