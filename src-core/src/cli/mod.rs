@@ -46,6 +46,9 @@ enum Command {
     Backup(BackupArgs),
     /// Rebuild a store in a new directory from a backup file (checked end to end first).
     Restore(RestoreArgs),
+    /// Rewrite a store's live data into new files and delete the old ones, so that
+    /// forgotten users leave no byte behind (served or not).
+    Compact(CompactArgs),
     /// Kill a writer with SIGKILL at random moments and check every acknowledged event survives.
     CrashTest(CrashTestArgs),
     /// (internal) Append events in a loop, printing acknowledgements; the crash test's child.
@@ -62,6 +65,14 @@ pub struct BackupArgs {
     /// The backup file to write (must not exist).
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The store to compact. While `attune serve` (or `attune demo`) holds it, that process
+    /// compacts it, asked through `DIR/backup.sock`.
+    #[arg(long)]
+    store: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -402,6 +413,7 @@ pub fn main() -> ExitCode {
         Command::Simulate(a) => commands::simulate(a),
         Command::Backup(a) => commands::backup(a),
         Command::Restore(a) => commands::restore(a),
+        Command::Compact(a) => commands::compact(a),
         Command::CrashTest(a) => commands::crash_test(a),
         Command::AppendLoop(a) => commands::append_loop(a),
     };

@@ -28,6 +28,11 @@ pub struct EngineConfig {
     /// How often the janitor checks TTLs and the budget, in milliseconds (sessions holding
     /// more than 95% of the budget also wake it at once).
     pub sweep_every_ms: u64,
+    /// Seconds after a user is forgotten before the store is compacted, so that the
+    /// user's bytes leave its files (see `Store::compact`); forgets within the delay share
+    /// one compaction. The bound on erasure is this plus `sweep_every_ms` plus the
+    /// compaction itself. Default 10.
+    pub compact_after_forget_s: f64,
     /// Capacity of the learner's queue (beyond it, learner messages are dropped).
     pub learner_queue: usize,
     /// Fine-tune the model every this many interactions (0: never).
@@ -71,6 +76,7 @@ impl Default for EngineConfig {
             session_ttl_s: 600.0,
             session_budget_bytes: 1 << 30,
             sweep_every_ms: 1000,
+            compact_after_forget_s: 10.0,
             learner_queue: 1 << 16,
             finetune_every: 0,
             finetune: FineTuneConfig::default(),
@@ -114,6 +120,17 @@ impl EngineConfig {
             return Err(Error::config(
                 "device",
                 format!("must be cpu, cuda or auto, got `{}`", self.device),
+            ));
+        }
+        if !(self.compact_after_forget_s.is_finite()
+            && (0.0..=86_400.0).contains(&self.compact_after_forget_s))
+        {
+            return Err(Error::config(
+                "compact_after_forget_s",
+                format!(
+                    "must be in [0, 86400] seconds, got {}",
+                    self.compact_after_forget_s
+                ),
             ));
         }
         if !(self.session_ttl_s.is_finite() && self.session_ttl_s > 0.0) {

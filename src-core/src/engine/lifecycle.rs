@@ -85,6 +85,7 @@ impl Engine {
             config: config.clone(),
             closed: AtomicBool::new(false),
             forgetting: Mutex::default(),
+            compact_due: Mutex::default(),
         });
         if let Some(ck) = checkpoint {
             let weights = ck.dir.join(crate::model::checkpoint::WEIGHTS);

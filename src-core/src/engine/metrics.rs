@@ -164,6 +164,8 @@ pub struct Metrics {
     pub session_crashes: AtomicU64,
     /// Feedback events joined to an impression.
     pub feedback_joined: AtomicU64,
+    /// Store compactions run after forgets.
+    pub compactions: AtomicU64,
     /// Messages the learner's queue dropped because it was full.
     pub learner_dropped: AtomicU64,
     /// Events the learner had applied when it last published its sources.
@@ -225,6 +227,9 @@ pub struct MetricsSnapshot {
     pub compute_restarts: u64,
     /// Requests waiting for inference now.
     pub queue_depth: u64,
+    /// Store compactions run after forgets (each removes forgotten users' bytes from the
+    /// files).
+    pub compactions: u64,
     /// Feedback joined to impressions.
     pub feedback_joined: u64,
     /// Learner messages dropped.

@@ -355,8 +355,19 @@ impl Engine {
                 let _ = tx.send(store.forget_user(&name));
             })
             .map_err(|e| Error::io("attune-forget thread", e))?;
-        rx.await
-            .map_err(|_| Error::internal("the thread forgetting the user died"))?
+        let forgotten = rx
+            .await
+            .map_err(|_| Error::internal("the thread forgetting the user died"))??;
+        if forgotten.is_some() {
+            // The user's bytes leave the store's files with the next compaction.
+            let delay = Duration::from_secs_f64(self.shared.config.compact_after_forget_s);
+            self.shared
+                .compact_due
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(Instant::now() + delay);
+        }
+        Ok(forgotten)
     }
 
     /// What the session of `user` holds.
@@ -551,6 +562,7 @@ impl Engine {
             session_crashes: l(&m.session_crashes),
             compute_restarts: self.shared.store.supervisor().restarts(),
             queue_depth: self.shared.batcher().map_or(0, |b| b.depth() as u64),
+            compactions: l(&m.compactions),
             feedback_joined: l(&m.feedback_joined),
             learner_dropped: l(&m.learner_dropped),
             learned_events: l(&m.learned_events),

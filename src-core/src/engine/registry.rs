@@ -135,6 +135,7 @@ impl Janitor {
                         break;
                     }
                     shared.sweep(false);
+                    shared.compact_if_due();
                 }
                 Ok(())
             },
@@ -149,6 +150,35 @@ impl Janitor {
 }
 
 impl EngineCore {
+    /// Compacts the store if a forget made it due (see `compact_after_forget_s`).
+    fn compact_if_due(&self) {
+        let due = {
+            let mut d = self.compact_due.lock().unwrap_or_else(|e| e.into_inner());
+            match *d {
+                Some(at) if Instant::now() >= at => d.take(),
+                _ => None,
+            }
+        };
+        if due.is_none() {
+            return;
+        }
+        match self.store.compact() {
+            Ok(c) => {
+                Metrics::add(&self.metrics.compactions, 1);
+                tracing::info!(
+                    keys = c.keys,
+                    pause_ms = c.writer_pause_ms,
+                    "compacted after a forget"
+                );
+            }
+            Err(e) => {
+                // Tried again at the next sweep.
+                tracing::error!(error = %e, "compaction after a forget failed");
+                *self.compact_due.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            }
+        }
+    }
+
     /// Evicts sessions idle past the TTL, then, if the live ones hold more than 95% of the
     /// budget, the least recently used until they fit in 90% of it (`all`: every
     /// session). Locks one registry shard at a time; the choice of least recently used is

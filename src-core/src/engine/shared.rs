@@ -113,6 +113,8 @@ pub(crate) struct EngineCore {
     pub(super) finetune: FineTuneConfig,
     /// Users being forgotten: their requests are refused meanwhile.
     pub(super) forgetting: Mutex<std::collections::HashSet<Arc<str>>>,
+    /// When the store is due for a compaction (after a forget): the janitor runs it.
+    pub(super) compact_due: Mutex<Option<Instant>>,
 }
 
 pub(super) fn read<T: Clone>(lock: &RwLock<T>) -> T {

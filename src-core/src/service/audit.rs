@@ -76,6 +76,32 @@ impl AuditLog {
         Ok(entry)
     }
 
+    /// Rewrites every entry that names `id` (as its target, or anywhere in its detail) to
+    /// name `instead`: a forgotten user's id must not outlive them in the audit log.
+    /// Returns how many entries were rewritten. The old bytes leave the files with the
+    /// next compaction, like the user's events.
+    pub fn redact(&self, id: &str, instead: &str) -> Result<usize> {
+        let quoted = serde_json::to_string(id)?;
+        let mut n = 0;
+        for (k, v) in self.store.records(RecordSpace::Audit)? {
+            let mut e: AuditEntry = serde_json::from_slice(&v)?;
+            let in_detail = e.detail.to_string().contains(&quoted);
+            if e.target != id && !in_detail {
+                continue;
+            }
+            if e.target == id {
+                e.target = instead.to_string();
+            }
+            if in_detail {
+                e.detail = serde_json::json!({"redacted": "it named a user who was forgotten"});
+            }
+            self.store
+                .put_record(RecordSpace::Audit, &k, &serde_json::to_vec(&e)?)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// At most `limit` entries, newest first, before sequence number `before` (the newest
     /// when `None`).
     pub fn list(&self, limit: usize, before: Option<u64>) -> Result<Vec<AuditEntry>> {

@@ -2,8 +2,9 @@
 //! `attune backup --store DIR` cannot open a served store itself; it asks the process
 //! that holds it through a Unix socket in that directory, `DIR/backup.sock`. Reaching it
 //! needs the same file-system rights as reading the store's files, which is what a backup
-//! gives anyway. The request is the line `backup`; the answer is the backup file's bytes
-//! ([`crate::store::Store::backup_to`]), or a line `ERR message`.
+//! gives anyway. The request is the line `backup`, answered with the backup file's bytes
+//! ([`crate::store::Store::backup_to`]), or `compact`, answered with one line of JSON
+//! ([`crate::store::Store::compact`]); a failure is a line `ERR message`.
 
 use std::path::PathBuf;
 
@@ -109,11 +110,16 @@ fn answer(store: &Store, stream: std::os::unix::net::UnixStream) {
             // The client sees a file without its checksum and refuses it.
             Err(e) => tracing::warn!(error = %e, "backup failed"),
         },
+        "compact" => match store.compact() {
+            Ok(c) => {
+                let _ = writeln!(out, "{}", serde_json::to_string(&c).unwrap_or_default());
+            }
+            Err(e) => {
+                let _ = writeln!(out, "ERR {}", crate::error::report(&e));
+            }
+        },
         other => {
-            let _ = writeln!(
-                out,
-                "ERR unknown request {other:?}; the only one is `backup`"
-            );
+            let _ = writeln!(out, "ERR unknown request {other:?}; `backup` or `compact`");
         }
     }
 }

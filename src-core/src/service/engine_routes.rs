@@ -190,8 +190,18 @@ pub(super) async fn delete_user(
                 index_chunks: f.index_chunks,
                 session_snapshot: f.session_snapshot,
             };
-            let audited = serde_json::to_value(&detail).unwrap_or_default();
-            audit(&state, &caller, "user.forget", &user, audited);
+            // The audit log keeps no copy of the id: earlier entries naming it are
+            // rewritten, and this one names the user by number.
+            let number = format!("user #{}", f.number);
+            if let Err(e) = state.recorder.log.redact(&user, &number) {
+                tracing::error!(error = %e, "could not redact the audit log");
+            }
+            let audited = serde_json::json!({
+                "events": f.events,
+                "index_chunks": f.index_chunks,
+                "session_snapshot": f.session_snapshot,
+            });
+            audit(&state, &caller, "user.forget", &number, audited);
             Ok(HttpResponse::Ok().json(detail))
         }
         None => Err(ApiError::new(

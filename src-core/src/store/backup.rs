@@ -184,12 +184,8 @@ impl Store {
     /// only while the snapshot point is taken (`writer_pause_us` in the answer), while
     /// forgetting, catalogue upserts and imports wait for the whole backup.
     pub fn backup_to(&self, out: impl Write) -> Result<BackupSummary> {
-        let db = &self.inner.db;
-        let _rewrites = self
-            .inner
-            .rewrites
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let db = &self.db();
+        let _rewrites = self.rewrites();
         let last_of = |space: RecordSpace| -> Result<Option<Vec<u8>>> {
             match db.scan_prefix(record_key(space, &[])).next_back() {
                 Some(kv) => Ok(Some(kv?.0.to_vec())),

@@ -65,7 +65,7 @@ pub(crate) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the flusher thread over `db`, supervised by `sup`.
-    pub fn start(db: sled::Db, pacing: Pacing, fsync: bool, sup: &Supervisor) -> Result<Self> {
+    pub fn start(db: super::DbCell, pacing: Pacing, fsync: bool, sup: &Supervisor) -> Result<Self> {
         let shared = Arc::new(Shared::default());
         let s = Arc::clone(&shared);
         let flusher = sup.spawn(
@@ -215,7 +215,7 @@ pub(crate) struct Pacing {
     pub min_flush_interval: Duration,
 }
 
-fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing, sup: &Supervisor) {
+fn flush_loop(shared: &Shared, db: &super::DbCell, pacing: Pacing, sup: &Supervisor) {
     // When the last flush started, if it covered several writes or writes arrived while
     // it ran (concurrent writers, or a stream); otherwise the next flush is not paced, so
     // a writer that appends one batch at a time and waits for each is never held back.
@@ -248,7 +248,9 @@ fn flush_loop(shared: &Shared, db: &sled::Db, pacing: Pacing, sup: &Supervisor) 
             let st = shared.lock();
             (st.issued, st.issued - st.durable)
         };
-        let outcome = db.flush();
+        // The database in force now: what a compaction swapped in holds every write
+        // applied before it (it copies them under the writer lock).
+        let outcome = db.load().flush();
         let mut st = shared.lock();
         st.flushes += 1;
         if let Err(e) = outcome {

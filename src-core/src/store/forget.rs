@@ -6,6 +6,9 @@ use super::*;
 /// What [`Store::forget_user`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Forgotten {
+    /// The user's dense number, which stays taken and names no one (the audit log records
+    /// this, not the id).
+    pub number: u32,
     /// Events removed from the log (interactions and impressions).
     pub events: u64,
     /// Chunks of the per-user index removed.
@@ -27,18 +30,15 @@ impl Store {
     /// (impressions are not indexed); appends wait only for the final part of it.
     /// Aggregates learned from the events (counts, model weights) are not per-user data
     /// and are kept. sled frees the overwritten pages in its own time; until its segment
-    /// cleaner reuses them, old bytes may remain in the files, unreachable.
+    /// cleaner reuses them, old bytes remain in the files, unreachable, until the next
+    /// [`Store::compact`] (which the engine runs soon after a forget).
     pub fn forget_user(&self, name: &str) -> Result<Option<Forgotten>> {
         self.writable()?;
-        let _one = self
-            .inner
-            .rewrites
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _one = self.rewrites();
         let Some(user) = self.user_id(name) else {
             return Ok(None);
         };
-        let db = &self.inner.db;
+        let db = &self.db();
         // Pass 1, appends going on: the blocks below the current end that hold the user's
         // events. Blocks are immutable but for this function, which runs one at a time.
         let scanned_to = self.next_seq();
@@ -64,7 +64,10 @@ impl Store {
         // cannot write the user's entries back after they are removed.
         self.inner.indexer.sync();
         let mut batch = Writes::default();
-        let mut out = Forgotten::default();
+        let mut out = Forgotten {
+            number: user,
+            ..Forgotten::default()
+        };
         for key in &blocks {
             let Some(v) = db.get(key)? else { continue };
             let (first, events) = decode_block(key, &v)?;

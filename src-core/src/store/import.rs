@@ -57,14 +57,10 @@ impl Store {
         mut progress: impl FnMut(u64),
     ) -> Result<ImportRecord> {
         self.writable()?;
-        let _rewrites = self
-            .inner
-            .rewrites
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _rewrites = self.rewrites();
         let hash_key = keys::with_bytes(keys::IMPORT, &hash.0);
         let mut w = self.writer();
-        if let Some(prev) = self.inner.db.get(&hash_key)? {
+        if let Some(prev) = self.db().get(&hash_key)? {
             let prev: ImportRecord = serde_json::from_slice(&prev)?;
             return Err(Error::AlreadyImported {
                 file: file.to_owned(),
@@ -87,7 +83,7 @@ impl Store {
                 first_seq: first,
                 sha256: hash.hex(),
             };
-            self.inner.db.insert(
+            self.db().insert(
                 keys::meta(keys::META_PENDING),
                 serde_json::to_vec(&pending)?,
             )?;
@@ -118,7 +114,7 @@ impl Store {
                         batch.remove(keys::meta(keys::META_PENDING));
                     }
                 }
-                batch.apply(&self.inner.db)?;
+                batch.apply(&self.db())?;
                 // The chunk's ids are on disk now; keep memory in step with them.
                 staged.commit(&mut w);
                 seq += dense.len() as u64;
@@ -129,7 +125,7 @@ impl Store {
         if let Err(e) = written {
             if chunked {
                 // Undo the chunks already applied; ids they introduced stay (harmless).
-                rollback_pending_import(&self.inner.db)?;
+                rollback_pending_import(&self.db())?;
             }
             return Err(e);
         }
@@ -146,11 +142,7 @@ impl Store {
     pub fn put_items(&self, items: &[Item]) -> Result<()> {
         self.writable()?;
         // Upserts rewrite records a running backup may be copying: they wait for it.
-        let _rewrites = self
-            .inner
-            .rewrites
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _rewrites = self.rewrites();
         let ticket;
         {
             let mut w = self.writer();
@@ -172,10 +164,10 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         let mut batch = Writes::default();
         staged.write_ids(w, &mut batch)?;
-        batch.apply(&self.inner.db)?;
+        batch.apply(&self.db())?;
         staged.commit(w);
         for (id, item) in ids.into_iter().zip(items) {
-            self.inner.db.insert(
+            self.db().insert(
                 keys::with_id(keys::CATALOGUE, id),
                 serde_json::to_vec(item)?,
             )?;

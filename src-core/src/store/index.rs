@@ -35,6 +35,8 @@ struct Shared {
     shutdown: Mutex<bool>,
     /// Set when the indexer thread died (its supervisor has reported it).
     dead: AtomicBool,
+    /// Held by the indexer for each round, and by a compaction to keep it between rounds.
+    round: Mutex<()>,
     wake: Condvar,
     caught_up: Condvar,
 }
@@ -51,8 +53,8 @@ pub(crate) struct Indexer {
 impl Indexer {
     /// Starts indexing `db` from its persisted watermark up to `committed`, on a thread
     /// supervised by `sup`.
-    pub fn start(db: sled::Db, committed: u64, sup: &Supervisor) -> Result<Self> {
-        let indexed = match db.get(keys::meta(keys::META_INDEXED))? {
+    pub fn start(db: super::DbCell, committed: u64, sup: &Supervisor) -> Result<Self> {
+        let indexed = match db.load().get(keys::meta(keys::META_INDEXED))? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
                 key: "m indexed_upto".into(),
                 reason: "not 8 bytes".into(),
@@ -101,6 +103,12 @@ impl Indexer {
     /// The watermark: events below it are in the index.
     pub fn indexed(&self) -> u64 {
         self.shared.indexed.load(Ordering::SeqCst)
+    }
+
+    /// Keeps the indexer between rounds while the guard lives (a compaction copies the
+    /// index and its watermark as one).
+    pub fn pause(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.shared.round.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Blocks until every committed event is indexed.
@@ -158,16 +166,19 @@ impl Drop for Indexer {
     }
 }
 
-fn run(shared: &Shared, db: &sled::Db) {
+fn run(shared: &Shared, cell: &super::DbCell) {
     loop {
         checkpoint();
+        let round = shared.round.lock().unwrap_or_else(|e| e.into_inner());
         let from = shared.indexed.load(Ordering::SeqCst);
         let to = shared
             .committed
             .load(Ordering::SeqCst)
             .min(from + ROUND_EVENTS);
         if to > from {
-            match index_range(db, from, to) {
+            let indexed = index_range(&cell.load(), from, to);
+            drop(round);
+            match indexed {
                 Ok(()) => {
                     shared.indexed.store(to, Ordering::SeqCst);
                     shared.caught_up.notify_all();
@@ -184,6 +195,7 @@ fn run(shared: &Shared, db: &sled::Db) {
             }
             continue;
         }
+        drop(round);
         let stop = shared.shutdown.lock().unwrap_or_else(|e| e.into_inner());
         if *stop {
             return;

@@ -22,20 +22,24 @@
 
 mod backup;
 mod commit;
+mod compact;
 mod config;
 mod forget;
 mod import;
 mod index;
 mod keys;
+mod layout;
 mod records;
 mod space;
 mod writes;
 
 pub use backup::{restore_backup, verify_backup, BackupSummary};
+pub use compact::Compacted;
 pub use config::StoreConfig;
 pub use forget::Forgotten;
 use import::PendingImport;
 pub use import::{ContentHash, ImportRecord};
+pub use layout::is_store;
 use records::record_key;
 pub use records::RecordSpace;
 pub use space::StorageFull;
@@ -113,10 +117,17 @@ struct Writer {
     tail: Option<(u64, Vec<Event>)>,
 }
 
+/// The sled database in force: replaced under a running store by a compaction.
+pub(crate) type DbCell = Arc<arc_swap::ArcSwap<sled::Db>>;
+
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
-    db: sled::Db,
+    db: DbCell,
+    /// Where the database in force keeps its files (see `layout`).
+    data_dir: Mutex<PathBuf>,
+    /// sled's page cache of the databases it opens, in bytes.
+    cache_capacity: u64,
     writer: Mutex<Writer>,
     commit: GroupCommit,
     indexer: Indexer,
@@ -196,12 +207,9 @@ impl Store {
         // handle of a closed store is dropped, so a reopen in the same process retries
         // for a moment before reporting the store as held.
         let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+        let data_dir = layout::data_dir(&path)?;
         let db = loop {
-            let opened = sled::Config::new()
-                .path(&path)
-                .cache_capacity(config.cache_capacity)
-                .flush_every_ms(None)
-                .open();
+            let opened = sled_config(&data_dir, config.cache_capacity).open();
             match opened {
                 Ok(db) => break db,
                 // sled reports a held lock as an `Other` error with this text.
@@ -231,8 +239,9 @@ impl Store {
             tail: None,
         };
         let supervisor = Supervisor::new();
+        let cell: DbCell = Arc::new(arc_swap::ArcSwap::from_pointee(db));
         let commit = GroupCommit::start(
-            db.clone(),
+            Arc::clone(&cell),
             Pacing {
                 max_flush_delay: config.max_flush_delay,
                 min_flush_interval: config.min_flush_interval,
@@ -240,13 +249,15 @@ impl Store {
             config.fsync,
             &supervisor,
         )?;
-        let indexer = Indexer::start(db.clone(), writer.next_seq, &supervisor)?;
+        let indexer = Indexer::start(Arc::clone(&cell), writer.next_seq, &supervisor)?;
         tracing::debug!(path = %path.display(), next_seq = writer.next_seq, "store opened");
         Ok(Store {
             inner: Arc::new(Inner {
                 space: space::Space::new(path.clone(), config.min_free_bytes),
                 path,
-                db,
+                db: cell,
+                data_dir: Mutex::new(data_dir),
+                cache_capacity: config.cache_capacity,
                 writer: Mutex::new(writer),
                 commit,
                 indexer,
@@ -260,6 +271,19 @@ impl Store {
     /// over this store shares for its own: while it holds a fault, writes are refused.
     pub fn supervisor(&self) -> &Supervisor {
         &self.inner.supervisor
+    }
+
+    /// Held while rewriting what is already written (see `Inner::rewrites`).
+    fn rewrites(&self) -> MutexGuard<'_, ()> {
+        self.inner
+            .rewrites
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The database in force (a compaction may replace it: take it anew for each use).
+    fn db(&self) -> sled::Db {
+        (**self.inner.db.load()).clone()
     }
 
     /// `Ok` if the store may take a write now: no thread has died and no write has failed
@@ -332,7 +356,7 @@ impl Store {
     /// Events with sequence numbers in `range`, in order.
     pub fn events(&self, range: Range<u64>) -> Box<dyn Iterator<Item = Result<(u64, Event)>> + '_> {
         // The block holding `range.start` may begin before it.
-        let start = match self.inner.db.range(..=keys::event(range.start)).next_back() {
+        let start = match self.db().range(..=keys::event(range.start)).next_back() {
             Some(Ok((k, _))) if k.first() == Some(&keys::EVENT) => {
                 keys::seq_of(&k).unwrap_or(range.start)
             }
@@ -341,8 +365,7 @@ impl Store {
         };
         let (lo, hi) = (range.start, range.end);
         Box::new(
-            self.inner
-                .db
+            self.db()
                 .range(keys::event(start)..keys::event(hi))
                 .flat_map(move |kv| -> Vec<Result<(u64, Event)>> {
                     match kv
@@ -372,7 +395,7 @@ impl Store {
     pub fn user_history(&self, user: UserId) -> Result<Vec<UserEntry>> {
         let indexed = self.inner.indexer.indexed();
         let committed = self.next_seq();
-        let mut out = index::read_user(&self.inner.db, user, indexed)?;
+        let mut out = index::read_user(&self.db(), user, indexed)?;
         for ev in self.events(indexed..committed) {
             let (seq, ev) = ev?;
             if ev.user != user {
@@ -429,7 +452,7 @@ impl Store {
     /// The catalogue record of an item, if one was written.
     pub fn item(&self, id: ItemId) -> Result<Option<Item>> {
         let key = keys::with_id(keys::CATALOGUE, id);
-        match self.inner.db.get(key)? {
+        match self.db().get(key)? {
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
             None => Ok(None),
         }
@@ -437,8 +460,7 @@ impl Store {
 
     /// Every file imported so far.
     pub fn imports(&self) -> Result<Vec<ImportRecord>> {
-        self.inner
-            .db
+        self.db()
             .scan_prefix([keys::IMPORT])
             .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
             .collect()
@@ -451,14 +473,14 @@ impl Store {
 
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.inner.db.size_on_disk()?)
+        Ok(self.db().size_on_disk()?)
     }
 
     /// Flushes everything and stops the flusher; later writes fail with [`Error::ShutDown`].
     pub fn close(&self) -> Result<()> {
         self.inner.indexer.shutdown();
         self.inner.commit.shutdown();
-        self.inner.db.flush()?;
+        self.db().flush()?;
         Ok(())
     }
 }
@@ -474,6 +496,14 @@ pub(crate) fn decode_block(key: &[u8], value: &[u8]) -> Result<(u64, Vec<Event>)
     let first = keys::seq_of(key).ok_or_else(|| corrupt(key, "short event key"))?;
     let block: Vec<Event> = bincode::deserialize(value).map_err(|e| corrupt(key, e.to_string()))?;
     Ok((first, block))
+}
+
+/// How the store opens sled: no flusher of its own (the group commit flushes).
+fn sled_config(dir: &Path, cache_capacity: u64) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_capacity)
+        .flush_every_ms(None)
 }
 
 fn check_schema(db: &sled::Db, path: &Path) -> Result<()> {

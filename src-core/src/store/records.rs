@@ -40,8 +40,7 @@ impl Store {
     /// Writes a record of an engine space (not flushed: see [`Store::put_record_durable`]).
     pub fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<()> {
         self.writable()?;
-        self.inner
-            .db
+        self.db()
             .insert(record_key(space, key), value)
             .map_err(|e| self.write_failed("writing a record", e))?;
         Ok(())
@@ -56,24 +55,19 @@ impl Store {
 
     /// Reads a record of an engine space.
     pub fn get_record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .inner
-            .db
-            .get(record_key(space, key))?
-            .map(|v| v.to_vec()))
+        Ok(self.db().get(record_key(space, key))?.map(|v| v.to_vec()))
     }
 
     /// Removes a record; returns whether there was one.
     pub fn remove_record(&self, space: RecordSpace, key: &[u8]) -> Result<bool> {
         self.writable()?;
-        Ok(self.inner.db.remove(record_key(space, key))?.is_some())
+        Ok(self.db().remove(record_key(space, key))?.is_some())
     }
 
     /// Every record of a space as `(key, value)`, in key order.
     pub fn records(&self, space: RecordSpace) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let prefix = record_key(space, &[]);
-        self.inner
-            .db
+        self.db()
             .scan_prefix(&prefix)
             .map(|kv| {
                 let (k, v) = kv?;
@@ -102,8 +96,7 @@ impl Store {
                 std::ops::Bound::Excluded(next)
             }
         };
-        self.inner
-            .db
+        self.db()
             .range((std::ops::Bound::Included(prefix.clone()), end))
             .rev()
             .take(limit)

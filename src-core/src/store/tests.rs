@@ -104,8 +104,7 @@ fn schema_mismatch_is_a_clear_error() {
     {
         let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
         store
-            .inner
-            .db
+            .db()
             .insert(keys::meta(keys::META_SCHEMA), &99u32.to_be_bytes())
             .expect("insert");
         store.close().expect("close");
@@ -176,7 +175,7 @@ fn chunked_import_is_atomic_across_a_crash() {
             .expect("import");
         assert_eq!(store.next_seq(), 251);
         // Simulate a crash after the first chunk of another import: marker + events.
-        let db = &store.inner.db;
+        let db = &store.db();
         let pending = PendingImport {
             first_seq: 251,
             sha256: "00".into(),
@@ -390,7 +389,7 @@ fn index_spans_chunks_and_reindexing_is_a_no_op() {
     store.sync_index();
     assert_eq!(store.inner.indexer.indexed(), n as u64);
     // A crash mid-round makes the indexer redo a range: entries must not repeat.
-    index::index_range(&store.inner.db, 0, n as u64).expect("reindex");
+    index::index_range(&store.db(), 0, n as u64).expect("reindex");
     let a = store.user_id("a").expect("a");
     let ts: Vec<i64> = store
         .user_history(a)
@@ -498,7 +497,7 @@ fn small_appends_fill_the_last_block() {
                 .append(&[click(&format!("u{}", i % 3), "x", i)])
                 .expect("append");
         }
-        let blocks = store.inner.db.scan_prefix([keys::EVENT]).count();
+        let blocks = store.db().scan_prefix([keys::EVENT]).count();
         assert_eq!(
             blocks,
             100usize.div_ceil(TAIL_FILL),
@@ -516,4 +515,57 @@ fn small_appends_fill_the_last_block() {
     assert_eq!(ts, (0..=100).collect::<Vec<_>>());
     let u0 = store.user_id("u0").expect("u0");
     assert_eq!(store.user_history(u0).expect("history").len(), 35);
+}
+
+#[test]
+fn compaction_moves_the_store_to_a_new_generation_and_keeps_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s");
+    let store = Store::open(&path, StoreConfig::default()).expect("open");
+    let events: Vec<RawEvent> = (0..300)
+        .map(|i| click(&format!("u{}", i % 7), &format!("i{}", i % 13), i))
+        .collect();
+    store.append(&events).expect("append");
+    store
+        .put_record(RecordSpace::Strategy, b"k", b"v")
+        .expect("record");
+    let before = names(&store);
+    let first = store.compact().expect("compact");
+    assert!(first.keys > 0);
+    assert!(path.join("CURRENT").is_file(), "a generation is in force");
+    assert!(path.join("data-000001").is_dir());
+    assert!(
+        !path.join("db").exists(),
+        "the first generation's files are gone"
+    );
+    // Writes and reads go on against the new files.
+    store
+        .append(&[click("u1", "i1", 999)])
+        .expect("append after");
+    store.compact().expect("compact again");
+    assert!(path.join("data-000002").is_dir());
+    assert!(!path.join("data-000001").exists());
+    store.close().expect("close");
+    drop(store);
+
+    // What a compaction interrupted before `CURRENT` moved leaves is removed on open.
+    std::fs::create_dir(path.join("data-000007")).expect("leftover");
+    std::fs::write(path.join("data-000007/db"), b"half written").expect("leftover");
+    let store = Store::open(&path, StoreConfig::default()).expect("reopen");
+    assert!(!path.join("data-000007").exists());
+    let mut after = names(&store);
+    assert_eq!(after.pop(), Some(("u1".into(), "i1".into(), 999)));
+    assert_eq!(after, before);
+    assert_eq!(
+        store.get_record(RecordSpace::Strategy, b"k").expect("read"),
+        Some(b"v".to_vec())
+    );
+    assert_eq!(
+        store
+            .user_history(store.user_id("u1").expect("u1"))
+            .expect("h")
+            .len(),
+        44
+    );
+    store.close().expect("close");
 }

@@ -265,7 +265,7 @@ impl Store {
                 (n - last < TAIL_FILL).then(|| (first + last as u64, dense[last..].to_vec()))
             }
         };
-        match batch.apply(&self.inner.db) {
+        match batch.apply(&self.db()) {
             Err(Error::Sled(e)) => return Err(self.write_failed("writing a batch of events", e)),
             r => r?,
         }

@@ -9,10 +9,10 @@ use anyhow::{bail, Context, Result};
 
 use attune::store::{restore_backup, verify_backup, BackupSummary, Store, StoreConfig};
 
-use crate::cli::{BackupArgs, RestoreArgs};
+use crate::cli::{BackupArgs, CompactArgs, RestoreArgs};
 
 pub fn backup(a: BackupArgs) -> Result<()> {
-    if !a.store.join("conf").is_file() {
+    if !attune::store::is_store(&a.store) {
         bail!("--store {}: no store there", a.store.display());
     }
     if a.out.exists() {
@@ -122,6 +122,44 @@ fn from_service(
     out.flush()?;
     out.get_ref().sync_all()?;
     Ok(())
+}
+
+pub fn compact(a: CompactArgs) -> Result<()> {
+    if !attune::store::is_store(&a.store) {
+        bail!("--store {}: no store there", a.store.display());
+    }
+    let (how, c) = compact_store(&a.store)?;
+    println!(
+        "compacted {} ({how}): {} keys; {} of files before, {} after; appends waited {:.1} ms",
+        a.store.display(),
+        c.keys,
+        megabytes(c.bytes_before),
+        megabytes(c.bytes_after),
+        c.writer_pause_ms
+    );
+    Ok(())
+}
+
+fn compact_store(store: &Path) -> Result<(&'static str, attune::store::Compacted)> {
+    #[cfg(unix)]
+    if let Ok(mut stream) =
+        std::os::unix::net::UnixStream::connect(store.join(attune::service::backups::SOCKET))
+    {
+        use std::io::{BufRead, Write};
+        stream.write_all(b"compact\n")?;
+        let mut line = String::new();
+        std::io::BufReader::new(&stream).read_line(&mut line)?;
+        if let Some(e) = line.strip_prefix("ERR ") {
+            bail!("the service could not compact the store: {}", e.trim());
+        }
+        let c = serde_json::from_str(line.trim())
+            .with_context(|| format!("the service answered {line:?}"))?;
+        return Ok(("served: compacted by the running service", c));
+    }
+    let s = Store::open(store, StoreConfig::default())?;
+    let c = s.compact()?;
+    s.close()?;
+    Ok(("not served: compacted directly", c))
 }
 
 pub fn restore(a: RestoreArgs) -> Result<()> {
