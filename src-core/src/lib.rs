@@ -23,6 +23,7 @@ pub mod simulate;
 pub mod store;
 pub mod supervise;
 pub mod synth;
+pub mod text;
 pub mod wire;
 
 pub use engine::{

@@ -88,6 +88,31 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     None
 }
 
+/// The repository's root directory.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The default text encoder's checkpoint (`models/minilm-l6`, placed by
+/// `scripts/fetch-encoder.sh`), if fetched. Without it the test skips with a note, unless
+/// `ATTUNE_REQUIRE_TOOLS=1` (set by `.ci/run`, whose setup fetches it): then it fails.
+pub fn encoder_dir() -> Option<PathBuf> {
+    let p = repo().join("models/minilm-l6");
+    if p.join("model.safetensors").exists() {
+        return Some(p);
+    }
+    assert!(
+        !env_flag("ATTUNE_REQUIRE_TOOLS"),
+        "{} is not there and ATTUNE_REQUIRE_TOOLS=1: run scripts/fetch-encoder.sh",
+        p.display()
+    );
+    eprintln!(
+        "skipping: {} is not there (scripts/fetch-encoder.sh)",
+        p.display()
+    );
+    None
+}
+
 /// Whether `ATTUNE_REQUIRE_DATA` asks for the shared data.
 pub fn data_required() -> bool {
     env_flag("ATTUNE_REQUIRE_DATA")
