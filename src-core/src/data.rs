@@ -6,7 +6,9 @@
 //! interaction: the deepest kind and the largest value are kept, at the first timestamp.
 //! The catalogue of a data set is the set of items that have at least one interaction.
 
-use crate::event::{EventKind, ItemId, Timestamp};
+use std::collections::HashMap;
+
+use crate::event::{EventKind, Item, ItemId, Timestamp};
 use crate::ids::Interner;
 
 /// One user's interactions, aligned vectors in time order.
@@ -60,6 +62,9 @@ pub struct Dataset {
     pub item_names: Vec<String>,
     /// Every user with at least one interaction.
     pub users: Vec<UserHistory>,
+    /// What the catalogue files said of each item (title, tags, attributes), indexed by
+    /// dense id; an item no file described has only its id.
+    pub item_info: Vec<Item>,
 }
 
 impl Dataset {
@@ -81,6 +86,7 @@ pub struct DatasetBuilder {
     users: Interner,
     items: Interner,
     rows: Vec<Vec<(Timestamp, ItemId, EventKind, f32)>>,
+    described: HashMap<String, Item>,
 }
 
 impl DatasetBuilder {
@@ -105,8 +111,13 @@ impl DatasetBuilder {
         self.rows[u].push((ts, i, kind, value));
     }
 
+    /// Records what a catalogue says of an item (the last description of an id wins).
+    pub fn describe(&mut self, item: Item) {
+        self.described.insert(item.id.clone(), item);
+    }
+
     /// Sorts each user's events by time (stable) and collapses consecutive repeats.
-    pub fn finish(self) -> Dataset {
+    pub fn finish(mut self) -> Dataset {
         let user_names = self.users.into_names();
         let users = self
             .rows
@@ -133,10 +144,21 @@ impl DatasetBuilder {
                 h
             })
             .collect();
+        let item_names = self.items.into_names();
+        let item_info = item_names
+            .iter()
+            .map(|name| {
+                self.described.remove(name).unwrap_or_else(|| Item {
+                    id: name.clone(),
+                    ..Item::default()
+                })
+            })
+            .collect();
         Dataset {
             name: self.name,
-            item_names: self.items.into_names(),
+            item_names,
             users,
+            item_info,
         }
     }
 }
@@ -161,5 +183,26 @@ mod tests {
         assert_eq!(d.users[0].values[2], 9.0);
         assert_eq!(d.users[1].items, vec![1]);
         assert_eq!(d.n_interactions(), 4);
+    }
+
+    #[test]
+    fn descriptions_follow_their_items_ids() {
+        let mut b = DatasetBuilder::new("t");
+        b.describe(Item {
+            id: "a".into(),
+            title: "A".into(),
+            ..Item::default()
+        });
+        b.describe(Item {
+            id: "never".into(),
+            ..Item::default()
+        });
+        b.push("u", "b", 1, EventKind::View, 0.0);
+        b.push("u", "a", 2, EventKind::View, 0.0);
+        let d = b.finish();
+        assert_eq!(d.item_info.len(), 2);
+        assert_eq!(d.item_info[1].title, "A");
+        assert_eq!(d.item_info[0].id, "b");
+        assert!(d.item_info[0].title.is_empty());
     }
 }

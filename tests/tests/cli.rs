@@ -252,3 +252,86 @@ fn generate_into_a_store_then_eval_the_store() {
     let text = ok_stdout(&attune(&["eval", "--store", s, "--model", "pop"]));
     assert!(text.contains("pop"), "{text}");
 }
+
+#[test]
+fn cold_start_eval_speaks_the_same_json_and_refuses_bad_fractions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let s = store.to_str().expect("utf-8 path");
+    ok_stdout(&attune(&[
+        "generate", "--store", s, "--users", "300", "--items", "150",
+    ]));
+    let mut args = vec![
+        "eval",
+        "--store",
+        s,
+        "--cold-items",
+        "0.3",
+        "--seed",
+        "4",
+        "--model",
+        "random",
+        "--model",
+        "tag-overlap",
+        "--json",
+    ];
+    let encoder = attune_tests::encoder_dir();
+    let enc = encoder
+        .as_ref()
+        .map(|d| d.to_str().expect("path").to_owned());
+    if let Some(e) = &enc {
+        args.extend(["--model", "text", "--encoder", e]);
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&attune(&args))).expect("one JSON object");
+    assert_eq!(v["items"], 45, "{v}");
+    assert_eq!(v["cold"]["cold_items"], 45);
+    assert_eq!(v["cold"]["warm_items"], 105);
+    let row = |m: &str| {
+        v["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .find(|r| r["model"] == m)
+            .unwrap_or_else(|| panic!("no {m} row: {v}"))
+            .clone()
+    };
+    assert!((row("random")["hr"].as_f64().expect("hr") - 10.0 / 45.0).abs() < 1e-9);
+    // Users keep to a few categories, and the tags name them: better than chance.
+    assert!(
+        row("tag-overlap")["hr"].as_f64() > row("random")["hr"].as_f64(),
+        "{v}"
+    );
+    if enc.is_some() {
+        // Titles name the category too.
+        assert!(
+            row("text")["hr"].as_f64() > row("random")["hr"].as_f64(),
+            "{v}"
+        );
+    }
+
+    for bad in ["1.5", "0", "-0.2"] {
+        let flag = format!("--cold-items={bad}");
+        let out = attune(&["eval", "--store", s, &flag]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cold-items"), "{err}");
+    }
+    let out = attune(&[
+        "eval",
+        "--store",
+        s,
+        "--cold-items",
+        "0.2",
+        "--model",
+        "text",
+        "--encoder",
+        "/nonexistent/enc",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/enc") && err.contains("fetch-encoder"),
+        "{err}"
+    );
+}

@@ -128,9 +128,21 @@ pub struct EvalArgs {
     #[command(flatten)]
     source: DataArgs,
     /// Model to evaluate (repeatable): pop, pop-recent, itemknn, markov, cohort, or
-    /// seq:DIR for an attention-model checkpoint.
-    #[arg(long = "model", required = true)]
+    /// seq:DIR for an attention-model checkpoint. With --cold-items: text, random,
+    /// tag-overlap, blend (all four when none is named).
+    #[arg(long = "model", required_unless_present = "cold_items")]
     models: Vec<String>,
+    /// Cold-start evaluation: this share of the catalogue's items (0 < F < 1) becomes
+    /// cold, unseen by every fitted model, and each user's first cold interaction is
+    /// ranked among the cold items (docs/evaluation.md).
+    #[arg(long = "cold-items", value_name = "FRACTION")]
+    cold_items: Option<f64>,
+    /// Seed of the choice of cold items.
+    #[arg(long, default_value_t = 0, requires = "cold_items")]
+    seed: u64,
+    /// The text encoder's checkpoint directory (for the text and blend models).
+    #[arg(long, value_name = "DIR", default_value = "models/minilm-l6")]
+    encoder: PathBuf,
     /// Cut-off for HR and NDCG.
     #[arg(long, default_value_t = 10)]
     k: usize,

@@ -6,6 +6,7 @@
 //! catalogue with the earlier history masked. The harness knows models only as
 //! `&dyn Scorer` and a fit function, so new model kinds plug in without touching it.
 
+pub mod cold;
 pub mod metrics;
 
 use std::fmt::{self, Write as _};
@@ -228,6 +229,9 @@ pub struct EvalReport {
     pub k: usize,
     /// One entry per model, in the order asked for.
     pub results: Vec<ModelResult>,
+    /// A cold-start evaluation's cold items (`attune eval --cold-items`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold: Option<cold::ColdInfo>,
 }
 
 /// One model's row of an [`EvalReport`].
@@ -351,6 +355,7 @@ where
         items: dataset.n_items(),
         k,
         results,
+        cold: None,
     })
 }
 

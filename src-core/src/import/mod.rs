@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use crate::data::{Dataset, DatasetBuilder};
 use crate::error::{Error, Result};
-use crate::event::{Item, RawEvent};
+use crate::event::{Item, ItemId, RawEvent};
 use crate::store::{ContentHash, ImportRecord, Store};
 use crate::wire::{self, Record};
 
@@ -368,6 +368,9 @@ pub fn load_dataset(paths: &[&Path], format: Format, opts: &ImportOptions) -> Re
     let mut builder = DatasetBuilder::new(name);
     for path in paths {
         let p = parse_file(path, format, opts, &mut |_, _| {})?;
+        for item in p.parsed.items {
+            builder.describe(item);
+        }
         for ev in &p.parsed.events {
             if let Some(item) = ev.action.item() {
                 builder.push(&ev.user, item, ev.ts, ev.action.kind(), ev.action.value());
@@ -395,6 +398,11 @@ pub fn dataset_from_store(store: &Store) -> Result<Dataset> {
                 });
             };
             builder.push(u, i, ev.ts, ev.action.kind(), ev.action.value());
+        }
+    }
+    for id in 0..items.len() as ItemId {
+        if let Some(item) = store.item(id)? {
+            builder.describe(item);
         }
     }
     let ds = builder.finish();

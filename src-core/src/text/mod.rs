@@ -19,6 +19,9 @@ pub use table::{dot, Profile, TextTable};
 
 use crate::event::Item;
 
+/// The text source's weight in the blend before the online learner moves it.
+pub const DEFAULT_WEIGHT: f32 = 0.5;
+
 /// Which parts of an item make its text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -65,4 +68,37 @@ impl TextFields {
         }
         text
     }
+}
+
+/// Embeds the text of `items` (item `i` of the slice is item id `i` of the table) with
+/// `encoder`, `batch` texts per pass, calling `progress(done, total)` after each pass.
+/// Texts are encoded in order of length, so that a batch pads little; items without text
+/// get no vector.
+pub fn embed_items(
+    encoder: &Encoder,
+    items: &[Item],
+    fields: &TextFields,
+    batch: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> crate::error::Result<TextTable> {
+    let texts: Vec<(crate::event::ItemId, String)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (i as crate::event::ItemId, fields.text_of(item)))
+        .filter(|(_, t)| !t.is_empty())
+        .collect();
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&j| texts[j].1.len());
+    let mut table = TextTable::new(encoder.dim());
+    let total = order.len();
+    let mut done = 0;
+    for chunk in order.chunks(batch.max(1)) {
+        let batch_texts: Vec<&str> = chunk.iter().map(|&j| texts[j].1.as_str()).collect();
+        for (&j, v) in chunk.iter().zip(encoder.encode(&batch_texts)?) {
+            table.set(texts[j].0, &v);
+        }
+        done += chunk.len();
+        progress(done, total);
+    }
+    Ok(table)
 }

@@ -212,6 +212,9 @@ fn synthetic_dataset() -> Result<attune::data::Dataset> {
         "synthetic (users {}, items {}, seed {})",
         cfg.users, cfg.items, cfg.seed
     ));
+    for item in gen.items() {
+        b.describe(item);
+    }
     for u in 0..cfg.users {
         for ev in gen.user_events(u) {
             if let Some(item) = ev.action.item() {

@@ -17,6 +17,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         bail!("--k must be at least 1");
     }
     let dataset = load_source(&a.source)?;
+    if let Some(fraction) = a.cold_items {
+        return eval_cold(&a, &dataset, fraction);
+    }
     let item_names = dataset.item_names.clone();
     let device = attune::model::device("auto")?;
     let report = eval::evaluate_with(&dataset, &a.models, a.k, split, |name, train| {
@@ -38,6 +41,77 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         print!("{}", report.to_table());
     }
     Ok(())
+}
+
+/// `attune eval --cold-items F`: the cold-start protocol of [`eval::cold`].
+fn eval_cold(a: &EvalArgs, dataset: &attune::data::Dataset, fraction: f64) -> Result<()> {
+    let split = eval::cold::ColdSplit::new(
+        dataset,
+        eval::cold::ColdOptions {
+            fraction,
+            seed: a.seed,
+        },
+    )?;
+    let models: Vec<String> = if a.models.is_empty() {
+        eval::cold::COLD_MODELS
+            .iter()
+            .map(|m| m.to_string())
+            .collect()
+    } else {
+        a.models.clone()
+    };
+    let text = if models.iter().any(|m| m == "text" || m == "blend") {
+        Some(embed_dataset(&a.encoder, dataset)?)
+    } else {
+        None
+    };
+    let report = eval::cold::evaluate_cold(&split, &models, a.k, text.as_ref())?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// The text vectors of a data set's catalogue, with a progress bar.
+pub(super) fn embed_dataset(
+    dir: &std::path::Path,
+    dataset: &attune::data::Dataset,
+) -> Result<attune::text::TextTable> {
+    let device = attune::model::device("auto")?;
+    let start = std::time::Instant::now();
+    let encoder = attune::text::Encoder::load(dir, &device)?;
+    let described = dataset
+        .item_info
+        .iter()
+        .filter(|i| !i.title.is_empty() || !i.tags.is_empty())
+        .count();
+    if described == 0 {
+        bail!(
+            "{}: no item has a title or tags, so the text models have nothing to read; \
+             pass the catalogue file too (ml-100k u.item, ml-1m movies.dat)",
+            dataset.name
+        );
+    }
+    let steps = progress::Steps::new(dataset.n_items() as u64, "embedding item text");
+    let table = attune::text::embed_items(
+        &encoder,
+        &dataset.item_info,
+        &attune::text::TextFields::default(),
+        attune::text::encoder::DEFAULT_BATCH,
+        &mut |done, _| steps.set_position(done as u64),
+    )?;
+    steps.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "embedded {} of {} items with {} in {secs:.1} s ({:.0} items/s)",
+        table.count(),
+        dataset.n_items(),
+        encoder.id(),
+        table.count() as f64 / secs
+    );
+    Ok(table)
 }
 
 pub fn train(a: TrainArgs) -> Result<()> {
