@@ -23,6 +23,9 @@
 //!   events durable on apply instead of on fsync (to see what the flushes cost);
 //!   `ENGINE_FLUSH_INTERVAL_US` and `ENGINE_FLUSH_DELAY_US` set the store's
 //!   `min_flush_interval` (default 2 ms) and `max_flush_delay` (default 0);
+//! - `ENGINE_ENCODER=DIR`: the text encoder behind the `text` source (e.g.
+//!   `models/minilm-l6`); the catalogue is embedded before anything is measured. Without
+//!   it the engine runs without the text source;
 //! - `ENGINE_HUGE_PAGES=true`: keeps transparent huge pages, which the benchmark turns
 //!   off for its process as `attune serve` does (`attune::os::avoid_huge_pages`).
 //!
@@ -302,6 +305,7 @@ fn open(store: &Path, model: &Path, batching: Batching) -> Engine {
             EngineConfig::default().compute_threads,
         ),
         arbiters: env("ENGINE_ARBITERS", 1),
+        encoder: std::env::var_os("ENGINE_ENCODER").map(PathBuf::from),
         background_priority: match env("ENGINE_BACKGROUND", "idle".to_string()).as_str() {
             "low" => BackgroundPriority::Low,
             "normal" => BackgroundPriority::Normal,
@@ -321,6 +325,22 @@ fn open(store: &Path, model: &Path, batching: Batching) -> Engine {
     .expect("engine");
     // The store keeps the strategy of an earlier run: set this run's.
     engine.set_strategy(strategy).expect("strategy");
+    let t = Instant::now();
+    loop {
+        let text = engine.text_status();
+        if text.pending == 0 {
+            if text.state == "on" {
+                println!(
+                    "text source on ({}): {} items embedded, {:.1} s",
+                    text.encoder.unwrap_or_default(),
+                    text.items,
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     engine
 }
 

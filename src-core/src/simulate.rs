@@ -78,6 +78,8 @@ pub fn default_strategies() -> Vec<Strategy> {
             itemknn: 0.3,
             markov: 0.5,
             pop: 0.2,
+            // The simulator's items have no text encoder behind them.
+            text: 0.0,
         },
         exploration: Exploration::Epsilon { epsilon: 0.1 },
         ..Strategy::default()

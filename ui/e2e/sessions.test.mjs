@@ -17,7 +17,7 @@ let browser;
 
 world({}, (w) => ({ engine, browser } = w));
 
-const SOURCES = ['seq', 'like', 'purchase', 'itemknn', 'markov', 'pop'];
+const SOURCES = ['seq', 'like', 'purchase', 'itemknn', 'markov', 'pop', 'text'];
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
 
 function byItem(history, row) {

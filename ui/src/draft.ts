@@ -30,7 +30,7 @@ const splat = (v: number): Weights =>
 export function defaultStrategy(): Strategy {
   return {
     name: 'default',
-    weights: { seq: 1, like: 0.2, purchase: 0.2, itemknn: 0.5, markov: 0.5, pop: 0.2 },
+    weights: { seq: 1, like: 0.2, purchase: 0.2, itemknn: 0.5, markov: 0.5, pop: 0.2, text: 0.5 },
     min_weights: splat(0),
     max_weights: splat(5),
     pinned: [],

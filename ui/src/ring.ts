@@ -28,6 +28,7 @@ export const COLUMNS = [
   'w_itemknn',
   'w_markov',
   'w_pop',
+  'w_text',
   'strategy_version',
   'model_version',
 ] as const;
@@ -64,6 +65,7 @@ export function toPoint(s: LiveStats): Point {
     w_itemknn: NaN,
     w_markov: NaN,
     w_pop: NaN,
+    w_text: NaN,
     strategy_version: num(s.strategy_version),
     model_version: s.model_version == null ? 0 : num(s.model_version),
   };

@@ -21,7 +21,7 @@ export function stats(i: number, over: Partial<LiveStats> = {}): LiveStats {
     ctr: 0.1,
     overloaded: 0,
     errors: 0,
-    weights: { seq: 1, like: 0.2, purchase: 0.2, itemknn: 0.5, markov: 0.5, pop: 0.2 },
+    weights: { seq: 1, like: 0.2, purchase: 0.2, itemknn: 0.5, markov: 0.5, pop: 0.2, text: 0.5 },
     strategy_version: 1,
     model_version: 1,
     ...over,

@@ -5,9 +5,9 @@ import type { RecItem, Weights } from '../src/engine/types';
 import { moves } from '../src/ui/slate';
 import { barScale, contributions, stackBar } from '../src/ui/stackbar';
 
-const weights: Weights = { seq: 1, like: 0.5, purchase: 0, itemknn: 2, markov: 1, pop: 0.1 };
+const weights: Weights = { seq: 1, like: 0.5, purchase: 0, itemknn: 2, markov: 1, pop: 0.1, text: 0.5 };
 const item = (breakdown: Partial<Weights>): RecItem => {
-  const b = { seq: 0, like: 0, purchase: 0, itemknn: 0, markov: 0, pop: 0, ...breakdown };
+  const b = { seq: 0, like: 0, purchase: 0, itemknn: 0, markov: 0, pop: 0, text: 0, ...breakdown };
   const score = Object.entries(b).reduce((a, [s, v]) => a + weights[s as keyof Weights] * v, 0);
   return { item: 'i', score, breakdown: b, explored: false };
 };
@@ -24,7 +24,7 @@ describe('stack bar', () => {
   it('has one segment per source contribution, summing to the score', () => {
     const it1 = item({ seq: 0.5, itemknn: 0.25, markov: -0.2 });
     const c = contributions(it1, weights);
-    expect(c).toEqual([0.5, 0, 0, 0.5, -0.2, 0]);
+    expect(c).toEqual([0.5, 0, 0, 0.5, -0.2, 0, 0]);
     expect(c.reduce((a, b) => a + b, 0)).toBeCloseTo(it1.score, 12);
   });
 

@@ -14,7 +14,7 @@ describe('StatsRing', () => {
   });
 
   it('derives reward per recommendation and unpacks the weights', () => {
-    const p = toPoint(stats(0, { recommendations_per_s: 10, reward_per_s: 5, weights: { seq: 2, like: 0, purchase: 0, itemknn: 0, markov: 0, pop: 0.7 } }));
+    const p = toPoint(stats(0, { recommendations_per_s: 10, reward_per_s: 5, weights: { seq: 2, like: 0, purchase: 0, itemknn: 0, markov: 0, pop: 0.7, text: 0 } }));
     expect(p.reward_per_rec).toBe(0.5);
     expect(p.w_seq).toBe(2);
     expect(p.w_pop).toBe(0.7);

@@ -271,6 +271,13 @@ pub struct ServeArgs {
     /// A TOML configuration file (see examples/attune.toml); flags win over it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The text encoder's checkpoint directory, behind the `text` source, similar items
+    /// and search [default: models/minilm-l6 when fetched (scripts/fetch-encoder.sh)].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_encoder")]
+    pub encoder: Option<PathBuf>,
+    /// Serve without the text encoder (no `text` source, no search).
+    #[arg(long)]
+    pub no_encoder: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,13 @@ pub struct EngineConfig {
     pub store_config: StoreConfig,
     /// Checkpoint directory of the attention model (none: baselines only).
     pub model: Option<PathBuf>,
+    /// Checkpoint directory of the sentence encoder behind the text source (e.g.
+    /// `models/minilm-l6`, fetched by `scripts/fetch-encoder.sh`); none: no text source.
+    /// One that fails to load leaves the text source off (the engine still serves; `GET
+    /// /v1/info` says why).
+    pub encoder: Option<PathBuf>,
+    /// Which parts of an item make its text.
+    pub text_fields: crate::text::TextFields,
     /// Strategy written as version 1 when the store has none.
     pub strategy: Strategy,
     /// Capacity of the inference queue; beyond it requests get `Overloaded`.
@@ -69,6 +76,8 @@ impl Default for EngineConfig {
             store: PathBuf::from("data/store"),
             store_config: StoreConfig::default(),
             model: None,
+            encoder: None,
+            text_fields: crate::text::TextFields::default(),
             strategy: Strategy::default(),
             queue_capacity: 4096,
             compute_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),

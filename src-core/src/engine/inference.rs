@@ -414,6 +414,7 @@ fn run_batch(shared: &EngineCore, mut batch: Vec<Job>, scratch: &mut RankScratch
     let sources = shared.sources();
     let live = shared.live();
     let catalog = shared.catalog();
+    let text = shared.text.table();
     // Bring states up to date, collect the user vectors.
     let mut vecs: Vec<Option<Vec<f32>>> = Vec::with_capacity(batch.len());
     let mut errors: Vec<Option<Error>> = Vec::with_capacity(batch.len());
@@ -506,6 +507,7 @@ fn run_batch(shared: &EngineCore, mut batch: Vec<Job>, scratch: &mut RankScratch
                     sources: &sources,
                     live: job.live.as_deref().unwrap_or(&live),
                     catalog: &catalog,
+                    text: (!text.is_empty()).then_some(&*text),
                 },
                 scratch,
             )),

@@ -14,6 +14,7 @@ pub(super) struct Threads {
     pub(super) learner: Option<Supervised>,
     pub(super) janitor: Option<Janitor>,
     pub(super) log: Option<log::LogWriter>,
+    pub(super) text: Option<Supervised>,
 }
 
 impl Engine {
@@ -61,6 +62,13 @@ impl Engine {
         let replies: Vec<_> = arbiters.iter().map(inference::reply_box).collect();
         let log_writer = log::LogWriter::start(store.clone(), replies.clone())?;
         let live = learner::initial_live(Arc::new(current));
+        let (text_source, text_thread) = text::TextSource::start(
+            config.encoder.as_deref(),
+            config.text_fields.clone(),
+            &store,
+            &sup,
+            config.background_priority,
+        )?;
         let shared = Arc::new(EngineCore {
             store: store.clone(),
             metrics: Arc::default(),
@@ -86,6 +94,7 @@ impl Engine {
             closed: AtomicBool::new(false),
             forgetting: Mutex::default(),
             compact_due: Mutex::default(),
+            text: text_source,
         });
         if let Some(ck) = checkpoint {
             let weights = ck.dir.join(crate::model::checkpoint::WEIGHTS);
@@ -146,6 +155,7 @@ impl Engine {
                 learner: Some(learner),
                 janitor: Some(janitor),
                 log: Some(log_writer),
+                text: text_thread,
             })),
         })
     }
@@ -183,6 +193,10 @@ fn shutdown_threads(shared: &EngineCore, threads: &Mutex<Threads>) -> Result<()>
     let mut t = threads.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(j) = t.janitor.take() {
         j.stop();
+    }
+    shared.text.stop();
+    if let Some(h) = t.text.take() {
+        h.join();
     }
     let (tx, rx) = crossbeam_channel::bounded(1);
     if shared.learner.send(LearnerMsg::Shutdown(tx)).is_ok() {

@@ -30,6 +30,7 @@ pub mod session;
 mod shared;
 pub mod sources;
 pub mod strategy;
+pub mod text;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,6 +58,7 @@ use self::session::{EntryStats, SessionActor, SessionInfo};
 pub(crate) use self::shared::*;
 use self::sources::{OnlineCounts, SourceSnapshot};
 use self::strategy::{SourceWeights, Strategy, StrategyBook, StrategyVersion, N_SOURCES};
+pub use self::text::{TextMatch, TextMatches, TextStatus};
 use crate::error::{Error, Result};
 use crate::event::{Action, EventKind, Item, ItemId, RawEvent};
 use crate::model::train::{fine_tune, FineTuneConfig};
@@ -446,6 +448,12 @@ impl Engine {
                 .catalog
                 .store(Arc::new(Catalog::default().extended(&self.shared.store)));
         }
+        // Their text is embedded in the background; recommendable by text once done.
+        let ids: Vec<ItemId> = items
+            .iter()
+            .filter_map(|it| self.shared.store.item_id(&it.id))
+            .collect();
+        self.shared.text.enqueue(ids);
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::reply::{Scored, ScoredItem};
 use super::sources::{SourceSnapshot, KNN_HISTORY, MARKOV_WEIGHTS};
-use super::strategy::{Exploration, N_SOURCES};
+use super::strategy::{Exploration, N_SOURCES, TEXT};
 use super::{Catalog, LiveStrategy, ModelSlot};
 use crate::event::ItemId;
 
@@ -23,6 +23,8 @@ pub(super) struct Inputs<'a> {
     pub sources: &'a SourceSnapshot,
     pub live: &'a LiveStrategy,
     pub catalog: &'a Catalog,
+    /// The items' text vectors (none: no text source).
+    pub text: Option<&'a crate::text::TextTable>,
 }
 
 /// What ranking reads of a request.
@@ -55,6 +57,8 @@ pub(super) struct RankScratch {
     pub(super) order: Vec<(f32, ItemId)>,
     /// The batch's logits (users × items), kept between batches.
     pub(super) logits: Vec<f32>,
+    /// Cosines of the user's text profile with every item, when the text source ran.
+    pub(super) text: Vec<f32>,
 }
 
 /// Which accumulator [`RankScratch::touch`] returns.
@@ -142,6 +146,7 @@ pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Sc
         sources: src,
         live,
         catalog,
+        text,
     } = *with;
     let strategy = &live.strategy;
     let n = catalog.len().max(src.n_items());
@@ -218,6 +223,30 @@ pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Sc
         }
         s.add_best(c);
     }
+    // Text: the user's profile against every item's text vector; the best `c` become
+    // candidates, which is how an item nobody has interacted with reaches a slate.
+    let mut has_text = false;
+    // Computed while the strategy lets the source count at all, even at a learned weight
+    // of 0: the learner needs its feature to see that it would help again.
+    let text_enabled = live.weights[TEXT] != 0.0
+        || strategy.weights.text != 0.0
+        || (strategy.max_weights.text > 0.0 && !strategy.is_pinned(TEXT));
+    if let (Some(table), true) = (text, text_enabled) {
+        if let Some(profile) = table.profile(hist) {
+            if s.text.len() < n {
+                s.text.resize(n, 0.0);
+            }
+            table.score_all(&profile, &mut s.text[..n]);
+            s.order.clear();
+            for (j, &cos) in s.text[..n].iter().enumerate() {
+                if cos > 0.0 && !s.excluded(j as ItemId) {
+                    s.order.push((cos, j as ItemId));
+                }
+            }
+            s.add_best(c);
+            has_text = true;
+        }
+    }
     let before_pop = s.candidates.len();
     let mut added = 0;
     for &p in &src.pop_top {
@@ -261,6 +290,9 @@ pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Sc
             feats[ci][4] = s.markov[i] / max_markov;
         }
         feats[ci][5] = src.pop.get(i).copied().unwrap_or(0.0);
+        if has_text {
+            feats[ci][TEXT] = crate::text::feature(s.text[i]);
+        }
     }
     s.candidates = cands;
     // Weights of this request.
@@ -288,7 +320,7 @@ pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Sc
         .map(|ci| {
             let f = &feats[ci];
             (
-                f[0] * w[0] + f[3] * w[3] + f[4] * w[4] + f[5] * w[5],
+                f[0] * w[0] + f[3] * w[3] + f[4] * w[4] + f[5] * w[5] + f[TEXT] * w[TEXT],
                 ci as u32,
             )
         })

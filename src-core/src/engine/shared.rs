@@ -115,6 +115,8 @@ pub(crate) struct EngineCore {
     pub(super) forgetting: Mutex<std::collections::HashSet<Arc<str>>>,
     /// When the store is due for a compaction (after a forget): the janitor runs it.
     pub(super) compact_due: Mutex<Option<Instant>>,
+    /// The items' text vectors and the encoder behind them.
+    pub(crate) text: Arc<text::TextSource>,
 }
 
 pub(super) fn read<T: Clone>(lock: &RwLock<T>) -> T {

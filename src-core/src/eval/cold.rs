@@ -213,11 +213,6 @@ fn jaccard(item: &[String], history: &HashSet<&str>) -> f32 {
     inter as f32 / union as f32
 }
 
-/// The text source's feature of a cosine: its positive part (what the engine blends).
-pub fn text_feature(cosine: f32) -> f32 {
-    cosine.max(0.0)
-}
-
 /// Evaluates `models` (from [`COLD_MODELS`]) on `split`; `text` holds the items' text
 /// vectors, needed by `text` and `blend`.
 pub fn evaluate_cold(
@@ -365,7 +360,8 @@ fn blend_scorer<'s>(
         if let Some(table) = text {
             if let Some(p) = table.profile(h.items) {
                 for (i, o) in out.iter_mut().enumerate() {
-                    *o += crate::text::DEFAULT_WEIGHT * text_feature(table.score(&p, i as ItemId));
+                    *o += crate::text::DEFAULT_WEIGHT
+                        * crate::text::feature(table.score(&p, i as ItemId));
                 }
             }
         }

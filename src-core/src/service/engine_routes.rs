@@ -434,3 +434,46 @@ pub(super) fn records_of(text: &str) -> Result<Vec<(usize, String)>, ApiError> {
 pub(super) async fn stats(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.engine.metrics())
 }
+
+/// `GET /v1/items/{id}/similar?k=10`: the items whose text is nearest to the item's.
+pub(super) async fn similar_items(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult {
+    let k = query::<usize>(&req, "k", &["k"])?.unwrap_or(10);
+    let engine = state.engine.clone();
+    let id = path.into_inner();
+    let found = web::block(move || engine.similar_items(&id, k))
+        .await
+        .map_err(|e| ApiError::from(Error::internal_from("finding similar items", e)))??;
+    Ok(HttpResponse::Ok().json(found))
+}
+
+/// `GET /v1/items/search?q=TEXT&k=10`: the items whose text is nearest to a free text
+/// (encoded by the text encoder on a blocking thread).
+pub(super) async fn search_items(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
+    let params =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
+    if let Some(other) = params.keys().find(|k| !["q", "k"].contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {other:?} (allowed: q, k)"
+        )));
+    }
+    let q = params
+        .get("q")
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("query `q`: the text to search for is required"))?;
+    let k = match params.get("k") {
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request(format!("query `k`: {v:?} is not a valid value")))?,
+        None => 10,
+    };
+    let engine = state.engine.clone();
+    let found = web::block(move || engine.search_items(&q, k))
+        .await
+        .map_err(|e| ApiError::from(Error::internal_from("searching items", e)))??;
+    Ok(HttpResponse::Ok().json(found))
+}

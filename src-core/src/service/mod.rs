@@ -227,6 +227,9 @@ pub fn routes() -> Vec<RouteDoc> {
         r(Method::POST, "/v1/recommend", "The k best items for a user now, with each item's score breakdown.", Role::None, Some((BODY, "RecommendRequest")), (JSON, "Recommendation"), |r| r.to(post_recommend)),
         r(Method::GET, "/v1/users/{id}", "A user's session: recent history and model state.", Role::None, None, (JSON, "Session"), |r| r.to(get_user)),
         r(Method::DELETE, "/v1/users/{id}", "Forget a user: their events, index, session snapshot and id.", Role::Admin, None, (JSON, "Forgotten"), |r| r.to(delete_user)),
+        // Before `/v1/items/{id}`, which would take `search` for an id.
+        r(Method::GET, "/v1/items/search", "Items whose text (title, tags, attributes) is nearest to a free text `q`, by the text encoder (`k`, default 10, at most 1000); 503 when the text source is off.", Role::None, None, (JSON, "TextMatches"), |r| r.to(search_items)),
+        r(Method::GET, "/v1/items/{id}/similar", "Items whose text is nearest to this item's (`k`, default 10, at most 1000); 404 for an item without a text vector, 503 when the text source is off.", Role::None, None, (JSON, "TextMatches"), |r| r.to(similar_items)),
         r(Method::GET, "/v1/items/{id}", "A catalogue record.", Role::None, None, (JSON, "Item"), |r| r.to(get_item)),
         r(Method::POST, "/v1/items", "Add or update catalogue records (one, an array, or JSON lines).", Role::Admin, Some((EVENTS, "Items")), (JSON, "Accepted"), |r| r.to(post_items)),
         r(Method::GET, "/v1/strategy", "The strategy in force and the learned weights.", Role::None, None, (JSON, "StrategyView"), |r| r.to(strategy_routes::get_strategy)),

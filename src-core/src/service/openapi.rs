@@ -51,6 +51,21 @@ fn params(path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The query parameters a route reads.
+fn query_params(path: &str) -> Vec<Value> {
+    let k = json!({"name": "k", "in": "query", "required": false,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000}});
+    match path {
+        "/v1/items/{id}/similar" => vec![k],
+        "/v1/items/search" => vec![
+            json!({"name": "q", "in": "query", "required": true,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": "\\S"}}),
+            k,
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// The status of a success: 200, or 202 for a job that starts (`POST /v1/replay`).
 fn success_status(r: &RouteDoc) -> &'static str {
     if r.method == actix_web::http::Method::POST && r.path == "/v1/replay" {
@@ -84,7 +99,8 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             op["responses"]["503"] = json!({"description": "failing: a thread died; `faults` names it",
                 "content": {"application/json": {"schema": schema_ref("Health")}}});
         }
-        let ps = params(r.path);
+        let mut ps = params(r.path);
+        ps.extend(query_params(r.path));
         if !ps.is_empty() {
             op["parameters"] = Value::Array(ps);
         }
@@ -174,6 +190,9 @@ fn derived() -> Vec<(String, RefOr<Schema>)> {
     add::<super::audit::AuditEntry>(&mut all);
     add::<crate::engine::Explanation>(&mut all);
     add::<p::PreviewBody>(&mut all);
+    add::<crate::engine::TextMatches>(&mut all);
+    add::<crate::engine::TextMatch>(&mut all);
+    add::<crate::engine::TextStatus>(&mut all);
     all
 }
 

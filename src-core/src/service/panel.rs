@@ -35,6 +35,8 @@ pub(super) struct Info {
     console_built: bool,
     /// What the store holds now.
     store: StoreFigures,
+    /// The text source: its encoder, items embedded and waiting (or why it is off).
+    text: crate::engine::TextStatus,
 }
 
 /// The store's size in the terms an operator compares after a restore.
@@ -64,6 +66,7 @@ pub(super) async fn info(state: web::Data<AppState>) -> HttpResponse {
             users: state.engine.store().n_users(),
             items: state.engine.store().n_items(),
         },
+        text: state.engine.text_status(),
     })
 }
 

@@ -15,6 +15,9 @@ pub enum RecordSpace {
     Blob,
     /// The audit log of operators' actions (see `service::audit`).
     Audit,
+    /// Items' text vectors (see `engine::text`), derived from the catalogue: recomputed
+    /// when lost.
+    Text,
 }
 
 impl RecordSpace {
@@ -24,6 +27,7 @@ impl RecordSpace {
             RecordSpace::Session => b'x',
             RecordSpace::Blob => b'b',
             RecordSpace::Audit => b'a',
+            RecordSpace::Text => b't',
         }
     }
 }

@@ -22,6 +22,12 @@ use crate::event::Item;
 /// The text source's weight in the blend before the online learner moves it.
 pub const DEFAULT_WEIGHT: f32 = 0.5;
 
+/// The text source's feature for the blend: the positive part of a cosine (an item
+/// unlike the profile adds nothing, rather than a penalty that would bury it).
+pub fn feature(cosine: f32) -> f32 {
+    cosine.max(0.0)
+}
+
 /// Which parts of an item make its text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -68,7 +68,19 @@ export class Engine {
     writeFileSync(tokens, `# e2e operators\nalice admin ${ADMIN}\nwall read ${READ}\n`);
     const e = new Engine({ dir, store, models, tokens, environment });
     await e.launch('127.0.0.1:0');
+    await e.textReady();
     return e;
+  }
+
+  /** Waits until the text source has embedded the catalogue: slates change until then. */
+  async textReady(ms = 120_000) {
+    await until(
+      async () => {
+        const t = (await this.ok('GET', '/v1/info')).text;
+        return !t || t.state !== 'on' || t.pending === 0;
+      },
+      { ms, what: 'the catalogue’s text embedded' },
+    );
   }
 
   constructor(o) {

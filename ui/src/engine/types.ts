@@ -1,7 +1,7 @@
 // The engine's JSON shapes (docs/console-api.md) and the one typed `Engine` interface every
 // page talks through; `HttpEngine` (web console) and `TauriEngine` (desktop app) implement it.
 
-export const SOURCES = ['seq', 'like', 'purchase', 'itemknn', 'markov', 'pop'] as const;
+export const SOURCES = ['seq', 'like', 'purchase', 'itemknn', 'markov', 'pop', 'text'] as const;
 export type Source = (typeof SOURCES)[number];
 export type Weights = Record<Source, number>;
 

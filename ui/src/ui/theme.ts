@@ -10,6 +10,7 @@ export const SOURCE_COLORS: Record<Source, string> = {
   itemknn: '#fcbf49',
   markov: '#c792ea',
   pop: '#5fd7d7',
+  text: '#ff9e64',
 };
 
 export const MARKER_COLORS: Record<MarkerKind, string> = {

@@ -20,6 +20,19 @@ pub(crate) fn default_checkpoint() -> Option<PathBuf> {
         .find(|p| p.join("config.json").is_file())
 }
 
+/// The default text encoder (`models/minilm-l6`, placed by `scripts/fetch-encoder.sh`),
+/// if it was fetched: here or beside the binary.
+pub(crate) fn default_encoder() -> Option<PathBuf> {
+    let rel = Path::new("models/minilm-l6");
+    if rel.join("model.safetensors").is_file() {
+        return Some(rel.to_path_buf());
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .map(|a| a.join(rel))
+        .find(|p| p.join("model.safetensors").is_file())
+}
+
 /// The checkpoint `--models DIR` names: DIR itself, or one of its sub-directories.
 fn pick_model(dir: &Path) -> Result<PathBuf> {
     if dir.join("config.json").is_file() {
@@ -60,7 +73,14 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         Some(d) => Some(pick_model(d)?),
         None => None,
     };
-    let engine_cfg = file.engine(store.clone(), model.clone())?;
+    let mut engine_cfg = file.engine(store.clone(), model.clone())?;
+    if a.no_encoder {
+        engine_cfg.encoder = None;
+    } else if let Some(dir) = &a.encoder {
+        engine_cfg.encoder = Some(dir.clone());
+    } else if engine_cfg.encoder.is_none() {
+        engine_cfg.encoder = default_encoder();
+    }
     let engine = attune::Engine::open(engine_cfg)
         .with_context(|| format!("opening the engine on {}", store.display()))?;
     let defaults = attune::service::ServeConfig::default();

@@ -116,7 +116,10 @@ impl Learner {
             .ok()
             .flatten()
             .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
-            .filter(|c| c.strategy_version == strategy.version);
+            .filter(|c| c.strategy_version == strategy.version)
+            // A state saved with another number of sources (before the text source)
+            // starts afresh from the strategy's weights.
+            .filter(|c| c.ftrl.get_weights().len() == ftrl::N_FEATURES);
         let ftrl = match restored {
             Some(c) => {
                 tracing::info!(version = c.strategy_version, "learner state restored");

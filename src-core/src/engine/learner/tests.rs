@@ -9,7 +9,7 @@ use super::*;
 
 #[test]
 fn warm_start_gives_the_strategy_weights() {
-    let w = [1.0, 0.2, 0.0, 0.5, 2.0, 0.1];
+    let w = [1.0, 0.2, 0.0, 0.5, 2.0, 0.1, 0.7];
     let f = warm_ftrl(w, 0.1);
     let got = f.get_weights();
     for j in 0..N_SOURCES {
@@ -21,7 +21,7 @@ fn warm_start_gives_the_strategy_weights() {
 #[test]
 fn warm_start_never_panics_on_extreme_knobs() {
     for alpha in [1e-40, 0.0, -1.0, f32::NAN, f32::INFINITY] {
-        let f = warm_ftrl([1000.0, -1000.0, 0.0, 1.0, 2.0, 3.0], alpha);
+        let f = warm_ftrl([1000.0, -1000.0, 0.0, 1.0, 2.0, 3.0, 0.5], alpha);
         assert!(
             f.get_weights().iter().all(|w| w.is_finite()),
             "alpha {alpha}"

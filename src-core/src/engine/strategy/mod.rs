@@ -17,13 +17,22 @@ pub use book::{Publish, StrategyBook, StrategyVersion};
 pub use validate::MIN_LEARNING_RATE;
 
 /// Names of the blended sources, in the order of [`SourceWeights::to_array`].
-pub const SOURCES: [&str; N_SOURCES] = ["seq", "like", "purchase", "itemknn", "markov", "pop"];
+pub const SOURCES: [&str; N_SOURCES] = [
+    "seq", "like", "purchase", "itemknn", "markov", "pop", "text",
+];
 /// Number of blended sources.
-pub const N_SOURCES: usize = 6;
+pub const N_SOURCES: usize = 7;
+/// Index of the text source in [`SOURCES`].
+pub const TEXT: usize = 6;
 
 /// One number per blended source: the attention model's three task outputs (`seq`: the
-/// next-item probability relative to the user's best item, `like`, `purchase`) and the
-/// baselines (`itemknn`, `markov` transitions, `pop`ularity).
+/// next-item probability relative to the user's best item, `like`, `purchase`), the
+/// baselines (`itemknn`, `markov` transitions, `pop`ularity) and `text` (the cosine of
+/// the user's text profile with the item's text vector, see [`crate::text`]).
+///
+/// `text` may be left out of a strategy written before the text source existed: it is
+/// then 0 (in `weights`, `min_weights` and `max_weights` alike), so such a strategy
+/// ranks as it did.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = Weights)]
@@ -46,6 +55,10 @@ pub struct SourceWeights {
     /// Popularity.
     #[schema(minimum = -1000, maximum = 1000)]
     pub pop: f32,
+    /// The item's text against the user's text profile (0 when absent).
+    #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
+    pub text: f32,
 }
 
 impl Default for SourceWeights {
@@ -57,6 +70,7 @@ impl Default for SourceWeights {
             itemknn: 0.5,
             markov: 0.5,
             pop: 0.2,
+            text: crate::text::DEFAULT_WEIGHT,
         }
     }
 }
@@ -76,6 +90,7 @@ impl SourceWeights {
             self.itemknn,
             self.markov,
             self.pop,
+            self.text,
         ]
     }
 
@@ -88,6 +103,7 @@ impl SourceWeights {
             itemknn: a[3],
             markov: a[4],
             pop: a[5],
+            text: a[6],
         }
     }
 }

@@ -50,8 +50,8 @@ fn bounds_clamp_and_pins_hold() {
         pinned: vec!["pop".into()],
         ..Strategy::default()
     };
-    let b = s.bound([9.0, -1.0, 0.3, 0.4, 0.5, 3.0]);
-    assert_eq!(b, [5.0, 0.0, 0.3, 0.4, 0.5, s.weights.pop]);
+    let b = s.bound([9.0, -1.0, 0.3, 0.4, 0.5, 3.0, 7.0]);
+    assert_eq!(b, [5.0, 0.0, 0.3, 0.4, 0.5, s.weights.pop, 5.0]);
 }
 
 #[test]
@@ -81,4 +81,21 @@ fn versions_history_and_rollback() {
     let store = Store::open(dir.path(), Default::default()).expect("reopen");
     let book = StrategyBook::open(store, &Strategy::default()).expect("book");
     assert_eq!(book.current().expect("c").expect("some").version, 3);
+}
+
+#[test]
+fn a_strategy_written_before_the_text_source_keeps_ranking_as_it_did() {
+    let old = r#"{"weights": {"seq": 1, "like": 0.2, "purchase": 0.2, "itemknn": 0.5,
+        "markov": 0.5, "pop": 0.2},
+        "min_weights": {"seq": 0, "like": 0, "purchase": 0, "itemknn": 0, "markov": 0, "pop": 0},
+        "max_weights": {"seq": 5, "like": 5, "purchase": 5, "itemknn": 5, "markov": 5, "pop": 5}}"#;
+    let s = Strategy::from_json(old).expect("an old strategy parses");
+    assert_eq!(
+        (s.weights.text, s.min_weights.text, s.max_weights.text),
+        (0.0, 0.0, 0.0)
+    );
+    // A new default strategy uses it.
+    let d = Strategy::default();
+    assert_eq!(d.weights.text, crate::text::DEFAULT_WEIGHT);
+    assert!(d.max_weights.text > 0.0);
 }

@@ -18,6 +18,7 @@ async fn a_strategy_change_applies_to_the_next_request() {
             itemknn: 0.0,
             markov: 0.0,
             pop: 1.0,
+            text: 0.0,
         },
         learning: Learning {
             adaptive: false,
