@@ -78,7 +78,7 @@ fn catalogue() -> (String, Vec<Item>) {
     if let Some(p) = shared_data("ml-1m/movies.dat") {
         let parsed = import::parse_file(
             &p,
-            Format::MovieLens,
+            Format::Movielens,
             &ImportOptions::default(),
             &mut |_, _| {},
         )
