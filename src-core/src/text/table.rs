@@ -2,6 +2,7 @@
 //! profile against all of them (a matrix-vector product of unit vectors: cosines).
 
 use crate::event::ItemId;
+pub use crate::model::ops::dot;
 
 /// Items of a history the profile reads, most recent first.
 pub const PROFILE_LEN: usize = 50;
@@ -164,21 +165,4 @@ impl Profile {
         }
         Some(Profile(v))
     }
-}
-
-/// Dot product, in 8 independent lanes so that the compiler vectorises it.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    let mut s: f32 = lanes.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }
