@@ -113,3 +113,73 @@ fn the_shipped_checkpoint_ranks_the_synthetic_default() {
         "the shipped model should beat popularity clearly: {v}"
     );
 }
+
+#[test]
+fn a_warm_start_from_text_trains_and_a_missing_encoder_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d.jsonl");
+    let d = data.to_str().expect("path");
+    ok_stdout(&attune(&[
+        "generate", "--out", d, "--users", "150", "--items", "60", "--seed", "3",
+    ]));
+    let small = [
+        "--format",
+        "jsonl",
+        "--epochs",
+        "2",
+        "--dim",
+        "16",
+        "--heads",
+        "2",
+        "--layers",
+        "1",
+        "--max-len",
+        "20",
+        "--batch",
+        "32",
+    ];
+    // A directory that holds no checkpoint: the error names the file, nothing is written.
+    let out = dir.path().join("none");
+    let o = out.to_str().expect("path");
+    let mut args = vec![
+        "train",
+        "--data",
+        d,
+        "--out",
+        o,
+        "--init-from-text",
+        "/nonexistent/enc",
+    ];
+    args.extend(small);
+    let failed = attune(&args);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(err.contains("/nonexistent/enc"), "{err}");
+    assert!(!out.exists(), "nothing written on a failed start");
+
+    let Some(encoder) = attune_tests::encoder_dir() else {
+        return;
+    };
+    let out = dir.path().join("warm");
+    let o = out.to_str().expect("path");
+    let enc = encoder.to_str().expect("path");
+    let mut args = vec!["train", "--data", d, "--out", o, "--init-from-text", enc];
+    args.extend(small);
+    let run = attune(&args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("PCA 384→16"), "{err}");
+    let card = std::fs::read_to_string(out.join("MODEL.md")).expect("card");
+    assert!(
+        card.contains("from the text vectors of `minilm-l6"),
+        "{card}"
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).expect("metrics"))
+            .expect("json");
+    assert_eq!(metrics["init"]["items_with_text"], 60, "{metrics}");
+}

@@ -240,6 +240,11 @@ pub struct TrainArgs {
     /// Learning-rate schedule: constant, or linear / cosine decay to 0 at --epochs.
     #[arg(long, default_value = "constant")]
     pub lr_schedule: String,
+    /// Warm start: initialise the item table from the text vectors of this sentence
+    /// encoder (e.g. models/minilm-l6), projected to --dim by PCA, instead of at random.
+    /// Needs item text (ml-100k u.item, ml-1m movies.dat, or a store's catalogue).
+    #[arg(long, value_name = "DIR")]
+    pub init_from_text: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

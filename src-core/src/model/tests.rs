@@ -267,3 +267,50 @@ fn a_missing_or_mismatched_checkpoint_is_a_clear_error() {
     let err = Checkpoint::load(dir.path(), &Device::Cpu, DType::F32).expect_err("mismatch");
     assert!(err.to_string().contains("does not match"), "{err}");
 }
+
+#[test]
+fn a_warm_start_trains_reports_its_initialisation_and_resumes_only_with_it() {
+    use super::train::{init, train_with_init};
+    let data = ring_data(60);
+    // Text vectors that tell the ring's items from the hubs.
+    let mut table = crate::text::TextTable::new(24);
+    for (i, name) in data.item_names.iter().enumerate() {
+        let mut v = vec![0.05_f32; 24];
+        let n: usize = name[1..].parse().expect("number");
+        v[if name.starts_with('h') {
+            n % 4
+        } else {
+            4 + n % 20
+        }] = 1.0;
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        table.set(i as crate::event::ItemId, &v);
+    }
+    let mut cfg = tiny_config();
+    cfg.epochs = 2;
+    let init = init::from_text(&table, data.n_items(), cfg.model.dim, "toy").expect("init");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report =
+        train_with_init(&data, &cfg, dir.path(), false, Some(&init), &mut |_| {}).expect("trains");
+    assert_eq!(report.init.as_ref().map(|i| i.source.as_str()), Some("toy"));
+    assert_eq!(report.train.init_from_text.as_deref(), Some("toy"));
+    let card = std::fs::read_to_string(dir.path().join("MODEL.md")).expect("card");
+    assert!(card.contains("projected to dim 16 by PCA"), "{card}");
+    assert!(card.contains("## Validation curve"), "{card}");
+    assert!(card.contains("| 2"), "one row per evaluated epoch: {card}");
+    // Resuming without the same initialisation is refused.
+    let mut more = cfg.clone();
+    more.epochs = 3;
+    let err = train(&data, &more, dir.path(), true, &mut |_| {}).expect_err("refused");
+    assert!(err.to_string().contains("initialisation"), "{err}");
+    // A table of the wrong size is refused before anything is written.
+    let other = tempfile::tempdir().expect("other");
+    let small = init::from_text(&table, data.n_items() - 1, 16, "toy").expect("init");
+    let err = train_with_init(&data, &cfg, other.path(), false, Some(&small), &mut |_| {})
+        .expect_err("refused");
+    assert!(err.to_string().contains("initial item table"), "{err}");
+    assert!(std::fs::read_dir(other.path())
+        .expect("dir")
+        .next()
+        .is_none());
+}

@@ -61,7 +61,7 @@ fn eval_cold(a: &EvalArgs, dataset: &attune::data::Dataset, fraction: f64) -> Re
         a.models.clone()
     };
     let text = if models.iter().any(|m| m == "text" || m == "blend") {
-        Some(embed_dataset(&a.encoder, dataset)?)
+        Some(embed_dataset(&a.encoder, dataset)?.0)
     } else {
         None
     };
@@ -74,11 +74,12 @@ fn eval_cold(a: &EvalArgs, dataset: &attune::data::Dataset, fraction: f64) -> Re
     Ok(())
 }
 
-/// The text vectors of a data set's catalogue, with a progress bar.
+/// The text vectors of a data set's catalogue, with a progress bar, and the encoder's
+/// identity.
 pub(super) fn embed_dataset(
     dir: &std::path::Path,
     dataset: &attune::data::Dataset,
-) -> Result<attune::text::TextTable> {
+) -> Result<(attune::text::TextTable, String)> {
     let device = attune::model::device("auto")?;
     let start = std::time::Instant::now();
     let encoder = attune::text::Encoder::load(dir, &device)?;
@@ -111,7 +112,7 @@ pub(super) fn embed_dataset(
         encoder.id(),
         table.count() as f64 / secs
     );
-    Ok(table)
+    Ok((table, encoder.id().to_string()))
 }
 
 pub fn train(a: TrainArgs) -> Result<()> {
@@ -138,7 +139,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         window_stride: a.window_stride,
         refit: a.refit,
         lr_schedule: a.lr_schedule.clone(),
+        init_from_text: None,
     };
+    cfg.validate()?;
     eprintln!(
         "training on {}: {} users, {} items, {} interactions",
         dataset.name,
@@ -146,9 +149,33 @@ pub fn train(a: TrainArgs) -> Result<()> {
         dataset.n_items(),
         dataset.n_interactions()
     );
+    let init = match &a.init_from_text {
+        None => None,
+        Some(dir) => {
+            let (table, source) = embed_dataset(dir, &dataset)?;
+            let start = std::time::Instant::now();
+            let init =
+                attune::model::train::init::from_text(&table, dataset.n_items(), a.dim, &source)?;
+            eprintln!(
+                "item table initialised from {source}: PCA {}→{} keeps {:.1}% of the variance; {} of {} items have text ({:.1} s)",
+                table.dim(),
+                a.dim,
+                init.info.explained_variance * 100.0,
+                init.info.items_with_text,
+                init.info.items,
+                start.elapsed().as_secs_f64()
+            );
+            Some(init)
+        }
+    };
     let bar = progress::count(0, "epoch 1");
-    let report =
-        attune::model::train::train(&dataset, &cfg, &a.out, a.resume, &mut |ev| match ev {
+    let report = attune::model::train::train_with_init(
+        &dataset,
+        &cfg,
+        &a.out,
+        a.resume,
+        init.as_ref(),
+        &mut |ev| match ev {
             TrainEvent::Batch {
                 epoch,
                 done,
@@ -190,7 +217,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 }
             }
             TrainEvent::Testing => bar.set_message("ranking the test targets"),
-        });
+        },
+    );
     bar.finish_and_clear();
     let r = report?;
     println!(

@@ -46,6 +46,9 @@ pub struct TrainConfig {
     /// Learning-rate schedule over `epochs`: `constant`, or `linear` / `cosine` decay
     /// from `lr` to 0 at the end of epoch `epochs` (per batch).
     pub lr_schedule: String,
+    /// The encoder whose text vectors initialised the item table (see
+    /// [`super::init::from_text`]); `None`: random initialisation.
+    pub init_from_text: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -64,6 +67,7 @@ impl Default for TrainConfig {
             window_stride: 0,
             refit: false,
             lr_schedule: "constant".into(),
+            init_from_text: None,
         }
     }
 }

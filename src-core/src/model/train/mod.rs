@@ -15,6 +15,7 @@
 mod config;
 mod epoch;
 mod finetune;
+pub mod init;
 mod optim;
 mod report;
 mod run;
@@ -26,8 +27,9 @@ use std::path::PathBuf;
 
 pub use config::{TrainConfig, LR_SCHEDULES, VALIDATION_K};
 pub use finetune::{fine_tune, FineTuneConfig};
+pub use init::{InitInfo, ItemInit};
 pub use report::{machine, EpochLog, TrainEvent, TrainReport};
-pub use run::train;
+pub use run::{train, train_with_init};
 
 /// The path of a checkpoint named in a model spec `seq:DIR`.
 pub fn seq_spec(name: &str) -> Option<PathBuf> {

@@ -36,6 +36,9 @@ pub struct TrainReport {
     pub validation: Metrics,
     pub test: Metrics,
     pub tasks_present: Vec<String>,
+    /// How the item table started, when not at random (`--init-from-text`).
+    #[serde(default)]
+    pub init: Option<super::init::InitInfo>,
     pub train: TrainConfig,
     pub history: Vec<EpochLog>,
 }
@@ -77,9 +80,61 @@ pub fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
+/// The validation NDCG@10 per evaluated epoch as a Markdown table with a bar per row
+/// (the bar's full width is the best epoch's figure).
+fn curve(r: &TrainReport) -> String {
+    let best = r
+        .history
+        .iter()
+        .filter_map(|h| h.validation.map(|v| v.ndcg))
+        .fold(0.0_f64, f64::max);
+    let mut out = String::from(
+        "## Validation curve\n\n| epoch | loss | HR@10 | NDCG@10 | |\n|---:|---:|---:|---:|---|\n",
+    );
+    for h in &r.history {
+        let Some(v) = h.validation else { continue };
+        let width = if best > 0.0 {
+            (v.ndcg / best * 30.0).round() as usize
+        } else {
+            0
+        };
+        out.push_str(&format!(
+            "| {}{} | {:.4} | {:.4} | {:.4} | `{}` |\n",
+            h.epoch,
+            if h.epoch == r.best_epoch {
+                " (best)"
+            } else {
+                ""
+            },
+            h.loss,
+            v.hr,
+            v.ndcg,
+            "█".repeat(width)
+        ));
+    }
+    out
+}
+
+/// How the item table started, for the model card.
+fn initialisation(r: &TrainReport) -> String {
+    match &r.init {
+        None => "random (normal, standard deviation 1/√dim)".into(),
+        Some(i) => format!(
+            "from the text vectors of `{}` projected to dim {} by PCA ({:.1}% of their \
+             variance kept), scaled to the random initialisation's spread; {} of {} items had \
+             text, the others started at random",
+            i.source,
+            r.train.model.dim,
+            i.explained_variance * 100.0,
+            i.items_with_text,
+            i.items
+        ),
+    }
+}
+
 pub(super) fn model_card(r: &TrainReport) -> String {
     let m = &r.train.model;
-    format!(
+    let card = format!(
         "# Attune attention model\n\n\
          A SASRec-style causal self-attention encoder (pre-LayerNorm, learned positions, item \
          embeddings tied to the output) with multi-task heads, trained by `attune train`.\n\n\
@@ -93,7 +148,8 @@ pub(super) fn model_card(r: &TrainReport) -> String {
          Best epoch {} of {} run{}; training took {:.1} s on {} ({}), finished {}.\n\n\
          ## Configuration\n\ndim {}, layers {}, heads {}, max_len {}, dropout {}, ffn ×{}, \
          softmax {}, lr {} ({}), batch {}, weight decay {}, window stride {}, seed {}.\n\n\
-         Figures are re-measurable with `attune eval --model seq:DIR` on the same data.\n",
+         Item table initialisation: {}.\n\n\
+         Figures are re-measurable with `attune eval --model seq:DIR` on the same data.\n\n",
         r.dataset,
         r.users,
         r.items,
@@ -134,5 +190,7 @@ pub(super) fn model_card(r: &TrainReport) -> String {
         r.train.weight_decay,
         r.train.window_stride,
         r.train.seed,
-    )
+        initialisation(r),
+    );
+    card + &curve(r)
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{TrainConfig, VALIDATION_K};
 use super::epoch::train_epoch;
+use super::init::{self, ItemInit};
 use super::optim::AdamW;
 use super::report::{model_card, EpochLog, TrainEvent, TrainReport};
 use super::windows::windows;
@@ -48,7 +49,21 @@ fn evaluate_model(model: &SeqRec, dataset: &Dataset, split: Split) -> Result<Met
     evaluate_scorer(&holdout, &scorer, VALIDATION_K)
 }
 
-/// The refit: a fresh model with the run's seed, trained for `epochs` epochs on each
+/// A model at its starting point: the seeded random initialisation, with the item table
+/// from `init` where there is one.
+fn initial(
+    cfg: &TrainConfig,
+    device: &Device,
+    init: Option<&ItemInit>,
+) -> Result<(candle_nn::VarMap, SeqRec)> {
+    let (varmap, model) = fresh(&cfg.model, device, cfg.seed)?;
+    if let Some(init) = init {
+        init::apply(&varmap, init)?;
+    }
+    Ok((varmap, model))
+}
+
+/// The refit: `start` (a fresh model from [`initial`]) trained for `epochs` epochs on each
 /// kept user's interactions before the test target (the validation target included, as
 /// the baselines are fitted), saved as the output's model.
 fn refit(
@@ -57,7 +72,7 @@ fn refit(
     epochs: usize,
     purchase_task: bool,
     out: &Path,
-    device: &Device,
+    start: (candle_nn::VarMap, SeqRec),
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<()> {
     let holdout = Holdout::new(dataset, Split::Test)?;
@@ -73,10 +88,11 @@ fn refit(
         epochs,
         "refit on the data before the test targets"
     );
-    let (varmap, model) = fresh(&cfg.model, device, cfg.seed)?;
+    let (varmap, model) = start;
+    let device = model.device().clone();
     let mut opt = AdamW::new(&varmap, cfg.lr, cfg.weight_decay)?;
     for epoch in 1..=epochs {
-        let loss = train_epoch(&model, &mut opt, &data, cfg, epoch, device, on_event)?;
+        let loss = train_epoch(&model, &mut opt, &data, cfg, epoch, &device, on_event)?;
         on_event(TrainEvent::Refit {
             epoch,
             epochs,
@@ -96,6 +112,19 @@ pub fn train(
     resume: bool,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainReport> {
+    train_with_init(dataset, cfg, out, resume, None, on_event)
+}
+
+/// [`train`], with the item table initialised from `init` (a warm start, see
+/// [`init::from_text`]) instead of at random; the refit starts from it too.
+pub fn train_with_init(
+    dataset: &Dataset,
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    init: Option<&ItemInit>,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<TrainReport> {
     cfg.validate()?;
     if dataset.n_items() == 0 || dataset.users.is_empty() {
         return Err(Error::EmptyData(
@@ -104,6 +133,21 @@ pub fn train(
     }
     let mut cfg = cfg.clone();
     cfg.model.n_items = dataset.n_items();
+    cfg.init_from_text = init.map(|i| i.info.source.clone());
+    if let Some(init) = init {
+        if init.rows.len() != dataset.n_items() || init.dim != cfg.model.dim {
+            return Err(Error::config(
+                "init_from_text",
+                format!(
+                    "the initial item table is {}×{}, the model's {}×{}",
+                    init.rows.len(),
+                    init.dim,
+                    dataset.n_items(),
+                    cfg.model.dim
+                ),
+            ));
+        }
+    }
     cfg.model.validate()?;
     let device = crate::model::device(&cfg.device)?;
     let started = Instant::now();
@@ -152,11 +196,12 @@ pub fn train(
             || state.train.batch != cfg.batch
             || state.train.window_stride != cfg.window_stride
             || state.train.lr_schedule != cfg.lr_schedule
+            || state.train.init_from_text != cfg.init_from_text
             || (state.train.lr_schedule != "constant" && state.train.epochs != cfg.epochs)
         {
             return Err(Error::Checkpoint {
                 path: last_dir,
-                message: "was trained with another configuration (model, seed, batch, window stride, or learning-rate schedule and its epochs); resume with the same flags or train afresh into another --out".into(),
+                message: "was trained with another configuration (model, seed, batch, window stride, initialisation, or learning-rate schedule and its epochs); resume with the same flags or train afresh into another --out".into(),
             });
         }
         let (varmap, ck) = checkpoint::Checkpoint::load_trainable(&last_dir, &device)?;
@@ -172,7 +217,10 @@ pub fn train(
                 message: "already holds a model; pass --resume to continue its training, or choose another --out".into(),
             });
         }
-        let (varmap, model) = fresh(&cfg.model, &device, cfg.seed)?;
+        let (varmap, model) = initial(&cfg, &device, init)?;
+        if let Some(init) = init {
+            tracing::info!(source = %init.info.source, with_text = init.info.items_with_text, "item table initialised from text");
+        }
         let opt = AdamW::new(&varmap, cfg.lr, cfg.weight_decay)?;
         let state = ResumeState {
             train: cfg.clone(),
@@ -245,7 +293,7 @@ pub fn train(
             state.best_epoch,
             has_purchase,
             out,
-            &device,
+            initial(&cfg, &device, init)?,
             on_event,
         )?;
         Some(state.best_epoch)
@@ -269,6 +317,7 @@ pub fn train(
         validation: state.best_validation.unwrap_or(test),
         test,
         tasks_present,
+        init: init.map(|i| i.info.clone()),
         train: cfg.clone(),
         history: state.history.clone(),
     };
