@@ -1,7 +1,8 @@
 //! Each thread of the store and the engine killed in turn under a real service (a panic
 //! injected at the thread's next wake-up, see [`crate::supervise::checkpoint`]): `/healthz`
 //! must answer 503 naming it, every write 503 `unhealthy`, reads go on, and every event
-//! acknowledged before or after is in the store when it is reopened.
+//! acknowledged before or after is in the store when it is reopened. The text embedder
+//! (`attune-text`) is killed too where the encoder has been fetched.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -246,6 +247,30 @@ fn a_dead_janitor_fails_health_and_refuses_writes() {
 #[test]
 fn a_dead_fine_tuner_fails_health_and_refuses_writes() {
     kill("attune-finetune", |c| c.finetune_every = 2, &post_a_click);
+}
+
+#[test]
+fn a_dead_text_embedder_fails_health_and_refuses_writes() {
+    let encoder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/minilm-l6");
+    if !encoder.join("model.safetensors").is_file() {
+        assert!(
+            std::env::var("ATTUNE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "{} is missing and ATTUNE_REQUIRE_TOOLS=1: run scripts/fetch-encoder.sh",
+            encoder.display()
+        );
+        eprintln!("skipping: {} is missing", encoder.display());
+        return;
+    }
+    // A new item wakes the embedder, which dies at its next turn.
+    let post_an_item = |s: &Service| {
+        let _ = s.call(
+            "POST",
+            "/v1/items",
+            true,
+            r#"{"kind":"item","item":"waker","title":"A waking item"}"#,
+        );
+    };
+    kill("attune-text", |c| c.encoder = Some(encoder), &post_an_item);
 }
 
 #[test]
