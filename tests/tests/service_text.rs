@@ -74,6 +74,17 @@ fn new_items_are_found_by_text_and_become_candidates() {
         .collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.iter().all(|i| ["p1", "p2"].contains(i)), "{sim}");
+    // Each match carries the item's title and tags, for the panel.
+    assert!(
+        !sim["items"][0]["title"].as_str().expect("title").is_empty(),
+        "{sim}"
+    );
+    assert!(
+        sim["items"][0]["tags"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{sim}"
+    );
     // Search by free text.
     let (st, found) = s.call(
         "GET",

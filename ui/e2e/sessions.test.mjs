@@ -131,3 +131,44 @@ test(
     assert.deepEqual((await engine.ok('GET', '/v1/users/e2e-batch')).recent, items);
   },
 );
+
+test('find items by text: a description, then the items like a found one and a recent one', { timeout: 60_000 }, async () => {
+  const page = await openConsole(browser, engine, 'sessions');
+  const rows = page.locator('.item-finder tbody tr');
+  const shown = () => rows.evaluateAll((rs) => rs.map((r) => r.dataset.item));
+
+  // A description: the engine's answer is what the page lists, and it understood it.
+  let answer = page.waitForResponse((r) => r.url().includes('/v1/items/search'));
+  await page.fill('#session-find-q', 'a warm coat for the winter');
+  await page.press('#session-find-q', 'Enter');
+  const found = await (await answer).json();
+  await rows.first().waitFor();
+  assert.equal(found.items.length, 10);
+  assert.deepEqual(await shown(), found.items.map((m) => m.item));
+  const jackets = found.items.filter((m) => m.title.endsWith('Jacket') && m.tags.includes('outerwear'));
+  assert.ok(jackets.length >= 8, `a coat is a jacket: ${found.items.map((m) => m.title).join(', ')}`);
+  for (let i = 1; i < found.items.length; i++) assert.ok(found.items[i - 1].score >= found.items[i].score);
+  await shot(page, 'sessions-find-by-text-1280x800', { fullPage: true });
+
+  // Items like the first one found: it is left out, the others share its category.
+  const first = found.items[0];
+  answer = page.waitForResponse((r) => r.url().includes(`/v1/items/${first.item}/similar`));
+  await rows.first().getByRole('button', { name: 'Similar' }).click();
+  const like = await (await answer).json();
+  await page.locator('.finder-heading', { hasText: `Items like ${first.item}` }).waitFor();
+  assert.deepEqual(await shown(), like.items.map((m) => m.item));
+  assert.ok(!like.items.some((m) => m.item === first.item));
+  assert.ok(like.items.filter((m) => m.tags.includes('outerwear')).length >= 8, JSON.stringify(like.items));
+
+  // From a looked-up user's recent items.
+  await page.fill('#session-user', 'e2e-batch');
+  await page.press('#session-user', 'Enter');
+  await answerToken(page, READ);
+  const recent = page.locator('ol.timeline li', { hasText: 'i303' });
+  answer = page.waitForResponse((r) => r.url().includes('/v1/items/i303/similar'));
+  await recent.getByRole('button', { name: 'similar' }).click();
+  assert.equal((await answer).status(), 200);
+  await page.locator('.finder-heading', { hasText: 'Items like i303' }).waitFor();
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});

@@ -240,3 +240,25 @@ test('a publish from a stale draft is refused (409) and rebased', { timeout: 60_
   assert.deepEqual(unexpectedErrors(page, /status of 409 \(Conflict\)/), []);
   await page.context().close();
 });
+
+test('an item found by text lends its tag to the draft’s filters', { timeout: 60_000 }, async () => {
+  const page = await strategyPage();
+  const answer = page.waitForResponse((r) => r.url().includes('/v1/items/search'));
+  await page.fill('#strategy-find-q', 'hiking tent for camping');
+  await page.press('#strategy-find-q', 'Enter');
+  const found = await (await answer).json();
+  assert.ok(found.items.filter((m) => m.tags.includes('outdoor')).length >= 8, JSON.stringify(found.items));
+  const row = page.locator('.item-finder tbody tr').first();
+  await row.waitFor();
+  await row.getByRole('button', { name: 'Never serve items tagged “outdoor”' }).click();
+  await toast(page, /Added “outdoor” to Never items tagged/);
+  // The field shows it, the diff names it, nothing is published.
+  assert.match(await page.inputValue('#w-filters-exclude_tags'), /\boutdoor\b/);
+  await page.locator('.panel:has(#diff-h) .diff-table', { hasText: 'filters.exclude_tags' }).waitFor();
+  const live = await engine.ok('GET', '/v1/strategy');
+  assert.ok(!live.strategy.filters.exclude_tags.includes('outdoor'));
+  await shot(page, 'strategy-find-by-text-1280x800', { fullPage: true });
+  await page.getByRole('button', { name: 'Discard draft' }).click();
+  assert.deepEqual(unexpectedErrors(page), []);
+  await page.context().close();
+});

@@ -316,6 +316,8 @@ pub struct TextMatch {
     pub score: f32,
     /// Its title (may be empty).
     pub title: String,
+    /// Its tags (categories, genres; may be empty).
+    pub tags: Vec<String>,
 }
 
 /// `GET /v1/items/{id}/similar` and `GET /v1/items/search`: items by text.
@@ -355,16 +357,17 @@ impl super::Engine {
         let catalog = self.shared.catalog();
         let mut items = Vec::with_capacity(found.len());
         for (item, score) in found {
-            let title = self
+            let (title, tags) = self
                 .shared
                 .store
                 .item(item)?
-                .map(|i| i.title)
+                .map(|i| (i.title, i.tags))
                 .unwrap_or_default();
             items.push(TextMatch {
                 item: catalog.name(item).to_owned(),
                 score,
                 title,
+                tags,
             });
         }
         Ok(TextMatches {

@@ -24,6 +24,7 @@ import type {
   StrategyVersion,
   StrategyView,
   StreamHandler,
+  TextMatches,
   WhoAmI,
 } from './types';
 
@@ -122,6 +123,12 @@ export abstract class RestEngine implements Engine {
   }
   forget(id: string): Promise<Forgotten> {
     return this.req('DELETE', `/v1/users/${enc(id)}`, 'admin');
+  }
+  searchItems(q: string, k: number): Promise<TextMatches> {
+    return this.req('GET', `/v1/items/search?q=${enc(q)}&k=${k}`);
+  }
+  similarItems(id: string, k: number): Promise<TextMatches> {
+    return this.req('GET', `/v1/items/${enc(id)}/similar?k=${k}`);
   }
 
   models(): Promise<Models> {

@@ -183,6 +183,19 @@ export interface Explanation {
   recommendation: Recommendation;
 }
 
+/** One item found by text: `GET /v1/items/search`, `GET /v1/items/{id}/similar`. */
+export interface TextMatch {
+  item: string;
+  /** Cosine of the item's text vector with the query's, in [-1, 1]. */
+  score: number;
+  title: string;
+  tags: string[];
+}
+export interface TextMatches {
+  encoder: string;
+  items: TextMatch[];
+}
+
 export interface Forgotten {
   user: string;
   events: number;
@@ -354,6 +367,10 @@ export interface Engine {
   user(id: string): Promise<SessionInfo>;
   explain(id: string, k: number): Promise<Explanation>;
   forget(id: string): Promise<Forgotten>;
+  /** Items whose text is nearest a free text (503 when the text source is off). */
+  searchItems(q: string, k: number): Promise<TextMatches>;
+  /** Items whose text is nearest item `id`'s, itself left out. */
+  similarItems(id: string, k: number): Promise<TextMatches>;
 
   models(): Promise<Models>;
   activateModel(name: string): Promise<Activated>;

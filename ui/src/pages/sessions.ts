@@ -1,6 +1,7 @@
 // The Sessions page: look a user up — their recent items, session state, the slate the
 // engine would serve with each item's score by source, and the attention over their history
-// (mean, and per head on demand) — and forget them (admin, typed confirmation).
+// (mean, and per head on demand) — and forget them (admin, typed confirmation). Beside it,
+// find items by text (a description, or items like one of the user's recent items).
 
 import type { Page, PageContext } from '../app-state';
 import { EngineError, describe } from '../engine/errors';
@@ -13,6 +14,7 @@ import { barScale, sourceLegend } from '../ui/stackbar';
 import { failureNotice } from '../ui/failure';
 import { toast } from '../ui/toast';
 import { slateList } from '../ui/slate';
+import { itemFinder } from '../ui/item-finder';
 
 /** How often the shown session's state is refreshed (public route, not audited). */
 const SESSION_POLL_MS = 3000;
@@ -28,6 +30,7 @@ export function sessionsPage(ctx: PageContext): Page {
   const slateBox = h('div');
   const attentionBox = h('div');
   const moved = h('div', { class: 'status-line', role: 'status' });
+  const finder = itemFinder(engine, { id: 'session-find' });
 
   let current: string | null = null;
   let session: SessionInfo | null = null;
@@ -60,7 +63,20 @@ export function sessionsPage(ctx: PageContext): Page {
       ),
       h('h3', { style: { marginTop: '10px' } }, `Recent items (${s.recent.length}, oldest first)`),
       s.recent.length
-        ? h('ol', { class: 'timeline' }, s.recent.map((it, i) => h('li', null, h('span', { class: 'n' }, i + 1), it)))
+        ? h(
+            'ol',
+            { class: 'timeline' },
+            s.recent.map((it, i) =>
+              h(
+                'li',
+                null,
+                h('span', { class: 'n' }, i + 1),
+                it,
+                ' ',
+                h('button', { type: 'button', class: 'tag-action', title: `Find items whose text is like ${it}’s`, onclick: () => void finder.similarTo(it) }, 'similar'),
+              ),
+            ),
+          )
         : notice('empty', 'No recent items: this user has no events yet.'),
     );
     if (explanation && s.interactions !== explainedAt) {
@@ -187,6 +203,7 @@ export function sessionsPage(ctx: PageContext): Page {
       h('div', { class: 'panel-head' }, h('h2', { id: 'att-h' }, 'Attention over the history'), h('span', { class: 'spacer' }), h('label', { class: 'check', for: heads.id }, heads, 'Show each head')),
       attentionBox,
     ),
+    h('section', { class: 'panel', 'aria-labelledby': 'find-h' }, h('div', { class: 'panel-head' }, h('h2', { id: 'find-h' }, 'Find items by text')), finder.el),
   );
 
   return {

@@ -1,7 +1,8 @@
 // The Strategy page: edit a draft of the live strategy (every field), see its diff against
 // live, have it validated (here and by the engine, debounced), publish it with a message and
 // an optional guard, rebase it when live moved, preview it as a user, export / import it,
-// and browse, compare and roll back versions.
+// and browse, compare and roll back versions. Items found by text lend their tags to the
+// draft's tag filters.
 
 import type { Page, PageContext } from '../../app-state';
 import { cloneStrategy, createDraft, diffStrategies, rebase, validateStrategy, type FieldError } from '../../draft';
@@ -9,6 +10,7 @@ import { EngineError, describe } from '../../engine/errors';
 import type { StrategyVersion } from '../../engine/types';
 import { h, keepFocus, notice, replace } from '../../ui/dom';
 import { toast } from '../../ui/toast';
+import { itemFinder } from '../../ui/item-finder';
 import { diffTable } from './diff-view';
 import { strategyEditor } from './editor';
 import { exportStrategy, importButton } from './files';
@@ -40,6 +42,33 @@ export function strategyPage(ctx: PageContext): Page {
   const guard = guardPanel(ctx);
   const preview = previewPanel(ctx, () => (app.draft ? { strategy: app.draft.strategy, changed: changes().length > 0 } : null));
   const history = historyPanel(ctx, (v) => draftFrom(v));
+  const finder = itemFinder(engine, {
+    id: 'strategy-find',
+    tagActions: [
+      { label: 'only', title: (t) => `Serve only items tagged “${t}” (adds it to the draft’s include tags)`, run: (t) => addTag('include_tags', t) },
+      { label: 'never', title: (t) => `Never serve items tagged “${t}” (adds it to the draft’s exclude tags)`, run: (t) => addTag('exclude_tags', t) },
+    ],
+  });
+
+  /** Puts `tag` into one of the draft's tag filters (once), as an edit of that field. */
+  function addTag(list: 'include_tags' | 'exclude_tags', tag: string): void {
+    ensureDraft();
+    const d = app.draft;
+    if (!d) {
+      toast('The live strategy is not loaded yet: no draft to edit.', 'error');
+      return;
+    }
+    const tags = d.strategy.filters[list];
+    const name = list === 'include_tags' ? 'Only items tagged' : 'Never items tagged';
+    if (tags.includes(tag)) {
+      toast(`“${tag}” is already in ${name}.`, 'info');
+      return;
+    }
+    tags.push(tag);
+    editor.load(d.strategy);
+    edited(`filters.${list}`);
+    toast(`Added “${tag}” to ${name} in the draft — review the diff, then publish.`, 'info');
+  }
 
   const changes = () => (app.draft && app.live ? diffStrategies(app.live.strategy, app.draft.strategy) : []);
 
@@ -267,6 +296,7 @@ export function strategyPage(ctx: PageContext): Page {
       h('div', { class: 'side-sticky' }, h('section', { class: 'panel', 'aria-labelledby': 'diff-h' }, h('div', { class: 'panel-head' }, h('h2', { id: 'diff-h' }, 'Draft vs live')), diffBox), guard.el),
     ),
     preview.el,
+    h('section', { class: 'panel', 'aria-labelledby': 'strategy-find-h' }, h('div', { class: 'panel-head' }, h('h2', { id: 'strategy-find-h' }, 'Find items by text')), h('p', { class: 'muted' }, 'Find the items a filter is about: each tag of a found item can go into the draft’s tag filters.'), finder.el),
     history.el,
   );
 
