@@ -53,6 +53,8 @@ pub struct DemoConfig {
     /// Print nothing (no banner, no status line): for a host that embeds the demo, such
     /// as the desktop panel.
     pub quiet: bool,
+    /// The sentence encoder behind the `text` source (none: no text source).
+    pub encoder: Option<PathBuf>,
 }
 
 impl Default for DemoConfig {
@@ -69,6 +71,7 @@ impl Default for DemoConfig {
             seed: 42,
             token_file: None,
             quiet: false,
+            encoder: None,
         }
     }
 }
@@ -269,7 +272,7 @@ fn report(engine: &Engine, counters: &Counters, stop: &AtomicBool, started: Inst
         let live = LiveStats::between(&prev.2, &m, 0, 0, at.elapsed());
         let w = live.weights;
         let line = format!(
-            "{:>5.0}s  {:>6.0} req/s  p50 {:>5.2} ms  p99 {:>6.2} ms  batch {:>4.1}  reward {:>8.0} ({:+.0}/s)  errors {}  weights seq {:.2} like {:.2} purchase {:.2} itemknn {:.2} markov {:.2} pop {:.2}",
+            "{:>5.0}s  {:>6.0} req/s  p50 {:>5.2} ms  p99 {:>6.2} ms  batch {:>4.1}  reward {:>8.0} ({:+.0}/s)  errors {}  weights seq {:.2} like {:.2} purchase {:.2} itemknn {:.2} markov {:.2} pop {:.2} text {:.2}",
             started.elapsed().as_secs_f64(),
             (reqs - prev.0) as f64 / secs,
             window_quantile(&prev.1, &lat, 0.5) / 1000.0,
@@ -284,6 +287,7 @@ fn report(engine: &Engine, counters: &Counters, stop: &AtomicBool, started: Inst
             w.itemknn,
             w.markov,
             w.pop,
+            w.text,
         );
         let mut out = std::io::stdout().lock();
         let _ = if tty {
@@ -352,6 +356,7 @@ pub fn run_until(
     let engine = Engine::open(EngineConfig {
         store: cfg.store.clone(),
         model: cfg.model.clone(),
+        encoder: cfg.encoder.clone(),
         ..EngineConfig::default()
     })?;
     let reward = engine.strategy().strategy.reward;
@@ -377,6 +382,15 @@ pub fn run_until(
             println!("  API description: http://{addr}/v1/openapi.json   live figures: http://{addr}/v1/stream   Prometheus: http://{addr}/metrics");
             if let Some(m) = &cfg.model {
                 println!("  model: {}", m.display());
+            }
+            match &cfg.encoder {
+                Some(e) => println!(
+                    "  text encoder: {} (the `text` source; find items by text in the console)",
+                    e.display()
+                ),
+                None => println!(
+                    "  no text encoder (scripts/fetch-encoder.sh fetches one): no `text` source"
+                ),
             }
             println!(
                 "  {} simulated users at {} recommendations/s{}; Ctrl-C stops",

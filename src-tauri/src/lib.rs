@@ -54,11 +54,20 @@ pub fn start_panel(args: &Args) -> Result<Panel, PanelError> {
                 .into(),
         ),
     }
+    let encoder = attune::text::encoder::find_default();
+    match &encoder {
+        Some(e) => notes.push(format!("text encoder {}", e.display())),
+        None => notes.push(
+            "no text encoder found (scripts/fetch-encoder.sh puts one in models/minilm-l6): finding items by text is off"
+                .into(),
+        ),
+    }
     let spec = match &args.store {
         Some(store) => LocalSpec::Store(Served {
             store: store.clone(),
             model,
             models_dir,
+            encoder,
         }),
         None => {
             let store = local_engine::default_demo_store();
@@ -67,6 +76,7 @@ pub fn start_panel(args: &Args) -> Result<Panel, PanelError> {
                 store,
                 model,
                 models_dir,
+                encoder,
             })
         }
     };

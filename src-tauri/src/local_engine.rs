@@ -33,6 +33,8 @@ pub struct Served {
     pub model: Option<PathBuf>,
     /// The directory of checkpoints `GET /v1/models` lists.
     pub models_dir: Option<PathBuf>,
+    /// The sentence encoder behind the `text` source and "find items by text" (none: off).
+    pub encoder: Option<PathBuf>,
 }
 
 impl LocalSpec {
@@ -127,6 +129,7 @@ fn run_demo(
             store: s.store,
             model: s.model,
             models_dir: s.models_dir,
+            encoder: s.encoder,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             quiet: true,
             ..attune::demo::DemoConfig::default()
@@ -152,6 +155,7 @@ fn run_store(
     let engine = attune::Engine::open(attune::EngineConfig {
         store: s.store,
         model: s.model,
+        encoder: s.encoder,
         ..attune::EngineConfig::default()
     })?;
     let cfg = attune::service::ServeConfig {

@@ -396,6 +396,7 @@ fn a_local_store_engine_starts_serves_and_stops_gracefully() {
                 store: store.clone(),
                 model: None,
                 models_dir: None,
+                encoder: None,
             }),
             vec![],
         )
@@ -433,6 +434,7 @@ fn the_local_demo_serves_simulated_traffic() {
             store: dir.path().join("demo-store"),
             model: None,
             models_dir: None,
+            encoder: attune::text::encoder::find_default(),
         }),
         vec!["no model checkpoint found".into()],
     )
@@ -457,5 +459,29 @@ fn the_local_demo_serves_simulated_traffic() {
     let info = h.api("GET", "/v1/info", None).expect("GET /v1/info");
     assert_eq!(info["status"], 200, "{info}");
     assert_eq!(info["body"]["environment"], "demo");
+    // With the fetched encoder, the Sessions and Strategy pages' "find items by text"
+    // reaches it through the panel, once the catalogue is embedded.
+    if info["body"]["text"]["state"] == "on" {
+        let until = Instant::now() + Duration::from_secs(120);
+        while h.api("GET", "/v1/info", None).expect("info")["body"]["text"]["pending"] != 0 {
+            assert!(Instant::now() < until, "the demo catalogue was not embedded in 120 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let found = h
+            .api("GET", "/v1/items/search?q=a%20warm%20winter%20jacket&k=5", None)
+            .expect("search");
+        assert_eq!(found["status"], 200, "{found}");
+        let items = found["body"]["items"].as_array().expect("items");
+        assert_eq!(items.len(), 5, "{found}");
+        assert!(
+            items.iter().filter(|m| m["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "outerwear"))).count() >= 4,
+            "{found}"
+        );
+    } else {
+        assert!(
+            std::env::var("ATTUNE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "the demo runs without its text encoder under ATTUNE_REQUIRE_TOOLS=1: {info}"
+        );
+    }
     // The panel shuts down (the harness drops): the demo stops and its store closes.
 }

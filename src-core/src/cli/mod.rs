@@ -314,6 +314,13 @@ pub struct DemoArgs {
     /// Admin token file (default: generated into the store, shown at every start).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// The text encoder's checkpoint directory, behind the `text` source, similar items
+    /// and search [default: models/minilm-l6 when fetched (scripts/fetch-encoder.sh)].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_encoder")]
+    pub encoder: Option<PathBuf>,
+    /// Run without the text encoder (no `text` source, no search).
+    #[arg(long)]
+    pub no_encoder: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,26 @@ pub const DEFAULT_BATCH: usize = 32;
 /// Longest text, in tokens, the encoder reads (the rest is cut).
 pub const MAX_TOKENS: usize = 128;
 
+/// Where `scripts/fetch-encoder.sh` puts the default encoder, relative to the repository.
+pub const DEFAULT_DIR: &str = "models/minilm-l6";
+
+/// The default encoder's directory if it was fetched: [`DEFAULT_DIR`] under the working
+/// directory or one of its parents, else beside the executable or one of its parents (a
+/// build under `target/` finds the repository's).
+pub fn find_default() -> Option<std::path::PathBuf> {
+    let rel = std::path::Path::new(DEFAULT_DIR);
+    if rel.join("model.safetensors").is_file() {
+        return Some(rel.to_path_buf());
+    }
+    let cwd = std::env::current_dir().ok();
+    let exe = std::env::current_exe().ok();
+    cwd.iter()
+        .chain(exe.iter())
+        .flat_map(|p| p.ancestors())
+        .map(|a| a.join(rel))
+        .find(|p| p.join("model.safetensors").is_file())
+}
+
 /// Which model produced a vector: stored beside embeddings to tell when they are stale.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EncoderId {

@@ -23,14 +23,7 @@ pub(crate) fn default_checkpoint() -> Option<PathBuf> {
 /// The default text encoder (`models/minilm-l6`, placed by `scripts/fetch-encoder.sh`),
 /// if it was fetched: here or beside the binary.
 pub(crate) fn default_encoder() -> Option<PathBuf> {
-    let rel = Path::new("models/minilm-l6");
-    if rel.join("model.safetensors").is_file() {
-        return Some(rel.to_path_buf());
-    }
-    let exe = std::env::current_exe().ok()?;
-    exe.ancestors()
-        .map(|a| a.join(rel))
-        .find(|p| p.join("model.safetensors").is_file())
+    attune::text::encoder::find_default()
 }
 
 /// The checkpoint `--models DIR` names: DIR itself, or one of its sub-directories.
@@ -136,6 +129,11 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         seed: a.seed,
         token_file: a.token_file,
         quiet: false,
+        encoder: if a.no_encoder {
+            None
+        } else {
+            a.encoder.clone().or_else(default_encoder)
+        },
     })?;
     println!(
         "demo stopped after {:.0} s: {} recommendations, {} event posts, {} errors, reward {:.0}, recommendation latency over HTTP p50 {:.2} ms, p99 {:.2} ms",
