@@ -464,17 +464,30 @@ fn the_local_demo_serves_simulated_traffic() {
     if info["body"]["text"]["state"] == "on" {
         let until = Instant::now() + Duration::from_secs(120);
         while h.api("GET", "/v1/info", None).expect("info")["body"]["text"]["pending"] != 0 {
-            assert!(Instant::now() < until, "the demo catalogue was not embedded in 120 s");
+            assert!(
+                Instant::now() < until,
+                "the demo catalogue was not embedded in 120 s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         let found = h
-            .api("GET", "/v1/items/search?q=a%20warm%20winter%20jacket&k=5", None)
+            .api(
+                "GET",
+                "/v1/items/search?q=a%20warm%20winter%20jacket&k=5",
+                None,
+            )
             .expect("search");
         assert_eq!(found["status"], 200, "{found}");
         let items = found["body"]["items"].as_array().expect("items");
         assert_eq!(items.len(), 5, "{found}");
         assert!(
-            items.iter().filter(|m| m["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "outerwear"))).count() >= 4,
+            items
+                .iter()
+                .filter(|m| m["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "outerwear")))
+                .count()
+                >= 4,
             "{found}"
         );
     } else {

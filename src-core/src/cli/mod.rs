@@ -143,6 +143,13 @@ pub struct EvalArgs {
     /// The text encoder's checkpoint directory (for the text and blend models).
     #[arg(long, value_name = "DIR", default_value = "models/minilm-l6")]
     encoder: PathBuf,
+    /// What makes an item's text, comma-separated: title, tags, and attribute names.
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "title,tags,brand,category,description"
+    )]
+    text_fields: String,
     /// Cut-off for HR and NDCG.
     #[arg(long, default_value_t = 10)]
     k: usize,

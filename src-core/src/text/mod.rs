@@ -51,6 +51,31 @@ impl Default for TextFields {
 }
 
 impl TextFields {
+    /// Parses a comma-separated choice such as `title,tags,brand`: `title` and `tags`
+    /// name those parts, any other name an attribute (in the order given).
+    pub fn parse(spec: &str) -> crate::error::Result<TextFields> {
+        let mut f = TextFields {
+            title: false,
+            tags: false,
+            attrs: Vec::new(),
+        };
+        for part in spec.split(',').map(str::trim) {
+            match part {
+                "" => {
+                    return Err(crate::error::Error::config(
+                        "text_fields",
+                        format!("{spec:?}: an empty name (write e.g. title,tags,brand)"),
+                    ))
+                }
+                "title" => f.title = true,
+                "tags" => f.tags = true,
+                attr if !f.attrs.iter().any(|a| a == attr) => f.attrs.push(attr.to_owned()),
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+
     /// The text of `item`, e.g. `Toy Story (1995). Animation, Children's, Comedy.`; empty
     /// when the item has none of the chosen parts.
     pub fn text_of(&self, item: &Item) -> String {

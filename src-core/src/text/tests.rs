@@ -207,3 +207,14 @@ fn profiles_weigh_recent_items_and_score_by_cosine() {
     t.clear(3);
     assert_eq!(t.count(), 2);
 }
+
+#[test]
+fn text_fields_parse_names_and_attributes_and_refuse_empty_names() {
+    let f = TextFields::parse("title, brand,tags,brand").expect("parses");
+    assert!(f.title && f.tags);
+    assert_eq!(f.attrs, vec!["brand".to_string()]);
+    let t = TextFields::parse("tags").expect("parses");
+    assert!(!t.title && t.tags && t.attrs.is_empty());
+    let err = TextFields::parse("title,,tags").expect_err("empty name");
+    assert!(err.to_string().contains("empty name"), "{err}");
+}

@@ -61,7 +61,8 @@ fn eval_cold(a: &EvalArgs, dataset: &attune::data::Dataset, fraction: f64) -> Re
         a.models.clone()
     };
     let text = if models.iter().any(|m| m == "text" || m == "blend") {
-        Some(embed_dataset(&a.encoder, dataset)?.0)
+        let fields = attune::text::TextFields::parse(&a.text_fields)?;
+        Some(embed_dataset(&a.encoder, dataset, &fields)?.0)
     } else {
         None
     };
@@ -79,6 +80,7 @@ fn eval_cold(a: &EvalArgs, dataset: &attune::data::Dataset, fraction: f64) -> Re
 pub(super) fn embed_dataset(
     dir: &std::path::Path,
     dataset: &attune::data::Dataset,
+    fields: &attune::text::TextFields,
 ) -> Result<(attune::text::TextTable, String)> {
     let device = attune::model::device("auto")?;
     let start = std::time::Instant::now();
@@ -99,7 +101,7 @@ pub(super) fn embed_dataset(
     let table = attune::text::embed_items(
         &encoder,
         &dataset.item_info,
-        &attune::text::TextFields::default(),
+        fields,
         attune::text::encoder::DEFAULT_BATCH,
         &mut |done, _| steps.set_position(done as u64),
     )?;
@@ -152,7 +154,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let init = match &a.init_from_text {
         None => None,
         Some(dir) => {
-            let (table, source) = embed_dataset(dir, &dataset)?;
+            let (table, source) =
+                embed_dataset(dir, &dataset, &attune::text::TextFields::default())?;
             let start = std::time::Instant::now();
             let init =
                 attune::model::train::init::from_text(&table, dataset.n_items(), a.dim, &source)?;
