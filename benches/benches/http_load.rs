@@ -25,6 +25,9 @@
 //!
 //! - `HTTP_MODEL=shipped`: serve the shipped 500-item checkpoint instead of a
 //!   random-weight one over the whole 3,700-item catalogue (the default).
+//! - `HTTP_ENCODER=DIR`: serve with the text source on this sentence encoder (measured
+//!   once the catalogue is embedded); by default `attune serve --no-encoder`, the
+//!   service without it.
 //!
 //! Prints a table per run and one JSON line at the end. The server's log goes to
 //! `serve.log` in the temporary directory (its path is printed).
@@ -118,12 +121,23 @@ impl Drop for Served {
     }
 }
 
-fn serve(bin: &Path, store: &Path, log: &Path, models: &Path) -> Result<Served> {
-    let mut child = Command::new(bin)
-        .args(["serve", "--bind", "127.0.0.1:0", "--store"])
+fn serve(
+    bin: &Path,
+    store: &Path,
+    log: &Path,
+    models: &Path,
+    encoder: Option<&Path>,
+) -> Result<Served> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--store"])
         .arg(store)
         .arg("--models")
-        .arg(models)
+        .arg(models);
+    match encoder {
+        Some(dir) => cmd.arg("--encoder").arg(dir),
+        None => cmd.arg("--no-encoder"),
+    };
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log)?)
         .spawn()?;
@@ -141,6 +155,43 @@ fn serve(bin: &Path, store: &Path, log: &Path, models: &Path) -> Result<Served> 
     };
     std::thread::spawn(move || lines.for_each(drop));
     Ok(Served { child, addr })
+}
+
+/// Waits until the service has embedded its catalogue (`/v1/info` `text.pending` 0), so
+/// that the measurement sees the text source's serving cost, not its start-up.
+fn wait_for_text(addr: SocketAddr) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = connection()?;
+    let started = Instant::now();
+    rt.block_on(async {
+        loop {
+            let body = client
+                .get(format!("http://{addr}/v1/info"))
+                .send()
+                .await?
+                .text()
+                .await?;
+            let info: serde_json::Value = serde_json::from_str(&body)?;
+            let text = &info["text"];
+            if text["state"] != "on" {
+                bail!("the text source is not on: {text}");
+            }
+            if text["pending"] == 0 {
+                eprintln!(
+                    "text source ready: {} items embedded in {:.1} s",
+                    text["items"],
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!("the catalogue was not embedded in 600 s: {text}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
 }
 
 /// The two routes of the mix.
@@ -532,8 +583,12 @@ fn main() -> Result<()> {
     };
     eprintln!("model: {}", models.display());
     let log = dir.path().join("serve.log");
-    let server = serve(&bin, &store, &log, &models)?;
+    let encoder = std::env::var_os("HTTP_ENCODER").map(PathBuf::from);
+    let server = serve(&bin, &store, &log, &models, encoder.as_deref())?;
     eprintln!("serving on {}; log {}", server.addr, log.display());
+    if encoder.is_some() {
+        wait_for_text(server.addr)?;
+    }
     let mix = Arc::new(Mix { users, items });
     let sweep = env("HTTP_SWEEP", 0u8) == 1;
     // A sweep's first step must not pay for cold sessions (a user's first request encodes
