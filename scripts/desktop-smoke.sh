@@ -272,6 +272,51 @@ async function main() {
   if (!trip.blocked) throw new Error('the CSP let the page load from the engine directly');
   log(`the CSP blocked a direct load from the engine: ${trip.blocked}`);
   if (trip.form.startsWith('bare')) notes.push('the publish envelope (message, base_version) is not served yet: published a bare Strategy');
+
+  // Find items by text on the Sessions page, typed and submitted as a person would, when
+  // the local engine runs with the text encoder (the connection notes say which).
+  if (trip.info.notes.some((n) => n.startsWith('text encoder'))) {
+    // The catalogue is embedded in the background after the start: wait for it.
+    const deadline = Date.now() + TIMEOUT_MS;
+    for (;;) {
+      const text = await execAsync(`
+        const done = arguments[arguments.length - 1];
+        window.__TAURI_INTERNALS__.invoke('api_call', { method: 'GET', path: '/v1/info', body: null })
+          .then((a) => done(a.body.text), (e) => done({ error: String(e) }));`);
+      if (text?.state === 'on' && text.pending === 0) break;
+      if (Date.now() > deadline) throw new Error(`the demo's catalogue was not embedded: ${JSON.stringify(text)}`);
+      await sleep(1000);
+    }
+    await exec("location.hash = '#/sessions';");
+    let found = null;
+    while (Date.now() < deadline) {
+      found = await exec(`
+        const q = document.querySelector('#session-find-q');
+        if (!q) return { state: 'no finder' };
+        const rows = [...document.querySelectorAll('.item-finder tbody tr')];
+        if (rows.length) return { state: 'rows', rows: rows.map((r) => r.innerText.replace(/\\s+/g, ' ').trim()) };
+        const alert = document.querySelector('.item-finder [role=alert]');
+        if (alert) return { state: 'alert', text: alert.textContent };
+        if (!q.dataset.smoke) {
+          q.value = 'a warm coat for the winter';
+          q.dataset.smoke = '1';
+          q.form.requestSubmit();
+        }
+        return { state: 'waiting' };`);
+      if (found.state === 'rows') break;
+      if (found.state === 'alert') break;
+      await sleep(1000);
+    }
+    if (found?.state !== 'rows') throw new Error(`find by text on the Sessions page: ${JSON.stringify(found)}`);
+    const jackets = found.rows.filter((r) => /Jacket/.test(r)).length;
+    if (jackets < 6) throw new Error(`find by text: ${jackets} of ${found.rows.length} rows are jackets: ${found.rows.join(' | ')}`);
+    const png = await wd('GET', `/session/${session}/screenshot`);
+    writeFileSync(`${SHOTS}/desktop-sessions-find.png`, Buffer.from(png, 'base64'));
+    log(`find by text in the window: ${jackets} of ${found.rows.length} rows are jackets; screenshot ${SHOTS}/desktop-sessions-find.png`);
+  } else {
+    if (process.env.ATTUNE_REQUIRE_TOOLS === '1') throw new Error('the local engine runs without the text encoder under ATTUNE_REQUIRE_TOOLS=1');
+    notes.push('no text encoder: find by text not exercised');
+  }
 }
 
 try {
