@@ -236,7 +236,7 @@ pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Sc
             if s.text.len() < n {
                 s.text.resize(n, 0.0);
             }
-            table.score_all(&profile, &mut s.text[..n]);
+            table.score_all_i8(&profile, &mut s.text[..n]);
             s.order.clear();
             for (j, &cos) in s.text[..n].iter().enumerate() {
                 if cos > 0.0 && !s.excluded(j as ItemId) {

@@ -218,3 +218,53 @@ fn text_fields_parse_names_and_attributes_and_refuse_empty_names() {
     let err = TextFields::parse("title,,tags").expect_err("empty name");
     assert!(err.to_string().contains("empty name"), "{err}");
 }
+
+#[test]
+fn the_int8_scan_agrees_with_the_f32_cosines_and_their_order() {
+    // 2,000 random unit vectors of 384 dimensions, one item left without text.
+    let dim = 384;
+    let mut state = 11_u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f32 / (1u64 << 31) as f32 - 0.5
+    };
+    let mut t = TextTable::new(dim);
+    for i in 0..2000u32 {
+        if i == 17 {
+            continue;
+        }
+        let mut v: Vec<f32> = (0..dim).map(|_| next()).collect();
+        let n = dot(&v, &v).sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        t.set(i, &v);
+    }
+    let p = t.profile(&[3, 9, 40, 41]).expect("profile");
+    let (mut exact, mut fast) = (vec![0.0; 2001], vec![0.0; 2001]);
+    t.score_all(&p, &mut exact);
+    t.score_all_i8(&p, &mut fast);
+    assert_eq!(fast[17], table::NO_TEXT);
+    assert_eq!(fast[2000], table::NO_TEXT);
+    let worst = exact
+        .iter()
+        .zip(&fast)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 0.01, "largest difference {worst}");
+    // The best 20 by the int8 scan are the best 20 by f32 but for near ties.
+    let top = |s: &[f32]| {
+        let mut idx: Vec<usize> = (0..s.len()).collect();
+        idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+        idx.truncate(20);
+        idx
+    };
+    let (te, tf) = (top(&exact), top(&fast));
+    let shared = tf.iter().filter(|i| te.contains(i)).count();
+    assert!(shared >= 18, "{shared} of 20 shared");
+    // A cleared item scores as one without text.
+    t.clear(3);
+    t.score_all_i8(&p, &mut fast);
+    assert_eq!(fast[3], table::NO_TEXT);
+    assert_eq!(table::dot_i8(&[1, -2, 3], &[4, 5, -6]), 4 - 10 - 18);
+}
