@@ -11,6 +11,11 @@
 //! the slate top-down with a position bias and clicks at most one item; a click may lead
 //! to a cart and a purchase; an untouched slate may earn a skip. Every strategy runs in its
 //! own engine over its own scratch store, facing the same sequence of users.
+//!
+//! Two references face the same users too: `oracle` (each slate is the items the user's
+//! hidden taste makes most attractive right now: the best a recommender could do) and
+//! `random` (a uniformly random slate: the floor). Every strategy's reward is reported as
+//! a share of the oracle's, before and after the change, with its recovery time.
 
 use std::path::PathBuf;
 
@@ -122,6 +127,44 @@ pub struct StrategyResult {
     pub latency_p50_us: f64,
     /// 99th percentile.
     pub latency_p99_us: f64,
+    /// Reward before the change as a share of the oracle's before it.
+    #[serde(default)]
+    pub share_of_oracle_before: Option<f64>,
+    /// Reward after the change as a share of the oracle's after it.
+    #[serde(default)]
+    pub share_of_oracle_after: Option<f64>,
+    /// Steps after the change until the strategy's reward rate (over a window of
+    /// [`recovery_window`] steps) is back to 90% of its own rate before the change; `None`
+    /// if it never is within the run.
+    #[serde(default)]
+    pub recovery_steps: Option<usize>,
+}
+
+/// The window over which a reward rate is measured for the recovery time: 1% of the run,
+/// at least 50 steps.
+pub fn recovery_window(steps: usize) -> usize {
+    (steps / 100).max(50)
+}
+
+/// Steps after `change` until the mean of `series` over the last `window` steps is at
+/// least 90% of its mean before `change`.
+fn recovery(series: &[f32], change: usize, window: usize) -> Option<usize> {
+    if change == 0 || change >= series.len() {
+        return None;
+    }
+    let before = series[..change].iter().map(|&r| f64::from(r)).sum::<f64>() / change as f64;
+    let target = 0.9 * before * window as f64;
+    let mut sum: f64 = 0.0;
+    for s in change..series.len() {
+        sum += f64::from(series[s]);
+        if s >= change + window {
+            sum -= f64::from(series[s - window]);
+        }
+        if s + 1 >= change + window && sum >= target {
+            return Some(s + 1 - change);
+        }
+    }
+    None
 }
 
 /// What `attune simulate --json` prints.
@@ -129,8 +172,109 @@ pub struct StrategyResult {
 pub struct SimReport {
     /// Recommendations per strategy.
     pub steps: usize,
-    /// One entry per strategy, in the order given.
+    /// One entry per strategy, in the order given, then the references `oracle` and
+    /// `random`.
     pub strategies: Vec<StrategyResult>,
+    /// The step at which tastes changed.
+    #[serde(default)]
+    pub change_step: usize,
+    /// The window of the recovery time, in steps.
+    #[serde(default)]
+    pub recovery_window: usize,
+}
+
+/// The two reference slates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reference {
+    Oracle,
+    Random,
+}
+
+/// A reference's run: the same users, in the same order, answering with the same random
+/// draws as the strategies' runs; no engine.
+fn reference(
+    world: &World,
+    cfg: &SimConfig,
+    reward: &crate::engine::strategy::Reward,
+    which: Reference,
+) -> (StrategyResult, Vec<f32>) {
+    let mut users = world.users.clone();
+    let mut pick = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7573_6572);
+    let mut respond = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7265_7370);
+    let mut draw = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7261_6e64);
+    let n_items = cfg.items as u32;
+    let k = cfg.k.min(cfg.items);
+    let change = (cfg.steps as f64 * cfg.change_at) as usize;
+    let (mut series, mut clicks, mut purchases) = (Vec::with_capacity(cfg.steps), 0u64, 0u64);
+    let mut scored: Vec<(f64, u32)> = Vec::with_capacity(cfg.items);
+    for step in 0..cfg.steps {
+        let u = pick.gen_range(0..cfg.users);
+        let changed = step >= change;
+        let slate: Vec<u32> = match which {
+            Reference::Oracle => {
+                scored.clear();
+                scored.extend((0..n_items).map(|i| {
+                    (
+                        attraction(&world.gen, &users[u], i, changed, &world.trending),
+                        i,
+                    )
+                }));
+                scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                scored.iter().take(k).map(|s| s.1).collect()
+            }
+            Reference::Random => {
+                let mut slate: Vec<u32> = Vec::with_capacity(k);
+                while slate.len() < k {
+                    let i = draw.gen_range(0..n_items);
+                    if !slate.contains(&i) {
+                        slate.push(i);
+                    }
+                }
+                slate
+            }
+        };
+        let mut r = 0.0f32;
+        for (kind, _) in world.respond(&mut users[u], &slate, changed, &mut respond) {
+            match kind {
+                EventKind::Click => {
+                    clicks += 1;
+                    r += reward.click;
+                }
+                EventKind::Cart => r += reward.cart,
+                EventKind::Purchase => {
+                    purchases += 1;
+                    r += reward.purchase;
+                }
+                _ => {}
+            }
+        }
+        series.push(r);
+    }
+    let total: f64 = series.iter().map(|&r| f64::from(r)).sum();
+    let before: f64 = series[..change].iter().map(|&r| f64::from(r)).sum();
+    let zero = SourceWeights::splat(0.0);
+    (
+        StrategyResult {
+            name: match which {
+                Reference::Oracle => "oracle".into(),
+                Reference::Random => "random".into(),
+            },
+            reward: total,
+            ctr: clicks as f64 / cfg.steps as f64,
+            purchases,
+            clicks,
+            reward_before_change: before,
+            reward_after_change: total - before,
+            weights_start: zero,
+            weights_end: zero,
+            latency_p50_us: 0.0,
+            latency_p99_us: 0.0,
+            share_of_oracle_before: None,
+            share_of_oracle_after: None,
+            recovery_steps: None,
+        },
+        series,
+    )
 }
 
 /// A simulated user's hidden state.
@@ -184,6 +328,7 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
     let world = World::new(gen, cfg.users, cfg.trending, cfg.seed);
     let reward = strategies[0].reward;
     let mut results = Vec::new();
+    let mut all_series: Vec<Vec<f32>> = Vec::new();
     for (si, strategy) in strategies.iter().enumerate() {
         let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let store_dir = dir.path().join("store");
@@ -218,6 +363,7 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
         let mut respond = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7265_7370);
         let change = (cfg.steps as f64 * cfg.change_at) as usize;
         let (mut total, mut before, mut clicks, mut purchases) = (0.0f64, 0.0f64, 0u64, 0u64);
+        let mut series: Vec<f32> = Vec::with_capacity(cfg.steps);
         for step in 0..cfg.steps {
             if step % 256 == 0 {
                 progress(si, step);
@@ -258,6 +404,7 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
             // A consistent point: every count and weight update of this step is in force.
             engine.engine().sync_learner()?;
             total += r;
+            series.push(r as f32);
             if !changed {
                 before += r;
             }
@@ -281,12 +428,36 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
             weights_end: engine.strategy().weights,
             latency_p50_us: m.recommend_latency_us.p50,
             latency_p99_us: m.recommend_latency_us.p99,
+            share_of_oracle_before: None,
+            share_of_oracle_after: None,
+            recovery_steps: None,
         });
+        all_series.push(series);
         engine.shutdown()?;
+    }
+    for which in [Reference::Oracle, Reference::Random] {
+        let (r, series) = reference(&world, cfg, &reward, which);
+        results.push(r);
+        all_series.push(series);
+    }
+    let change = (cfg.steps as f64 * cfg.change_at) as usize;
+    let window = recovery_window(cfg.steps);
+    let oracle = results
+        .iter()
+        .find(|r| r.name == "oracle")
+        .map(|o| (o.reward_before_change, o.reward_after_change));
+    for (r, series) in results.iter_mut().zip(&all_series) {
+        if let Some((ob, oa)) = oracle {
+            r.share_of_oracle_before = (ob > 0.0).then(|| r.reward_before_change / ob);
+            r.share_of_oracle_after = (oa > 0.0).then(|| r.reward_after_change / oa);
+        }
+        r.recovery_steps = recovery(series, change, window);
     }
     Ok(SimReport {
         steps: cfg.steps,
         strategies: results,
+        change_step: change,
+        recovery_window: window,
     })
 }
 
@@ -457,6 +628,42 @@ mod tests {
             a.weights_start, a.weights_end,
             "adaptive weights never moved"
         );
+        // The references: the oracle bounds every strategy, random is the floor.
+        let names: Vec<&str> = report.strategies.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["adaptive", "frozen", "oracle", "random"]);
+        let (o, r) = (&report.strategies[2], &report.strategies[3]);
+        assert_eq!(o.share_of_oracle_before, Some(1.0));
+        assert_eq!(o.share_of_oracle_after, Some(1.0));
+        for s in [a, f] {
+            assert!(
+                s.reward < o.reward && s.reward > r.reward,
+                "{s:?} vs {o:?}, {r:?}"
+            );
+            let after = s.share_of_oracle_after.expect("share");
+            assert!(after > 0.0 && after < 1.0, "{after}");
+        }
+        assert_eq!(report.change_step, 750);
+        assert_eq!(report.recovery_window, 50);
+        // Adapting recovers; the frozen blend recovers later, or never.
+        let ra = a.recovery_steps.expect("adaptive recovers");
+        assert!(
+            f.recovery_steps.is_none_or(|rf| rf > ra),
+            "{ra} vs {:?}",
+            f.recovery_steps
+        );
+    }
+
+    #[test]
+    fn recovery_is_the_first_full_window_back_at_ninety_percent() {
+        // 1.0 a step before the change at 10; 0 for 5 steps, then 1.0 again.
+        let mut series = vec![1.0f32; 10];
+        series.extend([0.0; 5]);
+        series.extend([1.0; 20]);
+        // Window 4: the first window after the change with mean >= 0.9 is steps 15..=18
+        // (all 1.0), complete after step 18: 19 - 10 = 9 steps after the change.
+        assert_eq!(recovery(&series, 10, 4), Some(9));
+        assert_eq!(recovery(&series[..17], 10, 4), None);
+        assert_eq!(recovery(&series, 0, 4), None);
     }
 
     #[test]

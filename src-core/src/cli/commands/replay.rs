@@ -75,27 +75,39 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "{:<12} {:>10} {:>8} {:>9} {:>14} {:>14}  weights at the end (seq like purchase itemknn markov pop)",
-        "strategy", "reward", "ctr", "purchases", "before change", "after change"
+        "{:<12} {:>10} {:>8} {:>9} {:>14} {:>14} {:>9} {:>9} {:>9}  weights at the end (seq like purchase itemknn markov pop text)",
+        "strategy", "reward", "ctr", "purchases", "before change", "after change", "÷oracle<", "÷oracle>", "recovery"
     );
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
     for s in &report.strategies {
         let w = s.weights_end;
+        let reference = s.name == "oracle" || s.name == "random";
         println!(
-            "{:<12} {:>10.0} {:>8.3} {:>9} {:>14.0} {:>14.0}  {:.2} {:.2} {:.2} {:.2} {:.2} {:.2}",
+            "{:<12} {:>10.0} {:>8.3} {:>9} {:>14.0} {:>14.0} {:>9} {:>9} {:>9}  {}",
             s.name,
             s.reward,
             s.ctr,
             s.purchases,
             s.reward_before_change,
             s.reward_after_change,
-            w.seq,
-            w.like,
-            w.purchase,
-            w.itemknn,
-            w.markov,
-            w.pop
+            pct(s.share_of_oracle_before),
+            pct(s.share_of_oracle_after),
+            s.recovery_steps
+                .map_or("never".to_string(), |r| r.to_string()),
+            if reference {
+                "(reference, no engine)".to_string()
+            } else {
+                format!(
+                    "{:.2} {:.2} {:.2} {:.2} {:.2} {:.2} {:.2}",
+                    w.seq, w.like, w.purchase, w.itemknn, w.markov, w.pop, w.text
+                )
+            }
         );
     }
+    println!(
+        "recovery: steps after the change (step {}) until a strategy's reward over {} steps is back to 90% of its own rate before it",
+        report.change_step, report.recovery_window
+    );
     if let [first, second, ..] = report.strategies.as_slice() {
         if second.reward > 0.0 {
             println!(
