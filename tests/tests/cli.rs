@@ -335,3 +335,27 @@ fn cold_start_eval_speaks_the_same_json_and_refuses_bad_fractions() {
         "{err}"
     );
 }
+
+#[test]
+fn simulate_reports_the_references_and_each_strategys_share_of_the_oracle() {
+    let v: serde_json::Value = serde_json::from_str(&ok_stdout(&attune(&[
+        "simulate", "--steps", "400", "--users", "60", "--json",
+    ])))
+    .expect("json");
+    let names: Vec<&str> = v["strategies"]
+        .as_array()
+        .expect("strategies")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["adaptive", "frozen", "oracle", "random"], "{v}");
+    assert_eq!(v["change_step"], 200, "{v}");
+    assert_eq!(v["recovery_window"], 50, "{v}");
+    let oracle = &v["strategies"][2];
+    assert_eq!(oracle["share_of_oracle_after"], 1.0, "{v}");
+    for s in v["strategies"].as_array().expect("strategies") {
+        let share = s["share_of_oracle_before"].as_f64().expect("a share");
+        assert!((0.0..=1.0).contains(&share), "{s}");
+        assert!(s["reward"].as_f64() <= oracle["reward"].as_f64(), "{s}");
+    }
+}
