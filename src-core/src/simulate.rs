@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::strategy::{Exploration, Learning, SourceWeights, Strategy};
+use crate::engine::strategy::{Exploration, Learning, Reward, SourceWeights, Strategy};
 use crate::engine::{Engine, EngineConfig, Feedback, RecommendOptions};
 use crate::error::{Error, Result};
 use crate::event::{Action, EventKind, RawEvent};
@@ -148,17 +148,17 @@ pub fn recovery_window(steps: usize) -> usize {
 
 /// Steps after `change` until the mean of `series` over the last `window` steps is at
 /// least 90% of its mean before `change`.
-fn recovery(series: &[f32], change: usize, window: usize) -> Option<usize> {
+fn recovery(series: &[f64], change: usize, window: usize) -> Option<usize> {
     if change == 0 || change >= series.len() {
         return None;
     }
-    let before = series[..change].iter().map(|&r| f64::from(r)).sum::<f64>() / change as f64;
+    let before = series[..change].iter().sum::<f64>() / change as f64;
     let target = 0.9 * before * window as f64;
     let mut sum: f64 = 0.0;
     for s in change..series.len() {
-        sum += f64::from(series[s]);
+        sum += series[s];
         if s >= change + window {
-            sum -= f64::from(series[s - window]);
+            sum -= series[s - window];
         }
         if s + 1 >= change + window && sum >= target {
             return Some(s + 1 - change);
@@ -190,22 +190,92 @@ enum Reference {
     Random,
 }
 
+/// The step at which tastes change.
+fn change_step(cfg: &SimConfig) -> usize {
+    (cfg.steps as f64 * cfg.change_at) as usize
+}
+
+/// The draws every run shares: which user comes next, and how users respond.
+fn shared_draws(seed: u64) -> (Xoshiro256PlusPlus, Xoshiro256PlusPlus) {
+    (
+        Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x7573_6572),
+        Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x7265_7370),
+    )
+}
+
+/// What one run earned: the reward of each step, clicks and purchases.
+struct Tally {
+    reward: Reward,
+    series: Vec<f64>,
+    clicks: u64,
+    purchases: u64,
+}
+
+impl Tally {
+    fn new(reward: Reward, steps: usize) -> Tally {
+        Tally {
+            reward,
+            series: Vec::with_capacity(steps),
+            clicks: 0,
+            purchases: 0,
+        }
+    }
+
+    /// Counts one step's answers to a slate.
+    fn push(&mut self, answers: &[(EventKind, u32)]) {
+        let mut r = 0.0f64;
+        for (kind, _) in answers {
+            match kind {
+                EventKind::Click => {
+                    self.clicks += 1;
+                    r += f64::from(self.reward.click);
+                }
+                EventKind::Cart => r += f64::from(self.reward.cart),
+                EventKind::Purchase => {
+                    self.purchases += 1;
+                    r += f64::from(self.reward.purchase);
+                }
+                _ => {}
+            }
+        }
+        self.series.push(r);
+    }
+
+    /// The run's figures under `name`, split at step `change`; no weights, no latency
+    /// (a strategy's run fills those in), no shares yet.
+    fn result(&self, name: String, change: usize) -> StrategyResult {
+        let total: f64 = self.series.iter().sum();
+        let before: f64 = self.series[..change.min(self.series.len())].iter().sum();
+        let zero = SourceWeights::splat(0.0);
+        StrategyResult {
+            name,
+            reward: total,
+            ctr: self.clicks as f64 / self.series.len().max(1) as f64,
+            purchases: self.purchases,
+            clicks: self.clicks,
+            reward_before_change: before,
+            reward_after_change: total - before,
+            weights_start: zero,
+            weights_end: zero,
+            latency_p50_us: 0.0,
+            latency_p99_us: 0.0,
+            share_of_oracle_before: None,
+            share_of_oracle_after: None,
+            recovery_steps: None,
+        }
+    }
+}
+
 /// A reference's run: the same users, in the same order, answering with the same random
 /// draws as the strategies' runs; no engine.
-fn reference(
-    world: &World,
-    cfg: &SimConfig,
-    reward: &crate::engine::strategy::Reward,
-    which: Reference,
-) -> (StrategyResult, Vec<f32>) {
+fn reference(world: &World, cfg: &SimConfig, reward: Reward, which: Reference) -> Tally {
     let mut users = world.users.clone();
-    let mut pick = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7573_6572);
-    let mut respond = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7265_7370);
+    let (mut pick, mut respond) = shared_draws(cfg.seed);
     let mut draw = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7261_6e64);
     let n_items = cfg.items as u32;
     let k = cfg.k.min(cfg.items);
-    let change = (cfg.steps as f64 * cfg.change_at) as usize;
-    let (mut series, mut clicks, mut purchases) = (Vec::with_capacity(cfg.steps), 0u64, 0u64);
+    let change = change_step(cfg);
+    let mut tally = Tally::new(reward, cfg.steps);
     let mut scored: Vec<(f64, u32)> = Vec::with_capacity(cfg.items);
     for step in 0..cfg.steps {
         let u = pick.gen_range(0..cfg.users);
@@ -233,48 +303,10 @@ fn reference(
                 slate
             }
         };
-        let mut r = 0.0f32;
-        for (kind, _) in world.respond(&mut users[u], &slate, changed, &mut respond) {
-            match kind {
-                EventKind::Click => {
-                    clicks += 1;
-                    r += reward.click;
-                }
-                EventKind::Cart => r += reward.cart,
-                EventKind::Purchase => {
-                    purchases += 1;
-                    r += reward.purchase;
-                }
-                _ => {}
-            }
-        }
-        series.push(r);
+        let answers = world.respond(&mut users[u], &slate, changed, &mut respond);
+        tally.push(&answers);
     }
-    let total: f64 = series.iter().map(|&r| f64::from(r)).sum();
-    let before: f64 = series[..change].iter().map(|&r| f64::from(r)).sum();
-    let zero = SourceWeights::splat(0.0);
-    (
-        StrategyResult {
-            name: match which {
-                Reference::Oracle => "oracle".into(),
-                Reference::Random => "random".into(),
-            },
-            reward: total,
-            ctr: clicks as f64 / cfg.steps as f64,
-            purchases,
-            clicks,
-            reward_before_change: before,
-            reward_after_change: total - before,
-            weights_start: zero,
-            weights_end: zero,
-            latency_p50_us: 0.0,
-            latency_p99_us: 0.0,
-            share_of_oracle_before: None,
-            share_of_oracle_after: None,
-            recovery_steps: None,
-        },
-        series,
-    )
+    tally
 }
 
 /// A simulated user's hidden state.
@@ -327,8 +359,9 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
     }
     let world = World::new(gen, cfg.users, cfg.trending, cfg.seed);
     let reward = strategies[0].reward;
+    let change = change_step(cfg);
     let mut results = Vec::new();
-    let mut all_series: Vec<Vec<f32>> = Vec::new();
+    let mut all_series: Vec<Vec<f64>> = Vec::new();
     for (si, strategy) in strategies.iter().enumerate() {
         let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let store_dir = dir.path().join("store");
@@ -359,11 +392,8 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
         .blocking();
         let weights_start = engine.strategy().weights;
         let mut users = world.users.clone();
-        let mut pick = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7573_6572);
-        let mut respond = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x7265_7370);
-        let change = (cfg.steps as f64 * cfg.change_at) as usize;
-        let (mut total, mut before, mut clicks, mut purchases) = (0.0f64, 0.0f64, 0u64, 0u64);
-        let mut series: Vec<f32> = Vec::with_capacity(cfg.steps);
+        let (mut pick, mut respond) = shared_draws(cfg.seed);
+        let mut tally = Tally::new(reward, cfg.steps);
         for step in 0..cfg.steps {
             if step % 256 == 0 {
                 progress(si, step);
@@ -385,62 +415,37 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
                 request_id: Some(rec.request_id.clone()),
                 ts: None,
             };
-            let mut r = 0.0f64;
-            for (kind, item) in world.respond(&mut users[u], &slate, changed, &mut respond) {
-                match kind {
-                    EventKind::Click => {
-                        clicks += 1;
-                        r += f64::from(reward.click);
-                    }
-                    EventKind::Cart => r += f64::from(reward.cart),
-                    EventKind::Purchase => {
-                        purchases += 1;
-                        r += f64::from(reward.purchase);
-                    }
-                    _ => {}
-                }
+            let answers = world.respond(&mut users[u], &slate, changed, &mut respond);
+            for &(kind, item) in &answers {
                 engine.feedback(feedback(kind, item))?;
             }
+            tally.push(&answers);
             // A consistent point: every count and weight update of this step is in force.
             engine.engine().sync_learner()?;
-            total += r;
-            series.push(r as f32);
-            if !changed {
-                before += r;
-            }
         }
         progress(si, cfg.steps);
         engine.engine().sync_learner()?;
         let m = engine.metrics();
+        let name = if strategy.name.is_empty() {
+            format!("strategy{}", si + 1)
+        } else {
+            strategy.name.clone()
+        };
         results.push(StrategyResult {
-            name: if strategy.name.is_empty() {
-                format!("strategy{}", si + 1)
-            } else {
-                strategy.name.clone()
-            },
-            reward: total,
-            ctr: clicks as f64 / cfg.steps as f64,
-            purchases,
-            clicks,
-            reward_before_change: before,
-            reward_after_change: total - before,
             weights_start,
             weights_end: engine.strategy().weights,
             latency_p50_us: m.recommend_latency_us.p50,
             latency_p99_us: m.recommend_latency_us.p99,
-            share_of_oracle_before: None,
-            share_of_oracle_after: None,
-            recovery_steps: None,
+            ..tally.result(name, change)
         });
-        all_series.push(series);
+        all_series.push(tally.series);
         engine.shutdown()?;
     }
-    for which in [Reference::Oracle, Reference::Random] {
-        let (r, series) = reference(&world, cfg, &reward, which);
-        results.push(r);
-        all_series.push(series);
+    for (which, name) in [(Reference::Oracle, "oracle"), (Reference::Random, "random")] {
+        let tally = reference(&world, cfg, reward, which);
+        results.push(tally.result(name.into(), change));
+        all_series.push(tally.series);
     }
-    let change = (cfg.steps as f64 * cfg.change_at) as usize;
     let window = recovery_window(cfg.steps);
     let oracle = results
         .iter()
@@ -656,7 +661,7 @@ mod tests {
     #[test]
     fn recovery_is_the_first_full_window_back_at_ninety_percent() {
         // 1.0 a step before the change at 10; 0 for 5 steps, then 1.0 again.
-        let mut series = vec![1.0f32; 10];
+        let mut series = vec![1.0f64; 10];
         series.extend([0.0; 5]);
         series.extend([1.0; 20]);
         // Window 4: the first window after the change with mean >= 0.9 is steps 15..=18
