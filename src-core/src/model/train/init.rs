@@ -71,8 +71,10 @@ pub fn from_text(table: &TextTable, n_items: usize, dim: usize, source: &str) ->
             x[[r, c]] = f64::from(value);
         }
     }
+    let data = DatasetBase::from(x);
+    let x = data.records();
     let pca = Pca::params(dim)
-        .fit(&DatasetBase::from(x.clone()))
+        .fit(&data)
         .map_err(|e| Error::config("init_from_text", format!("PCA failed: {e}")))?;
     // linfa's ratio is over the kept components only (and its `explained_variance`
     // divides by the component count), so the share of the whole variance is computed
@@ -91,7 +93,7 @@ pub fn from_text(table: &TextTable, n_items: usize, dim: usize, source: &str) ->
     } else {
         0.0
     };
-    let projected: Array2<f64> = pca.predict(&x);
+    let projected: Array2<f64> = pca.predict(x);
     let mean = projected.mean().unwrap_or(0.0);
     let var = projected
         .mapv(|v| (v - mean) * (v - mean))
