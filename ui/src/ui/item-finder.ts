@@ -96,6 +96,18 @@ export function itemFinder(engine: Engine, opts: FinderOptions): ItemFinder {
     );
   }
 
+  /** Asks the engine; the newest question's answer (or failure) is the one shown. */
+  async function ask(loading: string, call: () => Promise<TextMatches>, heading: string, failure: string): Promise<void> {
+    const mine = ++seq;
+    replace(results, notice('loading', loading));
+    try {
+      const found = await call();
+      if (mine === seq) render(heading, found);
+    } catch (e) {
+      if (mine === seq) replace(results, offNotice(failure, e));
+    }
+  }
+
   async function search(): Promise<void> {
     const text = q.value.trim();
     if (!text) {
@@ -103,25 +115,11 @@ export function itemFinder(engine: Engine, opts: FinderOptions): ItemFinder {
       q.focus();
       return;
     }
-    const mine = ++seq;
-    replace(results, notice('loading', `Finding items like “${text}”…`));
-    try {
-      const found = await engine.searchItems(text, size());
-      if (mine === seq) render(`Nearest to “${text}”`, found);
-    } catch (e) {
-      if (mine === seq) replace(results, offNotice('Could not search by text', e));
-    }
+    await ask(`Finding items like “${text}”…`, () => engine.searchItems(text, size()), `Nearest to “${text}”`, 'Could not search by text');
   }
 
-  async function similarTo(item: string): Promise<void> {
-    const mine = ++seq;
-    replace(results, notice('loading', `Finding items like ${item}…`));
-    try {
-      const found = await engine.similarItems(item, size());
-      if (mine === seq) render(`Items like ${item}`, found);
-    } catch (e) {
-      if (mine === seq) replace(results, offNotice(`Could not find items like ${item}`, e));
-    }
+  function similarTo(item: string): Promise<void> {
+    return ask(`Finding items like ${item}…`, () => engine.similarItems(item, size()), `Items like ${item}`, `Could not find items like ${item}`);
   }
 
   const el = h(
