@@ -4,9 +4,8 @@
 //! `connection: connected` when it is back. It reads the panel's current connection at
 //! each attempt, so switching engines is a reconnect.
 
-use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -64,30 +63,38 @@ impl<F: Fn(StreamMessage) -> bool + Send + 'static> Sink for F {
 }
 
 /// What the reader thread and its owner share.
-#[derive(Default)]
 struct Control {
     stop: AtomicBool,
     /// Set to drop the current stream and reconnect at once (the connection changed).
     kick: AtomicBool,
-    /// The open stream's socket, shut down to interrupt a blocked read.
-    socket: Mutex<Option<TcpStream>>,
+    /// Bumped to interrupt the reader wherever it waits (connecting or reading).
+    interrupts: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Control {
+    fn default() -> Control {
+        Control {
+            stop: AtomicBool::new(false),
+            kick: AtomicBool::new(false),
+            interrupts: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Control {
     fn interrupt(&self) {
-        if let Some(s) = self
-            .socket
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        self.interrupts.send_modify(|n| *n = n.wrapping_add(1));
     }
+}
 
-    fn set_socket(&self, socket: Option<TcpStream>) {
-        *self.socket.lock().unwrap_or_else(|e| e.into_inner()) = socket;
-    }
+/// How one open stream ended.
+enum Ended {
+    /// The web view stopped listening.
+    SinkGone,
+    /// A stop or a switch of engines.
+    Interrupted,
+    /// The engine or the network ended it; why, for the log.
+    Dropped(String),
 }
 
 /// A running reader. Dropping it stops the reader and waits for its thread.
@@ -141,59 +148,83 @@ impl Drop for Subscription {
 }
 
 fn read_loop(connection: &RwLock<Connection>, sink: &impl Sink, control: &Control) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the stream reader's runtime");
+            return;
+        }
+    };
     // The state last reported, so a long outage is reported once.
     let mut reported_down = false;
     while !control.stop.load(Ordering::SeqCst) {
         control.kick.store(false, Ordering::SeqCst);
+        let mut interrupts = control.interrupts.subscribe();
+        // A stop or switch that came before the subscription.
+        if control.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if control.kick.load(Ordering::SeqCst) {
+            continue;
+        }
         let (endpoint, token) = {
             let c = connection.read().unwrap_or_else(|e| e.into_inner());
             (c.endpoint.clone(), c.token.clone())
         };
         let url = endpoint.url();
-        match http::open_events(
-            &endpoint,
-            "/v1/stream",
-            token.as_ref(),
-            CONNECT_TIMEOUT,
-            SILENCE_TIMEOUT,
-        ) {
-            Ok((mut events, socket)) => {
-                control.set_socket(Some(socket));
-                // A stop or switch that came while connecting.
-                if control.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                if control.kick.load(Ordering::SeqCst) {
-                    control.set_socket(None);
-                    continue;
-                }
+        let opened = runtime.block_on(async {
+            tokio::select! {
+                opened = http::open_events(
+                    &endpoint,
+                    "/v1/stream",
+                    token.as_ref(),
+                    CONNECT_TIMEOUT,
+                    SILENCE_TIMEOUT,
+                ) => Some(opened),
+                _ = interrupts.changed() => None,
+            }
+        });
+        match opened {
+            None => continue,
+            Some(Ok(mut events)) => {
                 tracing::info!(url, "live stream connected");
                 if !sink.deliver(StreamMessage::connection("connected", &url)) {
                     return;
                 }
-                let ended = loop {
-                    match events.next_frame() {
-                        Ok(Some(frame)) => {
-                            if !sink.deliver(StreamMessage::from_frame(frame)) {
-                                control.set_socket(None);
-                                return;
-                            }
+                let ended = runtime.block_on(async {
+                    loop {
+                        tokio::select! {
+                            frame = events.next_frame() => match frame {
+                                Ok(Some(frame)) => {
+                                    if !sink.deliver(StreamMessage::from_frame(frame)) {
+                                        break Ended::SinkGone;
+                                    }
+                                }
+                                Ok(None) => break Ended::Dropped("the engine ended the stream".into()),
+                                Err(e) => break Ended::Dropped(e.to_string()),
+                            },
+                            _ = interrupts.changed() => break Ended::Interrupted,
                         }
-                        Ok(None) => break "the engine ended the stream".to_string(),
-                        Err(e) => break e.to_string(),
                     }
+                });
+                let why = match ended {
+                    Ended::SinkGone => return,
+                    Ended::Interrupted => "interrupted".to_string(),
+                    Ended::Dropped(why) => why,
                 };
-                control.set_socket(None);
                 if control.stop.load(Ordering::SeqCst) {
                     break;
                 }
-                tracing::info!(url, why = ended, "live stream disconnected");
+                tracing::info!(url, why, "live stream disconnected");
                 if !sink.deliver(StreamMessage::connection("disconnected", &url)) {
                     return;
                 }
                 reported_down = true;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 if !reported_down {
                     tracing::info!(url, error = %e, "live stream unavailable; retrying");
                     if !sink.deliver(StreamMessage::connection("disconnected", &url)) {
