@@ -111,7 +111,8 @@ impl Engine {
         let counts = count_log(&store, config.pop_half_life)?;
         let mut counts = counts;
         counts.ensure_items(store.n_items());
-        let _ = shared.set_sources(counts.snapshot(None));
+        // Before serving starts nothing waits on other threads: the rows are built on all of them.
+        let _ = shared.set_sources(counts.snapshot(None, true));
 
         // The inference actor lives on the system's own arbiter; compute threads beside.
         let (itx, irx) = std::sync::mpsc::channel();

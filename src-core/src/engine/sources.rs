@@ -4,8 +4,9 @@
 //! snapshots (an `Arc` swapped in whole), so scoring never waits on a lock held by an
 //! update.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rayon::prelude::*;
 
 use crate::event::ItemId;
 
@@ -19,6 +20,13 @@ pub const POP_TOP: usize = 1000;
 pub const MARKOV_WEIGHTS: [f32; 3] = [1.0, 0.5, 0.25];
 /// History items whose neighbours are item-kNN candidates.
 pub const KNN_HISTORY: usize = 5;
+
+/// Rows a parallel snapshot needs before it splits them across threads.
+const PARALLEL_ROWS: usize = 16;
+
+/// One item's counts towards other items: entries kept contiguous (a snapshot iterates
+/// whole rows, hundreds per round), found by a fast hash for the counting.
+type Counts = indexmap::IndexMap<ItemId, f32, rustc_hash::FxBuildHasher>;
 
 /// A row of `(item, value)`, best first.
 pub type Row = Arc<[(ItemId, f32)]>;
@@ -55,15 +63,15 @@ pub struct OnlineCounts {
     inc: f64,
     /// Per-interaction decay factor of `recent` (1: plain counts).
     decay: f64,
-    transitions: Vec<HashMap<ItemId, f32>>,
-    co: Vec<HashMap<ItemId, f32>>,
+    transitions: Vec<Counts>,
+    co: Vec<Counts>,
     dirty: Vec<bool>,
     dirty_list: Vec<ItemId>,
     interactions: u64,
     /// A row's entries while its top is chosen, kept between snapshots: a snapshot
     /// recomputes hundreds of rows, and collecting each into a fresh, growing vector was
     /// a tenth of the learner's time in a replay.
-    scratch: Vec<(ItemId, f32)>,
+    scratch: Vec<u64>,
 }
 
 impl OnlineCounts {
@@ -85,8 +93,8 @@ impl OnlineCounts {
         if self.count.len() < n {
             self.count.resize(n, 0.0);
             self.recent.resize(n, 0.0);
-            self.transitions.resize_with(n, HashMap::new);
-            self.co.resize_with(n, HashMap::new);
+            self.transitions.resize_with(n, Counts::default);
+            self.co.resize_with(n, Counts::default);
             self.dirty.resize(n, false);
         }
     }
@@ -147,8 +155,14 @@ impl OnlineCounts {
     }
 
     /// A snapshot reflecting every interaction so far; rows of items untouched since
-    /// `previous` are shared with it.
-    pub fn snapshot(&mut self, previous: Option<&SourceSnapshot>) -> SourceSnapshot {
+    /// `previous` are shared with it. `parallel` spreads the changed rows over rayon's
+    /// threads: for a caller that waits on the snapshot (a deterministic replay), not for
+    /// the live learner, whose snapshots are background work.
+    pub fn snapshot(
+        &mut self,
+        previous: Option<&SourceSnapshot>,
+        parallel: bool,
+    ) -> SourceSnapshot {
         let n = self.count.len();
         let max = self.recent.iter().copied().fold(0.0f64, f64::max);
         let pop: Vec<f32> = if max > 0.0 {
@@ -156,17 +170,22 @@ impl OnlineCounts {
         } else {
             vec![0.0; n]
         };
-        let mut order: Vec<ItemId> = (0..n as ItemId)
-            .filter(|&i| pop[i as usize] > 0.0)
+        // The most popular items, best first (ties: lower id first), as packed keys (see
+        // `top_row`).
+        let mut keys: Vec<u64> = pop
+            .iter()
+            .enumerate()
+            .filter(|(_, &p)| p > 0.0)
+            .map(|(i, &p)| key(i as ItemId, p))
             .collect();
-        let top = POP_TOP.min(order.len());
-        if top > 0 && top < order.len() {
-            order.select_nth_unstable_by(top - 1, |a, b| {
-                pop[*b as usize].total_cmp(&pop[*a as usize]).then(a.cmp(b))
-            });
+        let desc = |a: &u64, b: &u64| b.cmp(a);
+        let top = POP_TOP.min(keys.len());
+        if top > 0 && top < keys.len() {
+            keys.select_nth_unstable_by(top - 1, desc);
         }
-        order.truncate(top);
-        order.sort_by(|a, b| pop[*b as usize].total_cmp(&pop[*a as usize]).then(a.cmp(b)));
+        keys.truncate(top);
+        keys.sort_unstable_by(desc);
+        let order: Vec<ItemId> = keys.iter().map(|&k| unkey(k).0).collect();
 
         let (mut successors, mut neighbours) = match previous {
             Some(p) if p.successors.len() <= n => (p.successors.clone(), p.neighbours.clone()),
@@ -178,25 +197,43 @@ impl OnlineCounts {
         let empty: Row = Arc::from(Vec::new());
         successors.resize(n, empty.clone());
         neighbours.resize(n, empty);
-        let mut buf = std::mem::take(&mut self.scratch);
-        for item in std::mem::take(&mut self.dirty_list) {
+        let dirty = std::mem::take(&mut self.dirty_list);
+        for &item in &dirty {
+            self.dirty[item as usize] = false;
+        }
+        let (transitions, co, count) = (&self.transitions, &self.co, &self.count);
+        let rows = |buf: &mut Vec<u64>, item: ItemId| -> (Row, Row) {
             let i = item as usize;
-            self.dirty[i] = false;
-            let total: f32 = self.transitions[i].values().sum();
-            successors[i] = top_row(
-                &mut buf,
-                self.transitions[i].iter().map(|(&j, &c)| (j, c / total)),
-            );
-            let ci = self.count[i].max(1.0);
-            let count = &self.count;
-            neighbours[i] = top_row(
-                &mut buf,
-                self.co[i]
+            let total: f32 = transitions[i].values().sum();
+            let next = top_row(buf, transitions[i].iter().map(|(&j, &c)| (j, c / total)));
+            let ci = count[i].max(1.0);
+            let near = top_row(
+                buf,
+                co[i]
                     .iter()
                     .map(|(&j, &c)| (j, c / (ci * count[j as usize].max(1.0)).sqrt())),
             );
+            (next, near)
+        };
+        if parallel && dirty.len() >= PARALLEL_ROWS {
+            let computed: Vec<(Row, Row)> = dirty
+                .par_iter()
+                .map_init(Vec::new, |buf, &item| rows(buf, item))
+                .collect();
+            for (&item, (next, near)) in dirty.iter().zip(computed) {
+                successors[item as usize] = next;
+                neighbours[item as usize] = near;
+            }
+        } else {
+            let mut buf = std::mem::take(&mut self.scratch);
+            for &item in &dirty {
+                (successors[item as usize], neighbours[item as usize]) = rows(&mut buf, item);
+            }
+            self.scratch = buf;
         }
-        self.scratch = buf;
+        // The list's allocation is kept for the next round's changes.
+        self.dirty_list = dirty;
+        self.dirty_list.clear();
         SourceSnapshot {
             pop,
             pop_top: order,
@@ -208,16 +245,32 @@ impl OnlineCounts {
 }
 
 /// The `TOP_M` highest entries, best first (ties: lower id first), chosen in `v`.
-fn top_row(v: &mut Vec<(ItemId, f32)>, entries: impl Iterator<Item = (ItemId, f32)>) -> Row {
+///
+/// Each entry is packed into one integer key that orders exactly as (value descending, id
+/// ascending) does, since positive f32 bit patterns order as the values: the selection
+/// then compares integers, a third of a snapshot's time when it compared the pairs.
+fn top_row(v: &mut Vec<u64>, entries: impl Iterator<Item = (ItemId, f32)>) -> Row {
     v.clear();
-    v.extend(entries.filter(|e| e.1 > 0.0));
-    let by = |a: &(ItemId, f32), b: &(ItemId, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    v.extend(entries.filter(|e| e.1 > 0.0).map(|(j, x)| key(j, x)));
+    let desc = |a: &u64, b: &u64| b.cmp(a);
     if v.len() > TOP_M {
-        v.select_nth_unstable_by(TOP_M - 1, by);
+        v.select_nth_unstable_by(TOP_M - 1, desc);
         v.truncate(TOP_M);
     }
-    v.sort_by(by);
-    Arc::from(&v[..])
+    v.sort_unstable_by(desc);
+    v.iter().map(|&k| unkey(k)).collect()
+}
+
+/// `(item, value)` with a positive `value` as one key: larger keys for larger values, and
+/// for the same value, for lower ids.
+#[inline]
+fn key(item: ItemId, value: f32) -> u64 {
+    (u64::from(value.to_bits()) << 32) | u64::from(ItemId::MAX - item)
+}
+
+#[inline]
+fn unkey(k: u64) -> (ItemId, f32) {
+    (ItemId::MAX - k as u32, f32::from_bits((k >> 32) as u32))
 }
 
 #[cfg(test)]
@@ -233,7 +286,7 @@ mod tests {
         for _ in 0..10 {
             c.observe(1, &[]);
         }
-        let s = c.snapshot(None);
+        let s = c.snapshot(None, false);
         // Item 0's interactions are 10 to 20 interactions old: about half item 1's.
         assert_eq!(s.pop_top[0], 1);
         assert!((s.pop[0] - 0.5).abs() < 0.01, "{}", s.pop[0]);
@@ -250,7 +303,7 @@ mod tests {
         }
         c.observe(0, &[]);
         c.observe(2, &[0]);
-        let s = c.snapshot(None);
+        let s = c.snapshot(None, false);
         assert_eq!(s.n_items(), 3);
         assert_eq!(s.pop_top[0], 0); // 3 interactions, as 2; tie broken by id
         assert_eq!(s.successors[0][0].0, 1); // 0→1 twice, 0→2 once
@@ -258,7 +311,7 @@ mod tests {
         assert!(s.neighbours[1].iter().any(|(j, _)| *j == 2));
         // A new transition shows in the next snapshot; untouched rows are shared.
         c.observe(7, &[2]);
-        let s2 = c.snapshot(Some(&s));
+        let s2 = c.snapshot(Some(&s), false);
         assert_eq!(s2.n_items(), 8);
         assert_eq!(s2.successors[2][0].0, 7);
         assert!(Arc::ptr_eq(&s.successors[1], &s2.successors[1]));

@@ -313,7 +313,7 @@ impl Learner {
     }
     fn publish_sources(&mut self) {
         let prev = self.shared.sources();
-        let next = self.counts.snapshot(Some(&prev));
+        let next = self.counts.snapshot(Some(&prev), self.deterministic);
         drop(prev);
         // The sources before the last are freed here, not by a compute thread.
         self.retired = Some(self.shared.set_sources(next));
