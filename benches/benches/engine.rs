@@ -26,6 +26,8 @@
 //! - `ENGINE_ENCODER=DIR`: the text encoder behind the `text` source (e.g.
 //!   `models/minilm-l6`); the catalogue is embedded before anything is measured. Without
 //!   it the engine runs without the text source;
+//! - `ENGINE_SCORE_DTYPE`: the item table's precision, `f32` (default), `f16`, `bf16` or
+//!   `int8` (the engine's `score_dtype`);
 //! - `ENGINE_HUGE_PAGES=true`: keeps transparent huge pages, which the benchmark turns
 //!   off for its process as `attune serve` does (`attune::os::avoid_huge_pages`).
 //!
@@ -299,6 +301,7 @@ fn open(store: &Path, model: &Path, batching: Batching) -> Engine {
         strategy: strategy.clone(),
         queue_capacity: 8192,
         incremental: env("ENGINE_INCREMENTAL", device == "cpu"),
+        score_dtype: env("ENGINE_SCORE_DTYPE", attune::model::fast::ScoreDtype::F32),
         device,
         compute_threads: env(
             "ENGINE_COMPUTE_THREADS",

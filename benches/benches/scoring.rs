@@ -1,8 +1,8 @@
 //! Serving benchmarks of the attention model on the CPU, at ml-1m size (3,615 items,
 //! d = 64, 2 layers, 2 heads, max_len 200, random weights): an incremental session push,
 //! one user's catalogue scoring and top-10, a batch of 64 users, full re-encodes (the
-//! plain-Rust `FastModel` against candle's `SeqRec`), and f16 / bf16 item tables against
-//! f32.
+//! plain-Rust `FastModel` against candle's `SeqRec`), and f16 / bf16 / int8 item tables
+//! against f32.
 //!
 //! Run with `cargo bench -p attune-benches --bench scoring`. Medians (p50) are in
 //! `target/criterion/<group>/<bench>/new/estimates.json`.
@@ -97,7 +97,7 @@ fn one_user(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .throughput(Throughput::Elements(N_ITEMS as u64));
-    for dtype in [ScoreDtype::F32, ScoreDtype::F16, ScoreDtype::BF16] {
+    for dtype in ScoreDtype::ALL {
         let m = fast.clone().with_score_dtype(dtype);
         let mut out = vec![0.0; N_ITEMS];
         g.bench_function(BenchmarkId::new("score_all", format!("{dtype:?}")), |b| {
@@ -139,7 +139,7 @@ fn batch(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(BATCH as u64));
-    for dtype in [ScoreDtype::F32, ScoreDtype::F16] {
+    for dtype in [ScoreDtype::F32, ScoreDtype::F16, ScoreDtype::Int8] {
         let m = fast.clone().with_score_dtype(dtype);
         g.bench_function(BenchmarkId::new("top10", format!("{dtype:?}")), |b| {
             b.iter(|| m.top_k_batch(black_box(&vecs), 10, &excludes))

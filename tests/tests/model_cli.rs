@@ -112,6 +112,35 @@ fn the_shipped_checkpoint_ranks_the_synthetic_default() {
         seq > pop * 2.0,
         "the shipped model should beat popularity clearly: {v}"
     );
+    // The compact item tables score nearly as well; an unknown precision is refused.
+    for dtype in ["f16", "bf16", "int8"] {
+        let c: serde_json::Value = serde_json::from_str(&ok_stdout(&attune(&[
+            "eval",
+            "--synthetic",
+            "--model",
+            &model,
+            "--score-dtype",
+            dtype,
+            "--json",
+        ])))
+        .expect("json");
+        let ndcg = c["results"][0]["ndcg"].as_f64().expect("ndcg");
+        assert!(
+            (ndcg - seq).abs() <= 0.01 * seq && ndcg != 0.0,
+            "{dtype}: NDCG@10 {ndcg} against f32 {seq}"
+        );
+    }
+    let out = attune(&[
+        "eval",
+        "--synthetic",
+        "--model",
+        &model,
+        "--score-dtype",
+        "f8",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown score dtype \"f8\""), "{err}");
 }
 
 #[test]

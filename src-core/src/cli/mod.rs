@@ -153,6 +153,10 @@ pub struct EvalArgs {
     /// Cut-off for HR and NDCG.
     #[arg(long, default_value_t = 10)]
     k: usize,
+    /// Precision of the item table seq:DIR models score the catalogue with: f32, f16,
+    /// bf16 or int8, as `attune serve --score-dtype` (docs/benchmarks.md#score-dtype).
+    #[arg(long, value_name = "DTYPE", default_value = "f32")]
+    score_dtype: attune::model::fast::ScoreDtype,
     /// Which held-out target to rank: test (last item) or validation (the one before).
     #[arg(long, default_value = "test")]
     split: String,
@@ -290,6 +294,11 @@ pub struct ServeArgs {
     /// Serve without the text encoder (no `text` source, no search).
     #[arg(long)]
     pub no_encoder: bool,
+    /// Precision of the item table the attention model scores the catalogue with: f32,
+    /// f16, bf16 or int8 [default: f32, or `score_dtype` in --config]
+    /// (docs/benchmarks.md#score-dtype).
+    #[arg(long, value_name = "DTYPE")]
+    pub score_dtype: Option<attune::model::fast::ScoreDtype>,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +357,10 @@ pub struct ReplayArgs {
     /// Attention model checkpoint the engines serve (default: none, baselines only).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Precision of the item table the attention model scores the catalogue with: f32,
+    /// f16, bf16 or int8 (docs/benchmarks.md#score-dtype).
+    #[arg(long, value_name = "DTYPE", default_value = "f32")]
+    pub score_dtype: attune::model::fast::ScoreDtype,
     /// Only events at or after this time: Unix seconds, or YYYY-MM-DD[THH:MM:SS] (UTC).
     #[arg(long)]
     pub from: Option<String>,

@@ -160,4 +160,9 @@ pub struct ModelInfo {
     pub layers: usize,
     pub heads: usize,
     pub max_len: usize,
+    /// Precision of the item table catalogue scoring reads (`f32`, `f16`, `bf16`, `int8`).
+    #[schema(value_type = String, example = "f32")]
+    pub score_dtype: crate::model::fast::ScoreDtype,
+    /// Bytes per item of that table.
+    pub scoring_bytes_per_item: usize,
 }

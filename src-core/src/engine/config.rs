@@ -49,6 +49,10 @@ pub struct EngineConfig {
     /// Where the attention model runs: `cpu`, `cuda` (needs the `cuda` feature and a GPU)
     /// or `auto`.
     pub device: String,
+    /// Precision of the item table the CPU path scores the catalogue with: `f32` (the
+    /// default), `f16`, `bf16` or `int8` (a quarter of the bytes, one scale per item).
+    /// Candidate scores, the task heads and the batched (candle) path stay f32.
+    pub score_dtype: crate::model::fast::ScoreDtype,
     /// On the CPU, keep each session's KV-cached state and push new events onto it (true,
     /// the default), or re-encode every request's window in a batched candle forward pass
     /// (false; what a GPU device always does).
@@ -90,6 +94,7 @@ impl Default for EngineConfig {
             finetune_every: 0,
             finetune: FineTuneConfig::default(),
             device: "cpu".into(),
+            score_dtype: crate::model::fast::ScoreDtype::F32,
             incremental: true,
             pop_half_life: 100_000,
             seed: 42,

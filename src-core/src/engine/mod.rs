@@ -490,6 +490,8 @@ impl Engine {
             layers: m.checkpoint.config.layers,
             heads: m.checkpoint.config.heads,
             max_len: m.checkpoint.config.max_len,
+            score_dtype: m.fast.score_dtype(),
+            scoring_bytes_per_item: m.fast.scoring_bytes_per_item(),
         })
     }
 

@@ -254,7 +254,9 @@ impl EngineCore {
             from_model.push(id);
             to_model[id as usize] = idx as u32;
         }
-        let fast = FastModel::from_model(&ck.model)?.with_gemm(false);
+        let fast = FastModel::from_model(&ck.model)?
+            .with_gemm(false)
+            .with_score_dtype(self.config.score_dtype);
         let tasks = &ck.config.tasks;
         Ok(ModelSlot {
             fast,

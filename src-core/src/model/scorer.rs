@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 
+use super::fast::{FastModel, ScoreDtype};
 use super::{Checkpoint, SeqRec};
 use crate::baselines::Scorer;
 use crate::data::Seq;
@@ -23,6 +24,9 @@ pub struct SeqScorer {
     to_token: Vec<u32>,
     /// Model item → data-set item id, for the items the data set has.
     from_model: Vec<Option<u32>>,
+    /// The catalogue scored with a compact item table (the user vectors stay candle's);
+    /// none: candle's f32 product.
+    compact: Option<FastModel>,
 }
 
 impl SeqScorer {
@@ -60,7 +64,18 @@ impl SeqScorer {
             model,
             to_token,
             from_model,
+            compact: None,
         }
+    }
+
+    /// Scores the catalogue with the item table in `dtype`, as the engine's CPU path does
+    /// with `score_dtype` (f32: candle's product, as before).
+    pub fn with_score_dtype(mut self, dtype: ScoreDtype) -> Result<Self> {
+        self.compact = match dtype {
+            ScoreDtype::F32 => None,
+            _ => Some(FastModel::from_model(&self.model)?.with_score_dtype(dtype)),
+        };
+        Ok(self)
     }
 
     /// The model.
@@ -101,11 +116,27 @@ impl SeqScorer {
         Ok(flat.index_select(&idx, 0)?)
     }
 
-    fn score_chunk(&self, histories: &[Seq<'_>], out: &mut [f32]) -> Result<()> {
-        let logits = self
-            .logits(histories)?
+    /// Logits over the model's items, one row per history.
+    fn logit_rows(&self, histories: &[Seq<'_>]) -> Result<Vec<Vec<f32>>> {
+        let Some(fast) = &self.compact else {
+            return Ok(self
+                .logits(histories)?
+                .to_dtype(DType::F32)?
+                .to_vec2::<f32>()?);
+        };
+        let h = self
+            .user_vectors(histories)?
             .to_dtype(DType::F32)?
-            .to_vec2::<f32>()?;
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let n = fast.config().n_items;
+        let mut all = vec![0.0f32; histories.len() * n];
+        fast.score_batch(&h, &mut all);
+        Ok(all.chunks_exact(n).map(<[f32]>::to_vec).collect())
+    }
+
+    fn score_chunk(&self, histories: &[Seq<'_>], out: &mut [f32]) -> Result<()> {
+        let logits = self.logit_rows(histories)?;
         let n = out.len() / histories.len().max(1);
         for (row, scores) in logits.iter().zip(out.chunks_mut(n)) {
             scores.fill(f32::NEG_INFINITY);

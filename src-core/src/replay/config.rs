@@ -14,6 +14,8 @@ pub struct ReplayConfig {
     pub strategies: Vec<Strategy>,
     /// Attention model checkpoint the engines serve (none: baselines only).
     pub model: Option<PathBuf>,
+    /// Precision of the item table the engines score the catalogue with.
+    pub score_dtype: crate::model::fast::ScoreDtype,
     /// Only events at or after this time (ms since the epoch).
     pub from: Option<Timestamp>,
     /// Only events before this time (ms).
@@ -37,6 +39,7 @@ impl Default for ReplayConfig {
         ReplayConfig {
             strategies: Vec::new(),
             model: None,
+            score_dtype: crate::model::fast::ScoreDtype::F32,
             from: None,
             to: None,
             k: 10,

@@ -53,6 +53,7 @@ pub(super) fn replay_one(
         store: store_dir,
         store_config,
         model: cfg.model.clone(),
+        score_dtype: cfg.score_dtype,
         strategy: serving,
         seed: cfg.seed,
         deterministic: true,

@@ -149,6 +149,7 @@ mod tests {
         assert_eq!(e.queue_capacity, 4096);
         assert_eq!(e.strategy.batching.max_batch, 16);
         assert_eq!(e.store_config.cache_capacity, 256 << 20);
+        assert_eq!(e.score_dtype, crate::model::fast::ScoreDtype::F32);
     }
 
     #[test]
@@ -164,6 +165,11 @@ mod tests {
         assert!(e.to_string().contains("queue_capacity"), "{e}");
         let e = ServeFile::parse("[engine]\nstore = \"x\"\n", "a.toml").expect_err("store");
         assert!(e.to_string().contains("top level"), "{e}");
+        let f = ServeFile::parse("[engine]\nscore_dtype = \"int8\"\n", "a.toml").expect("int8");
+        let e = f.engine(PathBuf::from("s"), None).expect("engine");
+        assert_eq!(e.score_dtype, crate::model::fast::ScoreDtype::Int8);
+        let e = ServeFile::parse("[engine]\nscore_dtype = \"f8\"\n", "a.toml").expect_err("dtype");
+        assert!(e.to_string().contains("f8"), "{e}");
         assert!(ServeFile::parse("", "empty.toml").is_ok());
     }
 }

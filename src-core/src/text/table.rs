@@ -2,6 +2,7 @@
 //! profile against all of them (a matrix-vector product of unit vectors: cosines).
 
 use crate::event::ItemId;
+use crate::model::fast::quantise_i8 as quantise;
 pub use crate::model::ops::dot;
 
 /// Items of a history the profile reads, most recent first.
@@ -29,20 +30,6 @@ pub struct TextTable {
     count: usize,
     q: Vec<i8>,
     q_scale: Vec<f32>,
-}
-
-/// Per-vector symmetric int8 quantisation of `v` into `out`; returns the scale.
-fn quantise(v: &[f32], out: &mut [i8]) -> f32 {
-    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
-    if max == 0.0 {
-        out.fill(0);
-        return 0.0;
-    }
-    let scale = max / 127.0;
-    for (o, x) in out.iter_mut().zip(v) {
-        *o = (x / scale).round().clamp(-127.0, 127.0) as i8;
-    }
-    scale
 }
 
 /// The dot product of two int8 vectors, accumulated in i32 (exact).

@@ -35,6 +35,9 @@ export interface ModelInfo {
   heads?: number;
   max_len?: number;
   name?: string;
+  /** Precision of the item table catalogue scoring reads: f32, f16, bf16 or int8. */
+  score_dtype?: string;
+  scoring_bytes_per_item?: number;
 }
 
 export interface EngineInfo {

@@ -62,6 +62,12 @@ function servingCard(m: ModelInfo | null): HTMLElement {
       ['blocks', value(m.layers)],
       ['heads', value(m.heads)],
       ['window', m.max_len === undefined ? '–' : `${fmtInt(m.max_len)} items`],
+      [
+        'score dtype',
+        m.score_dtype === undefined
+          ? '–'
+          : `${m.score_dtype}${m.scoring_bytes_per_item === undefined ? '' : ` · ${fmtInt(m.scoring_bytes_per_item)} bytes/item`}`,
+      ],
     ].flatMap(([k, v]) => [h('dt', null, k), h('dd', { class: k === 'checkpoint' || k === 'weights' ? 'mono' : undefined }, v)]),
   );
 }

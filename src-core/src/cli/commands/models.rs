@@ -26,11 +26,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         match attune::model::train::seq_spec(name) {
             Some(dir) => {
                 let ck = attune::model::Checkpoint::load(&dir, &device, candle_core::DType::F32)?;
-                Ok(Box::new(attune::model::scorer::SeqScorer::new(
-                    name,
-                    ck,
-                    &item_names,
-                )))
+                Ok(Box::new(
+                    attune::model::scorer::SeqScorer::new(name, ck, &item_names)
+                        .with_score_dtype(a.score_dtype)?,
+                ))
             }
             None => attune::baselines::fit(name, train),
         }

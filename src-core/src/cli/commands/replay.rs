@@ -206,6 +206,7 @@ pub fn replay(a: ReplayArgs) -> Result<()> {
     let cfg = ReplayConfig {
         strategies,
         model: a.model.clone(),
+        score_dtype: a.score_dtype,
         from,
         to,
         k: a.k,

@@ -74,6 +74,9 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     } else if engine_cfg.encoder.is_none() {
         engine_cfg.encoder = default_encoder();
     }
+    if let Some(dtype) = a.score_dtype {
+        engine_cfg.score_dtype = dtype;
+    }
     let engine = attune::Engine::open(engine_cfg)
         .with_context(|| format!("opening the engine on {}", store.display()))?;
     let defaults = attune::service::ServeConfig::default();

@@ -1,5 +1,5 @@
-//! IEEE half and bfloat16 conversions of the item table (round to nearest even; half
-//! flushes values below 2^-14 to zero).
+//! The compact encodings of the item table: IEEE half and bfloat16 (round to nearest
+//! even; half flushes values below 2^-14 to zero) and symmetric int8 with a scale per row.
 
 /// f32 → f16 bits, rounding to nearest even (F. Giesen's `float_to_half_fast3_rtne`),
 /// with f16 subnormals flushed to zero so that widening never meets f32 denormals (slow
@@ -43,4 +43,20 @@ pub(super) fn f32_to_bf16(x: f32) -> u16 {
 #[inline(always)]
 pub(super) fn bf16_to_f32(b: u16) -> f32 {
     f32::from_bits(u32::from(b) << 16)
+}
+
+/// Symmetric int8 quantisation of one vector into `out`: the largest magnitude maps to
+/// 127, each value to the nearest step; returns the scale (`value ≈ q · scale`; 0 for a
+/// zero vector).
+pub fn quantise_i8(v: &[f32], out: &mut [i8]) -> f32 {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        out.fill(0);
+        return 0.0;
+    }
+    let scale = max / 127.0;
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = (x / scale).round().clamp(-127.0, 127.0) as i8;
+    }
+    scale
 }

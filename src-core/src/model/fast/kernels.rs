@@ -216,6 +216,32 @@ pub(super) fn widen(bits: &[[u16; P]], out: &mut [[f32; P]], f: impl Fn(u16) -> 
     }
 }
 
+/// An int8 panel widened to f32 with each lane's scale folded in.
+#[inline(always)]
+pub(super) fn widen_i8(q: &[[i8; P]], scale: &[f32; P], out: &mut [[f32; P]]) {
+    for (o, q) in out.iter_mut().zip(q) {
+        for j in 0..P {
+            o[j] = f32::from(q[j]) * scale[j];
+        }
+    }
+}
+
+/// [`panel_mul`] over an int8 panel: the products accumulate in f32 over the raw values
+/// and each lane's scale is applied once at the end.
+#[inline(always)]
+pub(super) fn panel_mul_i8(x: &[f32], panel: &[[i8; P]], scale: &[f32; P]) -> [f32; P] {
+    let mut acc = [0.0f32; P];
+    for (&xi, q) in x.iter().zip(panel) {
+        for j in 0..P {
+            acc[j] = madd(acc[j], xi, f32::from(q[j]));
+        }
+    }
+    for j in 0..P {
+        acc[j] *= scale[j];
+    }
+    acc
+}
+
 pub(super) fn add_assign(x: &mut [f32], y: &[f32]) {
     for (x, &y) in x.iter_mut().zip(y) {
         *x += y;

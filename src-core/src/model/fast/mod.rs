@@ -21,7 +21,7 @@
 //! Files: this one holds the model and its encoder (one token's forward pass against the
 //! caches); `state` the per-user state and its snapshot form; `score` catalogue scoring,
 //! the task heads and top-k; `kernels` the panel layout and the vectorisable loops;
-//! `half` the 16-bit conversions of the item table.
+//! `half` the compact encodings of the item table (f16, bf16, int8).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +40,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+pub use half::quantise_i8;
 use half::*;
 use kernels::*;
 pub use score::top_k_of;
@@ -67,7 +68,8 @@ static NEXT_MODEL_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Precision of the item table used by [`FastModel::score_all`], [`FastModel::score_batch`]
 /// and [`FastModel::top_k`]. The encoder, candidate scoring and the task heads always run
-/// in f32.
+/// in f32. A compact table replaces the f32 panels (the f32 rows stay, for candidates and
+/// the task heads): see [`FastModel::scoring_bytes_per_item`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScoreDtype {
@@ -79,6 +81,46 @@ pub enum ScoreDtype {
     F16,
     /// bfloat16 (7-bit mantissa): half the memory and the cheapest to widen, but coarser.
     BF16,
+    /// 8-bit integers with one f32 scale per item (symmetric: the row's largest magnitude
+    /// maps to 127): a quarter of the memory; scores accumulate in f32.
+    Int8,
+}
+
+impl ScoreDtype {
+    /// Every precision, in the order the docs list them.
+    pub const ALL: [ScoreDtype; 4] = [
+        ScoreDtype::F32,
+        ScoreDtype::F16,
+        ScoreDtype::BF16,
+        ScoreDtype::Int8,
+    ];
+
+    /// The name flags, TOML and JSON use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScoreDtype::F32 => "f32",
+            ScoreDtype::F16 => "f16",
+            ScoreDtype::BF16 => "bf16",
+            ScoreDtype::Int8 => "int8",
+        }
+    }
+}
+
+impl fmt::Display for ScoreDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ScoreDtype {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<ScoreDtype, String> {
+        ScoreDtype::ALL
+            .into_iter()
+            .find(|d| d.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown score dtype {s:?} (expected f32, f16, bf16 or int8)"))
+    }
 }
 
 /// A user vector projected by the task heads (see [`FastModel::task_heads`]).
@@ -112,11 +154,25 @@ struct FastBlock {
     fc2: Dense,
 }
 
-/// The item table in 16 bits, as panels.
+/// The item table in fewer bits than f32, as panels.
 #[derive(Clone)]
-struct HalfTable {
-    dtype: ScoreDtype,
-    bits: Panels<u16>,
+enum CompactTable {
+    /// f16 or bf16 bits.
+    Half {
+        dtype: ScoreDtype,
+        bits: Panels<u16>,
+    },
+    /// Quantised rows and one scale per item (zero past the last item).
+    Int8 { q: Panels<i8>, scale: Vec<f32> },
+}
+
+impl CompactTable {
+    fn dtype(&self) -> ScoreDtype {
+        match self {
+            CompactTable::Half { dtype, .. } => *dtype,
+            CompactTable::Int8 { .. } => ScoreDtype::Int8,
+        }
+    }
 }
 
 /// A plain-Rust f32 copy of a [`SeqRec`] for serving on the CPU: incremental sessions
@@ -150,10 +206,12 @@ pub struct FastModel {
     att_scale: f32,
     /// `(n_items + 1, dim)` row-major: row 0 is padding, row `i + 1` is item `i`.
     item_emb: Vec<f32>,
-    /// The output table (item rows of `item_emb`) as panels, for catalogue scoring.
+    /// The output table (item rows of `item_emb`) as panels, for catalogue scoring in f32
+    /// (empty while a compact table scores).
     table: Panels<f32>,
-    /// The output table as a `(dim, n_items)` CPU tensor (a transposed view), for gemm.
-    table_t: Tensor,
+    /// The output table as a `(dim, n_items)` CPU tensor (a transposed view), for gemm;
+    /// only while gemm is on and the table is f32.
+    table_t: Option<Tensor>,
     /// `(max_len, dim)` row-major.
     pos_emb: Vec<f32>,
     blocks: Vec<FastBlock>,
@@ -162,7 +220,7 @@ pub struct FastModel {
     like_offset: f32,
     purchase: Dense,
     purchase_offset: f32,
-    half: Option<HalfTable>,
+    compact: Option<CompactTable>,
     /// Score batches of `GEMM_MIN_BATCH` or more through candle's multi-threaded gemm.
     gemm: bool,
 }
@@ -232,7 +290,7 @@ impl FastModel {
             emb_scale: (d as f64).sqrt() as f32,
             att_scale: (1.0 / (cfg.head_dim() as f64).sqrt()) as f32,
             table: Panels::from_rows(&item_emb[d..], cfg.n_items, d, |v| v),
-            table_t: Tensor::from_slice(&item_emb[d..], (cfg.n_items, d), &Device::Cpu)?.t()?,
+            table_t: Some(Tensor::from_slice(&item_emb[d..], (cfg.n_items, d), &Device::Cpu)?.t()?),
             item_emb,
             pos_emb: host_vec(&model.pos_emb, &[cfg.max_len, d], "pos_emb")?,
             blocks,
@@ -241,7 +299,7 @@ impl FastModel {
             like_offset: scalar(&model.like_offset, "heads.like.offset")?,
             purchase: Dense::from_candle(&model.purchase, d, d, "heads.purchase")?,
             purchase_offset: scalar(&model.purchase_offset, "heads.purchase.offset")?,
-            half: None,
+            compact: None,
             gemm: true,
             cfg,
         })
@@ -253,29 +311,93 @@ impl FastModel {
     /// threads would compete with every other thread for the cores.
     pub fn with_gemm(mut self, gemm: bool) -> FastModel {
         self.gemm = gemm;
+        self.table_t = if gemm && self.compact.is_none() {
+            self.table_t.take().or_else(|| self.gemm_table())
+        } else {
+            None
+        };
         self
     }
 
-    /// The same model scoring the catalogue with an item table in `dtype` (see
-    /// [`ScoreDtype`]); sessions stay valid across the switch.
-    pub fn with_score_dtype(mut self, dtype: ScoreDtype) -> FastModel {
-        let encode: fn(f32) -> u16 = match dtype {
-            ScoreDtype::F32 => {
-                self.half = None;
-                return self;
-            }
-            ScoreDtype::F16 => f32_to_f16,
-            ScoreDtype::BF16 => f32_to_bf16,
-        };
+    /// The f32 item table as gemm's transposed tensor.
+    fn gemm_table(&self) -> Option<Tensor> {
         let (n, d) = (self.cfg.n_items, self.cfg.dim);
-        let bits = Panels::from_rows(self.item_table(), n, d, encode);
-        self.half = Some(HalfTable { dtype, bits });
+        Tensor::from_slice(self.item_table(), (n, d), &Device::Cpu)
+            .and_then(|t| t.t())
+            .map_err(
+                |e| tracing::warn!(error = %e, "no gemm table; scoring with the panel kernels"),
+            )
+            .ok()
+    }
+
+    /// The same model scoring the catalogue with an item table in `dtype` (see
+    /// [`ScoreDtype`]); sessions stay valid across the switch. A compact table replaces
+    /// the f32 panels (and gemm's copy).
+    pub fn with_score_dtype(mut self, dtype: ScoreDtype) -> FastModel {
+        let (n, d) = (self.cfg.n_items, self.cfg.dim);
+        let rows = &self.item_emb[d..];
+        self.compact = match dtype {
+            ScoreDtype::F32 => None,
+            ScoreDtype::F16 => Some(CompactTable::Half {
+                dtype,
+                bits: Panels::from_rows(rows, n, d, f32_to_f16),
+            }),
+            ScoreDtype::BF16 => Some(CompactTable::Half {
+                dtype,
+                bits: Panels::from_rows(rows, n, d, f32_to_bf16),
+            }),
+            ScoreDtype::Int8 => {
+                let mut scale = vec![0.0f32; n.div_ceil(P) * P];
+                let mut data = vec![[0i8; P]; n.div_ceil(P) * d];
+                let mut qrow = vec![0i8; d];
+                for (r, row) in rows.chunks_exact(d).take(n).enumerate() {
+                    scale[r] = quantise_i8(row, &mut qrow);
+                    let base = (r / P) * d;
+                    for (col, &v) in data[base..base + d].iter_mut().zip(&qrow) {
+                        col[r % P] = v;
+                    }
+                }
+                Some(CompactTable::Int8 {
+                    q: Panels { data, cols: d },
+                    scale,
+                })
+            }
+        };
+        if self.compact.is_some() {
+            self.table = Panels {
+                data: Vec::new(),
+                cols: d,
+            };
+            self.table_t = None;
+        } else {
+            if self.table.data.is_empty() {
+                self.table = Panels::from_rows(rows, n, d, |v| v);
+            }
+            if self.gemm && self.table_t.is_none() {
+                self.table_t = self.gemm_table();
+            }
+        }
         self
     }
 
     /// Precision of the item table used for catalogue scoring.
     pub fn score_dtype(&self) -> ScoreDtype {
-        self.half.as_ref().map_or(ScoreDtype::F32, |h| h.dtype)
+        self.compact
+            .as_ref()
+            .map_or(ScoreDtype::F32, CompactTable::dtype)
+    }
+
+    /// Bytes per item of the table that catalogue scoring reads, at [`Self::score_dtype`]:
+    /// `4·dim` (f32), `2·dim` (f16, bf16), `dim + 4` (int8 and its scale). The f32 rows
+    /// kept for candidates and the task heads (`4·dim`) come on top, and so does gemm's
+    /// f32 copy when it is on.
+    pub fn scoring_bytes_per_item(&self) -> usize {
+        let d = self.cfg.dim;
+        match self.score_dtype() {
+            ScoreDtype::F32 => 4 * d,
+            ScoreDtype::F16 | ScoreDtype::BF16 => 2 * d,
+            ScoreDtype::Int8 => d + 4,
+        }
     }
 
     /// The model's configuration.

@@ -1,5 +1,5 @@
 //! Scoring with a user vector: the whole catalogue (panel kernels, or candle's gemm for
-//! large batches, in f32 or a 16-bit item table), chosen candidates, the like and purchase
+//! large batches, in f32 or a compact item table: f16, bf16, int8), chosen candidates, the like and purchase
 //! heads, and top-k selection.
 
 use super::*;
@@ -37,22 +37,26 @@ impl FastModel {
         assert_eq!(user_vecs.len() % d, 0, "user vectors are rows of dim = {d}");
         let b = user_vecs.len() / d;
         assert_eq!(out.len(), b * n, "scores of {b} users × {n} items");
-        if self.gemm && self.half.is_none() && b >= GEMM_MIN_BATCH {
-            match self.gemm_scores(user_vecs, b, out) {
+        if let Some(table_t) = self
+            .table_t
+            .as_ref()
+            .filter(|_| self.gemm && b >= GEMM_MIN_BATCH)
+        {
+            match self.gemm_scores(table_t, user_vecs, b, out) {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "gemm scoring failed; using the panel kernels")
                 }
             }
         }
-        let mut wide = vec![[0.0f32; P]; if self.half.is_some() { d } else { 0 }];
-        for (p, f32_panel) in self.table.panels().enumerate() {
+        let mut wide = vec![[0.0f32; P]; if self.compact.is_some() { d } else { 0 }];
+        for p in 0..n.div_ceil(P) {
             let (j0, width) = (p * P, (n - p * P).min(P));
-            let panel: &[[f32; P]] = match &self.half {
-                None => f32_panel,
-                Some(half) => {
-                    let bits = &half.bits.data[p * d..(p + 1) * d];
-                    match half.dtype {
+            let panel: &[[f32; P]] = match &self.compact {
+                None => &self.table.data[p * d..(p + 1) * d],
+                Some(CompactTable::Half { dtype, bits }) => {
+                    let bits = &bits.data[p * d..(p + 1) * d];
+                    match dtype {
                         ScoreDtype::BF16 if b < WIDEN_MIN_BATCH => {
                             for (u, scores) in
                                 user_vecs.chunks_exact(d).zip(out.chunks_exact_mut(n))
@@ -65,6 +69,19 @@ impl FastModel {
                         ScoreDtype::BF16 => widen(bits, &mut wide, bf16_to_f32),
                         _ => widen(bits, &mut wide, f16_to_f32),
                     }
+                    &wide
+                }
+                Some(CompactTable::Int8 { q, scale }) => {
+                    let q = &q.data[p * d..(p + 1) * d];
+                    let scale: &[f32; P] = scale[j0..j0 + P].try_into().expect("P scales");
+                    if b < WIDEN_MIN_BATCH {
+                        for (u, scores) in user_vecs.chunks_exact(d).zip(out.chunks_exact_mut(n)) {
+                            let acc = panel_mul_i8(u, q, scale);
+                            scores[j0..j0 + width].copy_from_slice(&acc[..width]);
+                        }
+                        continue;
+                    }
+                    widen_i8(q, scale, &mut wide);
                     &wide
                 }
             };
@@ -83,9 +100,15 @@ impl FastModel {
     }
 
     /// `out = user_vecs · table^T` by candle's matmul, copied straight from its storage.
-    fn gemm_scores(&self, user_vecs: &[f32], b: usize, out: &mut [f32]) -> Result<()> {
+    fn gemm_scores(
+        &self,
+        table_t: &Tensor,
+        user_vecs: &[f32],
+        b: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
         let h = Tensor::from_slice(user_vecs, (b, self.cfg.dim), &Device::Cpu)?;
-        let logits = h.matmul(&self.table_t)?;
+        let logits = h.matmul(table_t)?;
         let (storage, layout) = logits.storage_and_layout();
         let (start, end) = layout
             .contiguous_offsets()

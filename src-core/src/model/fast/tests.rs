@@ -341,7 +341,7 @@ fn half_conversions_match_candles() {
 }
 
 #[test]
-fn half_precision_top10_agrees_with_f32() {
+fn compact_tables_top10_agrees_with_f32() {
     let cfg = Config {
         n_items: 2000,
         dim: 32,
@@ -353,12 +353,14 @@ fn half_precision_top10_agrees_with_f32() {
     let f32m = FastModel::from_model(&random_model(&cfg, 11)).expect("fast");
     let f16m = f32m.clone().with_score_dtype(ScoreDtype::F16);
     let bf16m = f32m.clone().with_score_dtype(ScoreDtype::BF16);
+    let i8m = f32m.clone().with_score_dtype(ScoreDtype::Int8);
     assert!(
         f16m.is_current(&f32m.new_session()),
         "sessions survive a dtype switch"
     );
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(12);
     let (mut overlap16, mut top1_16, mut overlapb, mut top1_b) = (0, 0, 0, 0);
+    let (mut overlap8, mut top1_8) = (0, 0);
     let users = 100;
     let mut vecs = Vec::new();
     for _ in 0..users {
@@ -376,6 +378,7 @@ fn half_precision_top10_agrees_with_f32() {
         for (m, overlap, top1) in [
             (&f16m, &mut overlap16, &mut top1_16),
             (&bf16m, &mut overlapb, &mut top1_b),
+            (&i8m, &mut overlap8, &mut top1_8),
         ] {
             let got: Vec<u32> = m.top_k(user, 10, s.items()).iter().map(|p| p.0).collect();
             *overlap += got.iter().filter(|i| want.contains(i)).count();
@@ -394,13 +397,42 @@ fn half_precision_top10_agrees_with_f32() {
         10 * users
     );
     assert!(top1_b >= 90, "bf16 top-1 agreement {top1_b} / {users}");
-    // The batch path uses the same half-precision kernel.
-    let mut one = vec![0.0; cfg.n_items];
-    let mut all = vec![0.0; users * cfg.n_items];
-    f16m.score_batch(&vecs, &mut all);
-    f16m.score_all(&vecs[..cfg.dim], &mut one);
-    assert_eq!(one, all[..cfg.n_items].to_vec());
-    eprintln!("f16: overlap {overlap16}/1000, top-1 {top1_16}/100; bf16: overlap {overlapb}/1000, top-1 {top1_b}/100");
+    assert!(
+        overlap8 >= 9 * users,
+        "int8 top-10 overlap {overlap8} / {}",
+        10 * users
+    );
+    assert!(top1_8 >= 90, "int8 top-1 agreement {top1_8} / {users}");
+    // The batch path reads the same compact table as one user alone (bf16 and int8 alone
+    // take kernels of their own, so they agree only to rounding).
+    for m in [&f16m, &bf16m, &i8m] {
+        let mut one = vec![0.0; cfg.n_items];
+        let mut all = vec![0.0; users * cfg.n_items];
+        m.score_batch(&vecs, &mut all);
+        m.score_all(&vecs[..cfg.dim], &mut one);
+        let worst = one
+            .iter()
+            .zip(&all[..cfg.n_items])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        let exact = m.score_dtype() == ScoreDtype::F16;
+        assert!(
+            if exact { worst == 0.0 } else { worst < 1e-4 },
+            "{}: batch and single differ by {worst}",
+            m.score_dtype()
+        );
+    }
+    // Back to f32: the same scores as the model never compacted.
+    let back = i8m.clone().with_score_dtype(ScoreDtype::F32);
+    let (mut a, mut b) = (vec![0.0; cfg.n_items], vec![0.0; cfg.n_items]);
+    f32m.score_all(&vecs[..cfg.dim], &mut a);
+    back.score_all(&vecs[..cfg.dim], &mut b);
+    assert_eq!(a, b);
+    assert_eq!(
+        [&f32m, &f16m, &i8m].map(|m| m.scoring_bytes_per_item()),
+        [4 * 32, 2 * 32, 32 + 4]
+    );
+    eprintln!("f16: overlap {overlap16}/1000, top-1 {top1_16}/100; bf16: overlap {overlapb}/1000, top-1 {top1_b}/100; int8: overlap {overlap8}/1000, top-1 {top1_8}/100");
 }
 
 #[test]
