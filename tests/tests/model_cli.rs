@@ -67,6 +67,40 @@ fn train_then_eval_the_checkpoint() {
 }
 
 #[test]
+fn settings_left_out_come_from_the_data_and_say_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d.jsonl");
+    let d = data.to_str().expect("path");
+    ok_stdout(&attune(&[
+        "generate", "--out", d, "--users", "150", "--items", "60", "--seed", "3",
+    ]));
+    let out = dir.path().join("m");
+    let o = out.to_str().expect("path");
+    let run = attune(&[
+        "train", "--data", d, "--format", "jsonl", "--out", o, "--epochs", "1", "--dim", "16",
+        "--layers", "1", "--batch", "32",
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    // A small data set: short overlapping windows and more dropout, each with its reason.
+    assert!(err.contains("settings from the data (150 users"), "{err}");
+    assert!(err.contains("is small data"), "{err}");
+    assert!(err.contains("overridden by flags: --batch"), "{err}");
+    assert!(
+        err.contains("training with max_len 50, window stride 25, dropout 0.5, batch 32"),
+        "{err}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["max_len"], 50, "{config}");
+    // The two refit flags contradict each other.
+    let both = attune(&["train", "--synthetic", "--out", o, "--refit", "--no-refit"]);
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("--no-refit"));
+}
+
+#[test]
 fn bad_training_flags_fail_with_the_field_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let o = dir.path().join("m");

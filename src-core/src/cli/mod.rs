@@ -207,21 +207,21 @@ pub struct TrainArgs {
     /// Attention heads (must divide --dim).
     #[arg(long, default_value_t = 2)]
     pub heads: usize,
-    /// Longest window of a user's history the model reads.
-    #[arg(long, default_value_t = 200)]
-    pub max_len: usize,
-    /// Dropout probability.
-    #[arg(long, default_value_t = 0.2)]
-    pub dropout: f64,
-    /// AdamW learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    /// Longest window of a user's history the model reads [default: from the data].
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Dropout probability [default: from the data].
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// AdamW learning rate [default: from the data].
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// AdamW weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
-    /// Windows per batch.
-    #[arg(long, default_value_t = 128)]
-    pub batch: usize,
+    /// Windows per batch [default: from the data].
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Seed (initialisation, shuffling, dropout).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -231,23 +231,29 @@ pub struct TrainArgs {
     /// 0 for the full softmax, N for a sampled softmax with N shared negatives.
     #[arg(long, default_value_t = 0)]
     pub negatives: usize,
-    /// Stop after this many evaluations without a better validation NDCG@10.
-    #[arg(long, default_value_t = 10)]
-    pub patience: usize,
-    /// Evaluate every this many epochs.
-    #[arg(long, default_value_t = 1)]
-    pub eval_every: usize,
+    /// Stop after this many evaluations without a better validation NDCG@10 [default:
+    /// from the data].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Evaluate every this many epochs [default: from the data].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
     /// Stop after this many minutes of training.
     #[arg(long)]
     pub max_minutes: Option<f64>,
     /// 0: one window per user (its most recent --max-len positions). S > 0: users longer
-    /// than --max-len also give earlier windows, each ending S positions before the last.
-    #[arg(long, default_value_t = 0)]
-    pub window_stride: usize,
-    /// After early stopping, train afresh for the best epoch count on everything before
-    /// the test targets (validation targets included) and keep that model.
+    /// than --max-len also give earlier windows, each ending S positions before the last
+    /// [default: from the data].
     #[arg(long)]
+    pub window_stride: Option<usize>,
+    /// After early stopping, train afresh for the best epoch count on everything before
+    /// the test targets (validation targets included) and keep that model [default: from
+    /// the data].
+    #[arg(long, conflicts_with = "no_refit")]
     pub refit: bool,
+    /// Never refit, whatever the data.
+    #[arg(long)]
+    pub no_refit: bool,
     /// Learning-rate schedule: constant, or linear / cosine decay to 0 at --epochs.
     #[arg(long, default_value = "constant")]
     pub lr_schedule: String,

@@ -118,37 +118,73 @@ pub(super) fn embed_dataset(
 
 pub fn train(a: TrainArgs) -> Result<()> {
     let dataset = load_source(&a.source)?;
-    let cfg = TrainConfig {
-        model: ModelConfig {
-            dim: a.dim,
-            layers: a.layers,
-            heads: a.heads,
-            max_len: a.max_len,
-            dropout: a.dropout,
-            negatives: a.negatives,
-            ..ModelConfig::default()
-        },
-        epochs: a.epochs,
-        lr: a.lr,
-        weight_decay: a.weight_decay,
-        batch: a.batch,
-        seed: a.seed,
-        patience: a.patience,
-        eval_every: a.eval_every,
-        max_minutes: a.max_minutes,
-        device: a.device.clone(),
-        window_stride: a.window_stride,
-        refit: a.refit,
-        lr_schedule: a.lr_schedule.clone(),
-        init_from_text: None,
-    };
-    cfg.validate()?;
     eprintln!(
         "training on {}: {} users, {} items, {} interactions",
         dataset.name,
         dataset.users.len(),
         dataset.n_items(),
         dataset.n_interactions()
+    );
+    // Every tuning flag left out takes the value the data suggests; say which and why.
+    let shape = attune::model::train::defaults::DataShape::of(&dataset);
+    let d = attune::model::train::defaults::derive(&dataset);
+    let refit = if a.no_refit {
+        false
+    } else {
+        a.refit || d.refit
+    };
+    let overridden: Vec<&str> = [
+        ("--max-len", a.max_len.is_some()),
+        ("--window-stride", a.window_stride.is_some()),
+        ("--dropout", a.dropout.is_some()),
+        ("--batch", a.batch.is_some()),
+        ("--lr", a.lr.is_some()),
+        ("--eval-every", a.eval_every.is_some()),
+        ("--patience", a.patience.is_some()),
+        ("--refit/--no-refit", a.refit || a.no_refit),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect();
+    eprint!("{}", d.explain(&shape));
+    if !overridden.is_empty() {
+        eprintln!("  overridden by flags: {}", overridden.join(", "));
+    }
+    let cfg = TrainConfig {
+        model: ModelConfig {
+            dim: a.dim,
+            layers: a.layers,
+            heads: a.heads,
+            max_len: a.max_len.unwrap_or(d.max_len),
+            dropout: a.dropout.unwrap_or(d.dropout),
+            negatives: a.negatives,
+            ..ModelConfig::default()
+        },
+        epochs: a.epochs,
+        lr: a.lr.unwrap_or(d.lr),
+        weight_decay: a.weight_decay,
+        batch: a.batch.unwrap_or(d.batch),
+        seed: a.seed,
+        patience: a.patience.unwrap_or(d.patience),
+        eval_every: a.eval_every.unwrap_or(d.eval_every),
+        max_minutes: a.max_minutes,
+        device: a.device.clone(),
+        window_stride: a.window_stride.unwrap_or(d.window_stride),
+        refit,
+        lr_schedule: a.lr_schedule.clone(),
+        init_from_text: None,
+    };
+    cfg.validate()?;
+    eprintln!(
+        "training with max_len {}, window stride {}, dropout {}, batch {}, lr {:e}, eval every {}, patience {}, refit {}",
+        cfg.model.max_len,
+        cfg.window_stride,
+        cfg.model.dropout,
+        cfg.batch,
+        cfg.lr,
+        cfg.eval_every,
+        cfg.patience,
+        if cfg.refit { "on" } else { "off" }
     );
     let init = match &a.init_from_text {
         None => None,

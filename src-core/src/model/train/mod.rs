@@ -13,6 +13,7 @@
 //! resumed run continues exactly as an uninterrupted one would.
 
 mod config;
+pub mod defaults;
 mod epoch;
 mod finetune;
 pub mod init;
