@@ -21,7 +21,8 @@
 //! Files: this one holds the model and its encoder (one token's forward pass against the
 //! caches); `state` the per-user state and its snapshot form; `score` catalogue scoring,
 //! the task heads and top-k; `kernels` the panel layout and the vectorisable loops;
-//! `half` the compact encodings of the item table (f16, bf16, int8).
+//! `half` the compact encodings of the item table (f16, bf16, int8); `ivf` an inverted-file
+//! index for maximum-inner-product search over it (candidates for large catalogues).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,7 @@ use super::{Config, SeqRec};
 use crate::error::{Error, Result};
 
 mod half;
+mod ivf;
 mod kernels;
 mod score;
 mod state;
@@ -42,6 +44,7 @@ mod tests;
 
 pub use half::quantise_i8;
 use half::*;
+pub use ivf::{IvfConfig, IvfIndex};
 use kernels::*;
 pub use score::top_k_of;
 pub use state::SessionState;
