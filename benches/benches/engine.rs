@@ -56,11 +56,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ITEMS: usize = 3700;
 const USERS: usize = 6040;
 
+/// The value of the environment variable `name`, or `default` when it is not set; a value
+/// that does not parse stops the run (a typo must not measure the default instead).
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => v.parse().unwrap_or_else(|_| {
+            eprintln!("engine bench: {name}={v:?} is not a valid value");
+            std::process::exit(2)
+        }),
+    }
 }
 
 /// A random-weight checkpoint over `i0..i{ITEMS-1}`.
