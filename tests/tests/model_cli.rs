@@ -3,16 +3,23 @@
 //! the checkpoint shipped in `models/` loads and ranks the synthetic default data.
 
 use attune_tests::{attune, ok_stdout};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-#[test]
-fn train_then_eval_the_checkpoint() {
+/// A temporary directory with a small generated data set (150 users, 60 items) in it.
+fn small_data() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("d.jsonl");
     let d = data.to_str().expect("path");
     ok_stdout(&attune(&[
         "generate", "--out", d, "--users", "150", "--items", "60", "--seed", "3",
     ]));
+    (dir, data)
+}
+
+#[test]
+fn train_then_eval_the_checkpoint() {
+    let (dir, data) = small_data();
+    let d = data.to_str().expect("path");
     let out = dir.path().join("m");
     let o = out.to_str().expect("path");
     let text = ok_stdout(&attune(&[
@@ -68,12 +75,8 @@ fn train_then_eval_the_checkpoint() {
 
 #[test]
 fn settings_left_out_come_from_the_data_and_say_why() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("d.jsonl");
+    let (dir, data) = small_data();
     let d = data.to_str().expect("path");
-    ok_stdout(&attune(&[
-        "generate", "--out", d, "--users", "150", "--items", "60", "--seed", "3",
-    ]));
     let out = dir.path().join("m");
     let o = out.to_str().expect("path");
     let run = attune(&[
@@ -179,12 +182,8 @@ fn the_shipped_checkpoint_ranks_the_synthetic_default() {
 
 #[test]
 fn a_warm_start_from_text_trains_and_a_missing_encoder_is_a_clear_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("d.jsonl");
+    let (dir, data) = small_data();
     let d = data.to_str().expect("path");
-    ok_stdout(&attune(&[
-        "generate", "--out", d, "--users", "150", "--items", "60", "--seed", "3",
-    ]));
     let small = [
         "--format",
         "jsonl",
