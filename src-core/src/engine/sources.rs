@@ -178,13 +178,7 @@ impl OnlineCounts {
             .filter(|(_, &p)| p > 0.0)
             .map(|(i, &p)| key(i as ItemId, p))
             .collect();
-        let desc = |a: &u64, b: &u64| b.cmp(a);
-        let top = POP_TOP.min(keys.len());
-        if top > 0 && top < keys.len() {
-            keys.select_nth_unstable_by(top - 1, desc);
-        }
-        keys.truncate(top);
-        keys.sort_unstable_by(desc);
+        best_keys(&mut keys, POP_TOP);
         let order: Vec<ItemId> = keys.iter().map(|&k| unkey(k).0).collect();
 
         let (mut successors, mut neighbours) = match previous {
@@ -252,13 +246,18 @@ impl OnlineCounts {
 fn top_row(v: &mut Vec<u64>, entries: impl Iterator<Item = (ItemId, f32)>) -> Row {
     v.clear();
     v.extend(entries.filter(|e| e.1 > 0.0).map(|(j, x)| key(j, x)));
-    let desc = |a: &u64, b: &u64| b.cmp(a);
-    if v.len() > TOP_M {
-        v.select_nth_unstable_by(TOP_M - 1, desc);
-        v.truncate(TOP_M);
-    }
-    v.sort_unstable_by(desc);
+    best_keys(v, TOP_M);
     v.iter().map(|&k| unkey(k)).collect()
+}
+
+/// Keeps the `m` largest keys of `v`, largest first.
+fn best_keys(v: &mut Vec<u64>, m: usize) {
+    let desc = |a: &u64, b: &u64| b.cmp(a);
+    if m > 0 && v.len() > m {
+        v.select_nth_unstable_by(m - 1, desc);
+    }
+    v.truncate(m);
+    v.sort_unstable_by(desc);
 }
 
 /// `(item, value)` with a positive `value` as one key: larger keys for larger values, and
