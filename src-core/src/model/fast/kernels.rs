@@ -14,7 +14,12 @@ pub(super) struct Panels<T> {
 
 impl<T: Copy + Default> Panels<T> {
     /// From a row-major `(rows, cols)` matrix, converting each value with `f`.
-    pub(super) fn from_rows(w: &[f32], rows: usize, cols: usize, f: impl Fn(f32) -> T) -> Self {
+    pub(super) fn from_rows<S: Copy>(
+        w: &[S],
+        rows: usize,
+        cols: usize,
+        f: impl Fn(S) -> T,
+    ) -> Self {
         let mut data = vec![[T::default(); P]; rows.div_ceil(P) * cols];
         for (r, row) in w.chunks_exact(cols).take(rows).enumerate() {
             let base = (r / P) * cols;

@@ -246,6 +246,11 @@ fn candle_err(msg: String) -> Error {
     Error::Candle(candle_core::Error::Msg(msg))
 }
 
+/// The `(n, d)` row-major item rows as a `(d, n)` CPU tensor (a transposed view), for gemm.
+fn gemm_tensor(rows: &[f32], n: usize, d: usize) -> candle_core::Result<Tensor> {
+    Tensor::from_slice(rows, (n, d), &Device::Cpu)?.t()
+}
+
 /// A tensor's values on the host, as f32, after checking its shape.
 fn host_vec(t: &Tensor, shape: &[usize], name: &str) -> Result<Vec<f32>> {
     if t.dims() != shape {
@@ -293,7 +298,7 @@ impl FastModel {
             emb_scale: (d as f64).sqrt() as f32,
             att_scale: (1.0 / (cfg.head_dim() as f64).sqrt()) as f32,
             table: Panels::from_rows(&item_emb[d..], cfg.n_items, d, |v| v),
-            table_t: Some(Tensor::from_slice(&item_emb[d..], (cfg.n_items, d), &Device::Cpu)?.t()?),
+            table_t: Some(gemm_tensor(&item_emb[d..], cfg.n_items, d)?),
             item_emb,
             pos_emb: host_vec(&model.pos_emb, &[cfg.max_len, d], "pos_emb")?,
             blocks,
@@ -322,11 +327,10 @@ impl FastModel {
         self
     }
 
-    /// The f32 item table as gemm's transposed tensor.
+    /// The f32 item table as gemm's transposed tensor, or none (said in the log) when
+    /// candle cannot make one.
     fn gemm_table(&self) -> Option<Tensor> {
-        let (n, d) = (self.cfg.n_items, self.cfg.dim);
-        Tensor::from_slice(self.item_table(), (n, d), &Device::Cpu)
-            .and_then(|t| t.t())
+        gemm_tensor(self.item_table(), self.cfg.n_items, self.cfg.dim)
             .map_err(
                 |e| tracing::warn!(error = %e, "no gemm table; scoring with the panel kernels"),
             )
@@ -351,17 +355,16 @@ impl FastModel {
             }),
             ScoreDtype::Int8 => {
                 let mut scale = vec![0.0f32; n.div_ceil(P) * P];
-                let mut data = vec![[0i8; P]; n.div_ceil(P) * d];
-                let mut qrow = vec![0i8; d];
-                for (r, row) in rows.chunks_exact(d).take(n).enumerate() {
-                    scale[r] = quantise_i8(row, &mut qrow);
-                    let base = (r / P) * d;
-                    for (col, &v) in data[base..base + d].iter_mut().zip(&qrow) {
-                        col[r % P] = v;
-                    }
+                let mut q = vec![0i8; n * d];
+                for ((row, qrow), s) in rows
+                    .chunks_exact(d)
+                    .zip(q.chunks_exact_mut(d))
+                    .zip(scale.iter_mut())
+                {
+                    *s = quantise_i8(row, qrow);
                 }
                 Some(CompactTable::Int8 {
-                    q: Panels { data, cols: d },
+                    q: Panels::from_rows(&q, n, d, |v| v),
                     scale,
                 })
             }

@@ -58,12 +58,7 @@ impl FastModel {
                     let bits = &bits.data[p * d..(p + 1) * d];
                     match dtype {
                         ScoreDtype::BF16 if b < WIDEN_MIN_BATCH => {
-                            for (u, scores) in
-                                user_vecs.chunks_exact(d).zip(out.chunks_exact_mut(n))
-                            {
-                                let acc = panel_mul_bf16(u, bits);
-                                scores[j0..j0 + width].copy_from_slice(&acc[..width]);
-                            }
+                            each_user(user_vecs, out, d, j0, width, |u| panel_mul_bf16(u, bits));
                             continue;
                         }
                         ScoreDtype::BF16 => widen(bits, &mut wide, bf16_to_f32),
@@ -75,10 +70,7 @@ impl FastModel {
                     let q = &q.data[p * d..(p + 1) * d];
                     let scale: &[f32; P] = scale[j0..j0 + P].try_into().expect("P scales");
                     if b < WIDEN_MIN_BATCH {
-                        for (u, scores) in user_vecs.chunks_exact(d).zip(out.chunks_exact_mut(n)) {
-                            let acc = panel_mul_i8(u, q, scale);
-                            scores[j0..j0 + width].copy_from_slice(&acc[..width]);
-                        }
+                        each_user(user_vecs, out, d, j0, width, |u| panel_mul_i8(u, q, scale));
                         continue;
                     }
                     widen_i8(q, scale, &mut wide);
@@ -234,6 +226,24 @@ impl FastModel {
             }
         }
         result
+    }
+}
+
+/// Scores panel `j0..j0 + width` for each user of `user_vecs` (rows of `d`) alone, with
+/// `kernel`, into that user's row of `out`: the path of compact tables for batches too
+/// small to widen a panel for.
+fn each_user(
+    user_vecs: &[f32],
+    out: &mut [f32],
+    d: usize,
+    j0: usize,
+    width: usize,
+    kernel: impl Fn(&[f32]) -> [f32; P],
+) {
+    let n = out.len() / (user_vecs.len() / d).max(1);
+    for (u, scores) in user_vecs.chunks_exact(d).zip(out.chunks_exact_mut(n)) {
+        let acc = kernel(u);
+        scores[j0..j0 + width].copy_from_slice(&acc[..width]);
     }
 }
 
