@@ -126,7 +126,6 @@ pub fn train(a: TrainArgs) -> Result<()> {
         dataset.n_interactions()
     );
     // Every tuning flag left out takes the value the data suggests; say which and why.
-    let shape = attune::model::train::defaults::DataShape::of(&dataset);
     let d = attune::model::train::defaults::derive(&dataset);
     let refit = if a.no_refit {
         false
@@ -146,7 +145,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     .into_iter()
     .filter_map(|(flag, given)| given.then_some(flag))
     .collect();
-    eprint!("{}", d.explain(&shape));
+    eprint!("{}", d.explain());
     if !overridden.is_empty() {
         eprintln!("  overridden by flags: {}", overridden.join(", "));
     }

@@ -64,6 +64,8 @@ impl DataShape {
 /// The settings the rules chose, with their reasons.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Derived {
+    /// The data's shape the rules read.
+    pub shape: DataShape,
     pub max_len: usize,
     pub window_stride: usize,
     pub dropout: f64,
@@ -131,6 +133,7 @@ pub fn derive_from(shape: &DataShape, lens: impl Iterator<Item = usize>) -> Deri
         REFIT_SHARE * 100.0
     ));
     Derived {
+        shape: shape.clone(),
         max_len,
         window_stride,
         dropout,
@@ -145,7 +148,8 @@ pub fn derive_from(shape: &DataShape, lens: impl Iterator<Item = usize>) -> Deri
 
 impl Derived {
     /// The reasons, one per line, for people.
-    pub fn explain(&self, shape: &DataShape) -> String {
+    pub fn explain(&self) -> String {
+        let shape = &self.shape;
         let mut s = format!(
             "settings from the data ({} users, {} interactions, history length p50 {} / p75 {} / p90 {}):\n",
             shape.users, shape.interactions, shape.p50, shape.p75, shape.p90
