@@ -11,21 +11,11 @@ use std::time::Instant;
 
 use attune::model::fast::{FastModel, IvfConfig, IvfIndex};
 use attune::model::{fresh, Config};
-use attune_benches::rss_kib;
+use attune_benches::{env_or as env, rss_kib};
 use candle_core::Device;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(v) => v.parse().unwrap_or_else(|_| {
-            eprintln!("ann bench: {name}={v:?} is not a number");
-            std::process::exit(2)
-        }),
-    }
-}
 
 fn main() {
     let n = env("ANN_ITEMS", 1_000_000);

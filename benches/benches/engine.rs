@@ -47,7 +47,7 @@ use attune::event::{Action, RawEvent};
 use attune::os::BackgroundPriority;
 use attune::store::{Store, StoreConfig};
 use attune::synth::{Generator, SynthConfig};
-use attune_benches::rss_kib;
+use attune_benches::{env_or as env, rss_kib};
 
 // The allocator the `attune` binary uses; hosts embedding the engine choose their own.
 #[global_allocator]
@@ -55,18 +55,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ITEMS: usize = 3700;
 const USERS: usize = 6040;
-
-/// The value of the environment variable `name`, or `default` when it is not set; a value
-/// that does not parse stops the run (a typo must not measure the default instead).
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(v) => v.parse().unwrap_or_else(|_| {
-            eprintln!("engine bench: {name}={v:?} is not a valid value");
-            std::process::exit(2)
-        }),
-    }
-}
 
 /// A random-weight checkpoint over `i0..i{ITEMS-1}`.
 fn model(dir: &Path) -> PathBuf {

@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use attune_benches::env_or as env;
 use tokio::sync::mpsc;
 
 /// Users and items of the generated data set (ml-1m-sized).
@@ -52,13 +53,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// After the last request is due, how long the backlog may take to drain; what is still
 /// queued then is reported as `unsent`.
 const DRAIN: Duration = Duration::from_secs(5);
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The release `attune` beside this bench's executable (`target/release/deps/..`), or
 /// `ATTUNE_BIN`.

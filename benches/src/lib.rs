@@ -6,6 +6,19 @@ use std::path::{Path, PathBuf};
 use attune::event::{Action, Event, RawEvent};
 use attune::model::{checkpoint, fresh, Config};
 
+/// The value of the environment variable `name`, or `default` when it is not set; a value
+/// that does not parse stops the run with exit status 2 (a typo must not measure the
+/// default instead).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => v.parse().unwrap_or_else(|_| {
+            eprintln!("{name}={v:?} is not a valid value");
+            std::process::exit(2)
+        }),
+    }
+}
+
 /// A random-weight attention checkpoint over `i0..i{items-1}` (d 64, 2 layers, max_len
 /// 200) in `dir/model`: the cost of an ml-1m-sized model without training one.
 pub fn random_checkpoint(dir: &Path, items: usize) -> PathBuf {
