@@ -293,6 +293,20 @@ mod tests {
         (Endpoint::from_addr(addr), server)
     }
 
+    /// `GET /healthz` without a token.
+    fn get_healthz(endpoint: &Endpoint) -> io::Result<Response> {
+        send(
+            endpoint,
+            Request {
+                method: "GET",
+                path: "/healthz",
+                token: None,
+                body: None,
+            },
+            Duration::from_secs(5),
+        )
+    }
+
     #[test]
     fn reads_a_chunked_answer_and_sends_the_token() {
         let (endpoint, server) = serve_once(
@@ -392,16 +406,7 @@ mod tests {
     #[test]
     fn a_body_cut_short_is_an_error() {
         let (endpoint, _server) = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345");
-        let r = send(
-            &endpoint,
-            Request {
-                method: "GET",
-                path: "/healthz",
-                token: None,
-                body: None,
-            },
-            Duration::from_secs(5),
-        );
+        let r = get_healthz(&endpoint);
         assert!(r.is_err(), "{r:?}");
     }
 
@@ -410,19 +415,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test port");
         let endpoint = Endpoint::from_addr(listener.local_addr().expect("bound address"));
         drop(listener);
-        let r = send(
-            &endpoint,
-            Request {
-                method: "GET",
-                path: "/healthz",
-                token: None,
-                body: None,
-            },
-            Duration::from_secs(5),
-        );
-        assert_eq!(
-            r.expect_err("nothing listens").kind(),
-            io::ErrorKind::ConnectionRefused
-        );
+        let r = get_healthz(&endpoint);
+        let e = r.expect_err("nothing listens");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        // The cause is in the message, not only reqwest's "error sending request".
+        assert!(e.to_string().contains("refused"), "{e}");
     }
 }
