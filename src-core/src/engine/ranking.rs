@@ -228,9 +228,7 @@ pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Sc
     let mut has_text = false;
     // Computed while the strategy lets the source count at all, even at a learned weight
     // of 0: the learner needs its feature to see that it would help again.
-    let text_enabled = live.weights[TEXT] != 0.0
-        || strategy.weights.text != 0.0
-        || (strategy.max_weights.text > 0.0 && !strategy.is_pinned(TEXT));
+    let text_enabled = strategy.observes(TEXT, live.weights[TEXT]);
     if let (Some(table), true) = (text, text_enabled) {
         if let Some(profile) = table.profile(hist) {
             if s.text.len() < n {
@@ -309,11 +307,12 @@ pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Sc
     // are computed in order of the rest of the score, and only while a candidate can still
     // reach the top k: its score without them plus the most they can add (a probability
     // below 1 times the positive weights) must beat the k-th best complete score so far.
+    // At a weight of 0 that is still the slate's items (and any explored one): their
+    // features reach the learner, which can then raise a head's weight again.
     let w = weights;
+    let heads_observed = (1..=2).any(|j| w[j] != 0.0 || strategy.observes(j, live.weights[j]));
     let heads = match (model, user_vec) {
-        (Some(m), Some(u)) if m.has_task_heads && (w[1] != 0.0 || w[2] != 0.0) => {
-            Some((m, m.fast.task_heads(u)))
-        }
+        (Some(m), Some(u)) if m.has_task_heads && heads_observed => Some((m, m.fast.task_heads(u))),
         _ => None,
     };
     let mut ranked: Vec<(f32, u32)> = (0..s.candidates.len())

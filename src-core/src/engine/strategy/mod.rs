@@ -295,6 +295,17 @@ impl Strategy {
         self.pinned.iter().any(|p| p == SOURCES[j])
     }
 
+    /// Whether a request ranked with source `j` at weight `current` computes that
+    /// source's feature: while it counts now or as set, and also at a weight of 0 while
+    /// the learner may still raise it (not pinned, a positive `max_weights`). A feature
+    /// left out whenever its weight is 0 would be 0 in every impression, so the learner
+    /// would never see that it helps again and the weight could never come back.
+    pub fn observes(&self, j: usize, current: f32) -> bool {
+        current != 0.0
+            || self.weights.to_array()[j] != 0.0
+            || (self.max_weights.to_array()[j] > 0.0 && !self.is_pinned(j))
+    }
+
     /// `w` clamped into this strategy's bounds, with pinned sources at their set weight.
     pub fn bound(&self, w: [f32; N_SOURCES]) -> [f32; N_SOURCES] {
         let (set, lo, hi) = (

@@ -134,6 +134,71 @@ fn the_learner_moves_weights_toward_what_pays() {
     again.shutdown().expect("shutdown");
 }
 
+/// The trap of issue 17: a task head computed only while its weight was non-zero stayed
+/// at 0 in every impression once its weight fell there, so the learner never saw it again.
+#[test]
+fn a_head_whose_weight_fell_to_0_is_still_observed_and_regains_weight() {
+    let (_dir, mut config) = fixture(100);
+    config.strategy = Strategy {
+        learning: Learning {
+            adaptive: true,
+            learning_rate: 0.5,
+            update_every: 16,
+        },
+        ..Strategy::default()
+    };
+    let engine = Engine::open(config).expect("open").blocking();
+    // Users click the shown item the purchase head likes least, then the one it likes
+    // most: the purchase weight falls to 0 first, then must climb back.
+    let run = |requests: usize, pick_most: bool| {
+        let mut observed = 0;
+        for n in 0..requests {
+            let user = format!("u{}", n % 100);
+            let rec = engine
+                .recommend(&user, 10, RecommendOptions::default())
+                .expect("rec");
+            observed += rec
+                .items
+                .iter()
+                .filter(|i| i.breakdown.purchase > 0.0)
+                .count();
+            let by_purchase = |a: &&crate::engine::RecItem, b: &&crate::engine::RecItem| {
+                a.breakdown.purchase.total_cmp(&b.breakdown.purchase)
+            };
+            let chosen = if pick_most {
+                rec.items.iter().max_by(by_purchase)
+            } else {
+                rec.items.iter().min_by(by_purchase)
+            }
+            .expect("items");
+            engine
+                .feedback(Feedback {
+                    user,
+                    item: chosen.item.clone(),
+                    kind: crate::event::EventKind::Click,
+                    value: None,
+                    request_id: Some(rec.request_id.clone()),
+                    ts: None,
+                })
+                .expect("feedback");
+        }
+        engine.engine().sync_learner().expect("sync");
+        (observed, engine.strategy().weights.purchase)
+    };
+    let (_, fallen) = run(400, false);
+    assert_eq!(fallen, 0.0, "the purchase weight should have fallen to 0");
+    let (observed, regained) = run(600, true);
+    // Every slate item still carries its purchase feature at weight 0…
+    assert_eq!(
+        observed,
+        600 * 10,
+        "items shown without their purchase feature"
+    );
+    // …so the learner sees that it pays again.
+    assert!(regained > 0.1, "the purchase weight stayed at {regained}");
+    engine.shutdown().expect("shutdown");
+}
+
 #[test]
 fn fine_tuning_runs_in_the_background_and_swaps_the_model_in() {
     let (_dir, mut config) = fixture(50);
