@@ -373,6 +373,14 @@ pub struct ReplayArgs {
     /// Only events before this time.
     #[arg(long)]
     pub to: Option<String>,
+    /// Events before this time warm the engines up (recorded and learned from, never
+    /// ranked); the figures and windows cover the rest. Same forms as --from.
+    #[arg(long, value_name = "TIME")]
+    pub warm_until: Option<String>,
+    /// Fine-tune the attention model every N interactions while replaying, as
+    /// `finetune_every` does while serving (0: never; needs --model).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub finetune_every: u64,
     /// Slate size ranked before each positive event.
     #[arg(long, default_value_t = 10)]
     pub k: usize,

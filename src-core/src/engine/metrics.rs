@@ -188,6 +188,8 @@ pub struct Metrics {
     pub queue_delay: Histogram,
     /// Compute time per batch, µs.
     pub compute_time: Histogram,
+    /// Wall time of each fine-tuning pass (training and swap), µs.
+    pub finetune_time: Histogram,
 }
 
 impl Metrics {
@@ -261,6 +263,9 @@ pub struct MetricsSnapshot {
     pub queue_delay_us: HistogramSnapshot,
     /// Compute time per batch, µs.
     pub compute_time_us: HistogramSnapshot,
+    /// Fine-tuning passes (`count`) and their wall time (training and swap), µs.
+    #[serde(default)]
+    pub finetune_time_us: HistogramSnapshot,
 }
 
 #[cfg(test)]

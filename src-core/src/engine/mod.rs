@@ -528,6 +528,16 @@ impl Engine {
         self.shared.fine_tune_and_swap(&model, &sequences)
     }
 
+    /// Fine-tunes the attention model every `n` interactions from now on (0: stops), as
+    /// `EngineConfig::finetune_every` does from the start. A replay that warms up on
+    /// events it does not rank starts fine-tuning where the ranking starts.
+    pub fn set_finetune_every(&self, n: u64) -> Result<()> {
+        self.shared
+            .learner
+            .send(LearnerMsg::FineTuneEvery(n))
+            .map_err(|_| Error::ShutDown)
+    }
+
     /// Lets the learner apply everything sent so far (sources, weights); for tests and
     /// simulations that need a consistent point.
     pub fn sync_learner(&self) -> Result<()> {
@@ -588,6 +598,7 @@ impl Engine {
             batch_size: m.batch_size.snapshot(),
             queue_delay_us: m.queue_delay.snapshot(),
             compute_time_us: m.compute_time.snapshot(),
+            finetune_time_us: m.finetune_time.snapshot(),
         }
     }
 

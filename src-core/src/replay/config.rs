@@ -20,6 +20,12 @@ pub struct ReplayConfig {
     pub from: Option<Timestamp>,
     /// Only events before this time (ms).
     pub to: Option<Timestamp>,
+    /// Events before this time (ms) warm the engine up (recorded, learned from, never
+    /// ranked); the figures and windows cover the events from it on.
+    pub warm_until: Option<Timestamp>,
+    /// Fine-tune the attention model every this many interactions while replaying (0:
+    /// never), as `finetune_every` does while serving (see `EngineConfig`).
+    pub finetune_every: u64,
     /// Slate size ranked before each positive event.
     pub k: usize,
     /// Seed of the engines (exploration).
@@ -42,6 +48,8 @@ impl Default for ReplayConfig {
             score_dtype: crate::model::fast::ScoreDtype::F32,
             from: None,
             to: None,
+            warm_until: None,
+            finetune_every: 0,
             k: 10,
             seed: 42,
             round: 64,
@@ -76,6 +84,12 @@ impl ReplayConfig {
             if f >= t {
                 return Err(Error::config("from/to", "`from` must be before `to`"));
             }
+        }
+        if self.finetune_every > 0 && self.model.is_none() {
+            return Err(Error::config(
+                "finetune_every",
+                "fine-tuning needs an attention model (--model)",
+            ));
         }
         for s in &self.strategies {
             s.validate()?;

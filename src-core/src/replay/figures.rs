@@ -97,6 +97,10 @@ pub struct StrategyReport {
     pub weights: Vec<WeightsAt>,
     /// Seconds this strategy's replay took.
     pub seconds: f64,
+    /// Fine-tuning passes run while replaying (`finetune_every`), and their wall time
+    /// (training and swap), seconds.
+    pub finetune_passes: u64,
+    pub finetune_seconds: f64,
     /// Each user's sums, for the paired comparisons (not in the JSON).
     #[serde(skip)]
     pub per_user: compare::PerUser,

@@ -54,6 +54,12 @@ pub(super) fn replay_one(
         store_config,
         model: cfg.model.clone(),
         score_dtype: cfg.score_dtype,
+        // With a warm-up, fine-tuning starts where the ranking does (`run_rounds`).
+        finetune_every: if cfg.warm_until.is_some() {
+            0
+        } else {
+            cfg.finetune_every
+        },
         strategy: serving,
         seed: cfg.seed,
         deterministic: true,
@@ -104,7 +110,18 @@ fn run_rounds(
 ) -> Result<(StrategyReport, u64)> {
     let events = &log.events;
     let n = events.len();
-    let window_len = n.div_ceil(cfg.windows).max(1);
+    // Events before `warm_until` are recorded but not ranked: the windows split the rest.
+    let scored = |i: usize| cfg.warm_until.is_none_or(|t| events[i].ts >= t);
+    let n_scored = (0..n).filter(|&i| scored(i)).count();
+    if n_scored == 0 {
+        return Err(crate::error::Error::config(
+            "warm_until",
+            "no event at or after it: nothing would be ranked",
+        ));
+    }
+    let window_len = n_scored.div_ceil(cfg.windows).max(1);
+    let mut scored_done = 0usize;
+    let mut finetuning = cfg.warm_until.is_none();
     let mut rounds = Rounds::new(events);
     let points = log.rank_points();
     // The recommendation each user's open interaction answers: (item, request id).
@@ -129,12 +146,20 @@ fn run_rounds(
         if batch.is_empty() {
             break;
         }
+        if !finetuning && batch.iter().any(|&i| scored(i)) {
+            // The warm-up is over (the learner has applied it: rounds end in a sync).
+            engine.set_finetune_every(cfg.finetune_every)?;
+            finetuning = true;
+        }
         // 1. The recommendations: before each positive event, and at each served
         //    impression (a slate of the same size).
         let asks: Vec<(usize, usize)> = batch
             .iter()
             .filter_map(|&i| {
                 let ev = &events[i];
+                if !scored(i) {
+                    return None;
+                }
                 match &ev.action {
                     Action::Impression(imp) => Some((i, imp.items.len().clamp(1, 1000))),
                     _ if points[i].is_some() => Some((i, cfg.k)),
@@ -217,6 +242,7 @@ fn run_rounds(
         // 3. The learner applies the round.
         engine.sync_learner()?;
         done += batch.len();
+        scored_done += batch.iter().filter(|&&i| scored(i)).count();
         last_ts = batch
             .iter()
             .map(|&i| events[i].ts)
@@ -224,9 +250,9 @@ fn run_rounds(
             .unwrap_or(last_ts)
             .max(last_ts);
         progress(batch.len() as u64);
-        if done >= next_window || done >= n {
+        if scored_done >= next_window || done >= n {
             close_window(&mut windows, &mut weights, &mut win, done, last_ts, engine);
-            while next_window <= done {
+            while next_window <= scored_done {
                 next_window += window_len;
             }
         }
@@ -253,6 +279,8 @@ fn run_rounds(
             windows,
             weights,
             seconds: 0.0,
+            finetune_passes: m.finetune_time_us.count,
+            finetune_seconds: m.finetune_time_us.mean * m.finetune_time_us.count as f64 / 1e6,
             per_user,
         },
         done as u64,

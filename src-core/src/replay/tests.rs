@@ -143,6 +143,7 @@ fn stable(r: &ReplayReport) -> serde_json::Value {
             "latency_p50_us",
             "latency_p99_us",
             "latency_buckets",
+            "finetune_seconds",
         ] {
             s[k] = serde_json::Value::Null;
         }
@@ -184,6 +185,85 @@ fn two_runs_give_identical_figures_with_the_model_and_learning_on() {
     // The weights moved (the learner learned), identically in both runs.
     let w = &a.strategies[0].weights;
     assert_ne!(w.first().map(|x| x.weights), w.last().map(|x| x.weights));
+}
+
+#[test]
+fn a_warm_up_is_learned_from_not_ranked_and_fine_tuning_starts_after_it() {
+    let gen = Generator::new(SynthConfig::default()).expect("generator");
+    let mut events: Vec<RawEvent> = (0..80).flat_map(|u| gen.user_events(u)).collect();
+    events.sort_by_key(|e| e.ts);
+    let cut = events[events.len() * 3 / 4].ts;
+    let mut log = log_of(events);
+    log.items = gen.items().collect();
+    log.items.sort_by(|a, b| a.id.cmp(&b.id));
+    let model =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/synthetic-default");
+    let cfg = ReplayConfig {
+        model: Some(model),
+        round: 16,
+        windows: 4,
+        ..ReplayConfig::default()
+    };
+    let stop = AtomicBool::new(false);
+    let all = replay(&log, &cfg, &stop, &|_, _| {}).expect("whole log");
+    let warm = ReplayConfig {
+        warm_until: Some(cut),
+        ..cfg.clone()
+    };
+    let later = replay(&log, &warm, &stop, &|_, _| {}).expect("warmed up");
+    let (a, l) = (&all.strategies[0], &later.strategies[0]);
+    // Only the events from the cut on are ranked, and every event is still replayed.
+    assert_eq!(later.events, all.events);
+    assert!(
+        l.rankings > 0 && l.rankings < a.rankings / 2,
+        "{} of {}",
+        l.rankings,
+        a.rankings
+    );
+    assert_eq!(l.windows.len(), 4);
+    assert!(l.windows.iter().all(|w| w.ts_to >= cut));
+    assert_eq!(
+        l.windows.iter().map(|w| w.figures.rankings).sum::<u64>(),
+        l.rankings
+    );
+    assert_eq!(l.finetune_passes, 0);
+    // Fine-tuning every 200 interactions runs only after the warm-up, the same in two runs.
+    let tuned = ReplayConfig {
+        finetune_every: 200,
+        ..warm.clone()
+    };
+    let t1 = replay(&log, &tuned, &stop, &|_, _| {}).expect("fine-tuned");
+    let t2 = replay(&log, &tuned, &stop, &|_, _| {}).expect("again");
+    // A run tuning from the start makes about four times the passes (the cut is at 3/4).
+    let from_start = replay(
+        &log,
+        &ReplayConfig {
+            warm_until: None,
+            ..tuned.clone()
+        },
+        &stop,
+        &|_, _| {},
+    )
+    .expect("tuned from the start");
+    let (passes, all_passes) = (
+        t1.strategies[0].finetune_passes,
+        from_start.strategies[0].finetune_passes,
+    );
+    assert!(
+        passes >= 1 && passes * 2 < all_passes,
+        "{passes} passes after the warm-up, {all_passes} without one"
+    );
+    assert_eq!(stable(&t1), stable(&t2));
+    assert!(replay(
+        &log,
+        &ReplayConfig {
+            model: None,
+            ..tuned.clone()
+        },
+        &stop,
+        &|_, _| {}
+    )
+    .is_err_and(|e| e.to_string().contains("finetune_every")));
 }
 
 #[test]

@@ -203,12 +203,19 @@ pub fn replay(a: ReplayArgs) -> Result<()> {
         .map(|s| parse_time("from", s))
         .transpose()?;
     let to = a.to.as_deref().map(|s| parse_time("to", s)).transpose()?;
+    let warm_until = a
+        .warm_until
+        .as_deref()
+        .map(|s| parse_time("warm-until", s))
+        .transpose()?;
     let cfg = ReplayConfig {
         strategies,
         model: a.model.clone(),
         score_dtype: a.score_dtype,
         from,
         to,
+        warm_until,
+        finetune_every: a.finetune_every,
         k: a.k,
         seed: a.seed,
         round: a.round,
@@ -264,6 +271,15 @@ pub fn replay(a: ReplayArgs) -> Result<()> {
                 s.latency_p50_us,
                 s.latency_p99_us,
                 s.served_agreement.map_or("-".into(), |x| format!("{x:.3}"))
+            );
+        }
+        for s in report.strategies.iter().filter(|s| s.finetune_passes > 0) {
+            println!(
+                "{}: {} fine-tuning passes, {:.1} s ({:.2} s each)",
+                s.name,
+                s.finetune_passes,
+                s.finetune_seconds,
+                s.finetune_seconds / s.finetune_passes as f64
             );
         }
         if let Some(dir) = &a.report {

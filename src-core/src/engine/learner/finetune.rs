@@ -1,6 +1,11 @@
 //! The fine-tuning trigger: recent interactions remembered, and every `finetune_every`
 //! of them a fine-tuning pass of the attention model on a background thread, swapped in
 //! when done.
+//!
+//! A deterministic engine (replays) runs the pass on the learner's own thread instead,
+//! when the events that triggered it are applied: the next round is ranked with the new
+//! weights, as live traffic (events minutes apart, a pass of seconds) would be, and two
+//! replays give the same figures.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,6 +48,18 @@ impl Learner {
         if sequences.is_empty() {
             return;
         }
+        if self.deterministic {
+            let started = std::time::Instant::now();
+            match self.shared.fine_tune_and_swap(&model, &sequences) {
+                Ok(v) => tracing::debug!(version = v, "fine-tuned model swapped in"),
+                Err(e) => tracing::warn!(error = %e, "fine-tuning failed; the model stays"),
+            }
+            self.shared
+                .metrics
+                .finetune_time
+                .record_duration(started.elapsed());
+            return;
+        }
         let shared = Arc::clone(&self.shared);
         let running = Arc::clone(&self.finetune_running);
         running.store(true, std::sync::atomic::Ordering::Release);
@@ -56,7 +73,13 @@ impl Learner {
             crate::supervise::Restart::Never,
             move || {
                 crate::supervise::checkpoint();
-                match shared.fine_tune_and_swap(&model, &sequences) {
+                let started = std::time::Instant::now();
+                let result = shared.fine_tune_and_swap(&model, &sequences);
+                shared
+                    .metrics
+                    .finetune_time
+                    .record_duration(started.elapsed());
+                match result {
                     Ok(v) => tracing::info!(
                         version = v,
                         users = sequences.len(),

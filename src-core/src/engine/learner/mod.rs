@@ -62,6 +62,8 @@ pub(crate) enum LearnerMsg {
     Flush(crossbeam_channel::Sender<()>),
     /// Drop what is held of a user (pending slates, recent items for fine-tuning).
     Forget(Arc<str>),
+    /// Fine-tune every this many interactions from now on (0: stop).
+    FineTuneEvery(u64),
     /// Publish, checkpoint and stop.
     Shutdown(crossbeam_channel::Sender<()>),
 }
@@ -307,6 +309,13 @@ impl Learner {
                 self.impressions.remove(&user);
                 self.impression_order.retain(|u| *u != user);
                 self.recent.retain(|(u, _)| *u != user);
+            }
+            LearnerMsg::FineTuneEvery(n) => {
+                self.finetune_every = n;
+                self.since_finetune = 0;
+                if n == 0 {
+                    self.recent.clear();
+                }
             }
             LearnerMsg::Flush(_) | LearnerMsg::Shutdown(_) => unreachable!("handled in run"),
         }
