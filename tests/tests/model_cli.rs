@@ -178,6 +178,26 @@ fn the_shipped_checkpoint_ranks_the_synthetic_default() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown score dtype \"f8\""), "{err}");
+    // What the heads know: the synthetic data holds purchases, so the purchase head's
+    // AUC is reported beside popularity's; baselines alone have no heads to measure.
+    let h: serde_json::Value = serde_json::from_str(&ok_stdout(&attune(&[
+        "eval",
+        "--synthetic",
+        "--model",
+        &model,
+        "--heads",
+        "--json",
+    ])))
+    .expect("json");
+    let buy = h["heads"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["task"] == "purchase"))
+        .unwrap_or_else(|| panic!("no purchase head in {h}"));
+    let (auc, cases) = (buy["auc"].as_f64().expect("auc"), buy["cases"].as_u64());
+    assert!((0.0..=1.0).contains(&auc) && cases > Some(100), "{buy}");
+    let out = attune(&["eval", "--synthetic", "--model", "pop", "--heads"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--heads: no seq:DIR model"));
 }
 
 #[test]

@@ -160,6 +160,11 @@ pub struct EvalArgs {
     /// Which held-out target to rank: test (last item) or validation (the one before).
     #[arg(long, default_value = "test")]
     split: String,
+    /// Also report what the seq:DIR models' task heads know: AUC of the like head on
+    /// held-out ratings (like = at or above the model's threshold) and of the purchase
+    /// head on held-out purchases, beside item popularity.
+    #[arg(long)]
+    heads: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,

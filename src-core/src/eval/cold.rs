@@ -320,6 +320,7 @@ pub fn evaluate_cold(
         items: cold.len(),
         k,
         results,
+        heads: None,
         cold: Some(ColdInfo {
             fraction: split.options.fraction,
             seed: split.options.seed,

@@ -7,6 +7,7 @@
 //! `&dyn Scorer` and a fit function, so new model kinds plug in without touching it.
 
 pub mod cold;
+pub mod heads;
 pub mod metrics;
 
 use std::fmt::{self, Write as _};
@@ -232,6 +233,10 @@ pub struct EvalReport {
     /// A cold-start evaluation's cold items (`attune eval --cold-items`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold: Option<cold::ColdInfo>,
+    /// What the attention models' task heads know (`attune eval --heads`); absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<Vec<heads::HeadAuc>>,
 }
 
 /// One model's row of an [`EvalReport`].
@@ -278,6 +283,13 @@ impl EvalReport {
                 table,
                 "{:<width$}  {:>8.4}  {:>8.4}  {:>8.4}  {:>8.4}  {:>8.2}",
                 r.model, r.hr, r.ndcg, r.mrr, r.coverage, r.seconds
+            );
+        }
+        for h in self.heads.iter().flatten() {
+            let _ = writeln!(
+                table,
+                "{} {} head: AUC {:.4} (item popularity {:.4}) over {} targets, {} positive",
+                h.model, h.task, h.auc, h.popularity_auc, h.cases, h.positives
             );
         }
         table
@@ -356,6 +368,7 @@ where
         k,
         results,
         cold: None,
+        heads: None,
     })
 }
 

@@ -116,6 +116,42 @@ impl SeqScorer {
         Ok(flat.index_select(&idx, 0)?)
     }
 
+    /// The like and purchase logits of each history's `target` (a data-set item id), given
+    /// the history; `None` where the model does not know the target.
+    pub fn task_logits(
+        &self,
+        histories: &[Seq<'_>],
+        targets: &[u32],
+    ) -> Result<Vec<Option<(f32, f32)>>> {
+        let mut out = Vec::with_capacity(histories.len());
+        for (hs, ts) in histories.chunks(BATCH).zip(targets.chunks(BATCH)) {
+            let h = self.user_vectors(hs)?;
+            // Unknown targets are scored as model item 0 and dropped below.
+            let known: Vec<Option<u32>> = ts
+                .iter()
+                .map(|&t| match self.to_token.get(t as usize) {
+                    Some(&tok) if tok > 0 => Some(tok - 1),
+                    _ => None,
+                })
+                .collect();
+            let items: Vec<u32> = known.iter().map(|k| k.unwrap_or(0)).collect();
+            let items = Tensor::from_vec(items, ts.len(), self.model.device())?;
+            let like = self.model.like_logits(&h, &items)?.to_dtype(DType::F32)?;
+            let buy = self
+                .model
+                .purchase_logits(&h, &items)?
+                .to_dtype(DType::F32)?;
+            let (like, buy) = (
+                like.flatten_all()?.to_vec1::<f32>()?,
+                buy.flatten_all()?.to_vec1::<f32>()?,
+            );
+            for (j, k) in known.iter().enumerate() {
+                out.push(k.map(|_| (like[j], buy[j])));
+            }
+        }
+        Ok(out)
+    }
+
     /// Logits over the model's items, one row per history.
     fn logit_rows(&self, histories: &[Seq<'_>]) -> Result<Vec<Vec<f32>>> {
         let Some(fast) = &self.compact else {

@@ -314,3 +314,55 @@ fn a_warm_start_trains_reports_its_initialisation_and_resumes_only_with_it() {
         .next()
         .is_none());
 }
+
+/// The CUDA path agrees with the CPU: the shipped checkpoint's next-item scores for 64
+/// seeded histories within 1e-3 and the same top 10 (`scripts/gpu-check.sh` runs it on a
+/// GPU machine; compiled only with the `cuda` feature).
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_scores_agree_with_the_cpu() {
+    use rand::{Rng, SeedableRng};
+    let gpu = Device::new_cuda(0).expect("a CUDA device (this test needs a GPU)");
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/synthetic-default");
+    let cpu_ck = Checkpoint::load(&dir, &Device::Cpu, DType::F32).expect("cpu checkpoint");
+    let gpu_ck = Checkpoint::load(&dir, &gpu, DType::F32).expect("gpu checkpoint");
+    let cfg = cpu_ck.model.config().clone();
+    let (users, len) = (64usize, cfg.max_len.min(50));
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(17);
+    let tokens: Vec<u32> = (0..users * len)
+        .map(|_| rng.gen_range(1..=cfg.n_items as u32))
+        .collect();
+    let scores = |ck: &Checkpoint, device: &Device| -> Vec<Vec<f32>> {
+        let t = Tensor::from_vec(tokens.clone(), (users, len), device).expect("tokens");
+        let h = ck.model.encode(&t, None).expect("encode");
+        let last = h
+            .narrow(1, len - 1, 1)
+            .expect("last")
+            .squeeze(1)
+            .expect("squeeze");
+        ck.model
+            .next_logits(&last)
+            .expect("logits")
+            .to_device(&Device::Cpu)
+            .expect("to cpu")
+            .to_vec2()
+            .expect("rows")
+    };
+    let (cpu, gpu) = (scores(&cpu_ck, &Device::Cpu), scores(&gpu_ck, &gpu));
+    let top10 = |row: &[f32]| {
+        let mut idx: Vec<usize> = (0..row.len()).collect();
+        idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+        idx.truncate(10);
+        idx
+    };
+    let mut worst = 0.0f32;
+    for (u, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+        for (a, b) in c.iter().zip(g) {
+            worst = worst.max((a - b).abs());
+        }
+        assert_eq!(top10(c), top10(g), "user {u}: the top 10 differ");
+    }
+    assert!(worst <= 1e-3, "largest score difference {worst}");
+    println!("cuda agreement: {users} users, largest score difference {worst:e}");
+}

@@ -22,7 +22,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     let item_names = dataset.item_names.clone();
     let device = attune::model::device("auto")?;
-    let report = eval::evaluate_with(&dataset, &a.models, a.k, split, |name, train| {
+    let mut report = eval::evaluate_with(&dataset, &a.models, a.k, split, |name, train| {
         match attune::model::train::seq_spec(name) {
             Some(dir) => {
                 let ck = attune::model::Checkpoint::load(&dir, &device, candle_core::DType::F32)?;
@@ -34,6 +34,29 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             None => attune::baselines::fit(name, train),
         }
     })?;
+    if a.heads {
+        let holdout = eval::Holdout::new(&dataset, split)?;
+        let mut heads = Vec::new();
+        for name in &a.models {
+            let Some(dir) = attune::model::train::seq_spec(name) else {
+                continue;
+            };
+            let ck = attune::model::Checkpoint::load(&dir, &device, candle_core::DType::F32)?;
+            let threshold = ck.config.like_threshold;
+            let scorer = attune::model::scorer::SeqScorer::new(name.as_str(), ck, &item_names);
+            heads.extend(eval::heads::evaluate(
+                &dataset,
+                &holdout,
+                name,
+                threshold,
+                |h, t| scorer.task_logits(h, t),
+            )?);
+        }
+        if heads.is_empty() {
+            bail!("--heads: no seq:DIR model with a like or purchase label in this data");
+        }
+        report.heads = Some(heads);
+    }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
