@@ -53,6 +53,11 @@ pub struct SimConfig {
     pub trending: usize,
     /// Half-life of the popularity source, in interactions.
     pub pop_half_life: u64,
+    /// The purchase world: a cart becomes a purchase by the item's own conversion rate
+    /// (hidden, unrelated to what draws clicks; [`SynthConfig::purchase_by_item`]) instead
+    /// of half the time. With a purchase-only reward ([`purchase_strategies`]) only the
+    /// model's purchase head can tell what sells from what is clicked.
+    pub purchase_world: bool,
 }
 
 impl Default for SimConfig {
@@ -68,6 +73,7 @@ impl Default for SimConfig {
             change_at: 0.5,
             trending: 20,
             pop_half_life: 2_000,
+            purchase_world: false,
         }
     }
 }
@@ -102,6 +108,34 @@ pub fn default_strategies() -> Vec<Strategy> {
     vec![adaptive, frozen]
 }
 
+/// The purchase world's strategies: purchases alone earn (5 each), and the same adaptive
+/// learner runs with the task heads (`heads`, starting at the default strategy's weights)
+/// and without them (`no-heads`: like and purchase pinned at 0).
+pub fn purchase_strategies() -> Vec<Strategy> {
+    let adaptive = default_strategies().remove(0);
+    let reward = Reward {
+        click: 0.0,
+        cart: 0.0,
+        purchase: 5.0,
+        like: 0.0,
+        skip: 0.0,
+    };
+    let heads = Strategy {
+        name: "heads".into(),
+        reward,
+        ..adaptive.clone()
+    };
+    let mut off = Strategy {
+        name: "no-heads".into(),
+        reward,
+        pinned: vec!["like".into(), "purchase".into()],
+        ..adaptive
+    };
+    off.weights.like = 0.0;
+    off.weights.purchase = 0.0;
+    vec![heads, off]
+}
+
 /// One strategy's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StrategyResult {
@@ -123,6 +157,9 @@ pub struct StrategyResult {
     pub weights_start: SourceWeights,
     /// Blend weights at the end.
     pub weights_end: SourceWeights,
+    /// Blend weights through the run: at the start and after every twentieth of it.
+    #[serde(default)]
+    pub weights_over_time: Vec<WeightsAtStep>,
     /// Median and 99th-percentile recommendation latency, µs.
     pub latency_p50_us: f64,
     /// 99th percentile.
@@ -138,6 +175,13 @@ pub struct StrategyResult {
     /// if it never is within the run.
     #[serde(default)]
     pub recovery_steps: Option<usize>,
+}
+
+/// The blend weights in force after `step` recommendations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightsAtStep {
+    pub step: usize,
+    pub weights: SourceWeights,
 }
 
 /// The window over which a reward rate is measured for the recovery time: 1% of the run,
@@ -257,6 +301,7 @@ impl Tally {
             reward_after_change: total - before,
             weights_start: zero,
             weights_end: zero,
+            weights_over_time: Vec::new(),
             latency_p50_us: 0.0,
             latency_p99_us: 0.0,
             share_of_oracle_before: None,
@@ -283,12 +328,10 @@ fn reference(world: &World, cfg: &SimConfig, reward: Reward, which: Reference) -
         let slate: Vec<u32> = match which {
             Reference::Oracle => {
                 scored.clear();
-                scored.extend((0..n_items).map(|i| {
-                    (
-                        attraction(&world.gen, &users[u], i, changed, &world.trending),
-                        i,
-                    )
-                }));
+                scored.extend(
+                    (0..n_items)
+                        .map(|i| (world.expected_reward(&users[u], i, changed, &reward), i)),
+                );
                 scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
                 scored.iter().take(k).map(|s| s.1).collect()
             }
@@ -338,6 +381,7 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
         users: cfg.users,
         items: cfg.items,
         seed: cfg.seed,
+        purchase_by_item: cfg.purchase_world,
         ..SynthConfig::default()
     })?;
     if cfg.trending == 0 || cfg.trending > cfg.items {
@@ -349,10 +393,12 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
             ),
         ));
     }
-    let strategies = if cfg.strategies.is_empty() {
-        default_strategies()
-    } else {
+    let strategies = if !cfg.strategies.is_empty() {
         cfg.strategies.clone()
+    } else if cfg.purchase_world {
+        purchase_strategies()
+    } else {
+        default_strategies()
     };
     for s in &strategies {
         s.validate()?;
@@ -391,6 +437,11 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
         })?
         .blocking();
         let weights_start = engine.strategy().weights;
+        let every = (cfg.steps / 20).max(1);
+        let mut weights_over_time = vec![WeightsAtStep {
+            step: 0,
+            weights: weights_start,
+        }];
         let mut users = world.users.clone();
         let (mut pick, mut respond) = shared_draws(cfg.seed);
         let mut tally = Tally::new(reward, cfg.steps);
@@ -422,6 +473,12 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
             tally.push(&answers);
             // A consistent point: every count and weight update of this step is in force.
             engine.engine().sync_learner()?;
+            if (step + 1) % every == 0 {
+                weights_over_time.push(WeightsAtStep {
+                    step: step + 1,
+                    weights: engine.strategy().weights,
+                });
+            }
         }
         progress(si, cfg.steps);
         engine.engine().sync_learner()?;
@@ -434,6 +491,7 @@ pub fn simulate(cfg: &SimConfig, progress: &mut dyn FnMut(usize, usize)) -> Resu
         results.push(StrategyResult {
             weights_start,
             weights_end: engine.strategy().weights,
+            weights_over_time,
             latency_p50_us: m.recommend_latency_us.p50,
             latency_p99_us: m.recommend_latency_us.p99,
             ..tally.result(name, change)
@@ -537,7 +595,7 @@ impl World {
                 out.push((EventKind::Click, item));
                 if rng.gen::<f64>() < 0.2 + 0.4 * a {
                     out.push((EventKind::Cart, item));
-                    if rng.gen::<f64>() < 0.5 {
+                    if rng.gen::<f64>() < self.buys(item) {
                         out.push((EventKind::Purchase, item));
                     }
                 }
@@ -552,6 +610,28 @@ impl World {
             }
         }
         out
+    }
+}
+
+impl World {
+    /// The chance that a cart of `item` becomes a purchase: the item's conversion rate in
+    /// the purchase world, else one half.
+    fn buys(&self, item: u32) -> f64 {
+        if self.gen.purchase_by_item() {
+            self.gen.conversion(item)
+        } else {
+            0.5
+        }
+    }
+
+    /// What showing `item` first to `user` is expected to earn under `reward`: a click,
+    /// then maybe a cart and a purchase ([`World::respond`]'s chances). The oracle ranks by
+    /// it; in the default world it orders items as their attraction does.
+    fn expected_reward(&self, user: &SimUser, item: u32, changed: bool, reward: &Reward) -> f64 {
+        let a = attraction(&self.gen, user, item, changed, &self.trending);
+        let cart = 0.2 + 0.4 * a;
+        a * (f64::from(reward.click)
+            + cart * (f64::from(reward.cart) + self.buys(item) * f64::from(reward.purchase)))
     }
 }
 
@@ -656,6 +736,45 @@ mod tests {
             "{ra} vs {:?}",
             f.recovery_steps
         );
+    }
+
+    #[test]
+    fn the_purchase_world_runs_heads_against_no_heads_under_the_oracle() {
+        let cfg = SimConfig {
+            steps: 2000,
+            users: 300,
+            purchase_world: true,
+            model: Some(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/synthetic-purchase"),
+            ),
+            ..SimConfig::default()
+        };
+        let report = simulate(&cfg, &mut |_, _| {}).expect("simulate");
+        let names: Vec<&str> = report.strategies.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["heads", "no-heads", "oracle", "random"]);
+        let oracle = report.strategies[2].reward;
+        for s in &report.strategies {
+            assert!(
+                s.reward <= oracle,
+                "{} {} above the oracle {oracle}",
+                s.name,
+                s.reward
+            );
+            // Purchases alone earn, 5 each.
+            assert_eq!(s.reward, 5.0 * s.purchases as f64, "{}", s.name);
+        }
+        let (heads, off) = (&report.strategies[0], &report.strategies[1]);
+        assert_eq!(heads.weights_over_time.len(), 21);
+        assert_eq!(heads.weights_over_time[20].step, 2000);
+        // The pinned heads never move; the learner moves the others' weights.
+        assert!(off
+            .weights_over_time
+            .iter()
+            .all(|w| w.weights.purchase == 0.0));
+        assert!(heads
+            .weights_over_time
+            .windows(2)
+            .any(|w| w[0].weights != w[1].weights));
     }
 
     #[test]

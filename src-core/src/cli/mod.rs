@@ -121,6 +121,11 @@ pub struct GenerateArgs {
     /// Mean sessions per user.
     #[arg(long)]
     sessions: Option<f64>,
+    /// The purchase world: a cart becomes a purchase by the item's own hidden conversion
+    /// rate (the same for every user, unrelated to what draws clicks), not by the user's
+    /// affinity (`attune simulate --purchase-world` faces the same items).
+    #[arg(long)]
+    purchase_by_item: bool,
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +241,12 @@ pub struct TrainArgs {
     /// 0 for the full softmax, N for a sampled softmax with N shared negatives.
     #[arg(long, default_value_t = 0)]
     pub negatives: usize,
+    /// Loss weight of the like head (rating at or above 4), beside next-item's 1.
+    #[arg(long, default_value_t = 0.1)]
+    pub like_weight: f64,
+    /// Loss weight of the purchase head, beside next-item's 1.
+    #[arg(long, default_value_t = 0.1)]
+    pub purchase_weight: f64,
     /// Stop after this many evaluations without a better validation NDCG@10 [default:
     /// from the data].
     #[arg(long)]
@@ -433,6 +444,12 @@ pub struct SimulateArgs {
     /// Serve without the attention model (baselines only).
     #[arg(long, conflicts_with = "model")]
     pub no_model: bool,
+    /// The purchase world: carts become purchases by each item's own hidden conversion
+    /// rate, unrelated to what draws clicks, and purchases alone earn; the strategies (by
+    /// default) are the adaptive learner with the task heads (`heads`) and without
+    /// (`no-heads`). Default model: models/synthetic-purchase.
+    #[arg(long)]
+    pub purchase_world: bool,
     /// Share of the run after which the users' tastes change.
     #[arg(long, default_value_t = 0.5)]
     pub change_at: f64,

@@ -248,6 +248,18 @@ impl Generator {
         unit(splitmix64(self.item_hash(item as usize)))
     }
 
+    /// The item's own conversion rate in [0, 1): the chance that a cart of it becomes a
+    /// purchase in the purchase world (`purchase_by_item`), the same for every user and
+    /// independent of the item's quality, category and popularity.
+    pub fn conversion(&self, item: u32) -> f64 {
+        unit(splitmix64(self.item_hash(item as usize) ^ 0x636f_6e76))
+    }
+
+    /// Whether this is the purchase world (`SynthConfig::purchase_by_item`).
+    pub fn purchase_by_item(&self) -> bool {
+        self.cfg.purchase_by_item
+    }
+
     fn category_size(&self, c: usize) -> usize {
         (self.offsets[c + 1] - self.offsets[c]) as usize
     }

@@ -59,6 +59,15 @@ pub struct SynthConfig {
     /// Probability (per session after the first, 0–1) that a user swaps one favourite
     /// category for a new one. Default 0.1.
     pub favourite_switch_prob: f64,
+    /// Whether a cart becomes a purchase by the item's own conversion rate
+    /// ([`Generator::conversion`], hidden, the same for every user and unrelated to what
+    /// draws clicks) instead of by the user's affinity, as clicks do. Default false. The
+    /// purchase world: only a model's purchase head can tell what sells from what is
+    /// clicked.
+    ///
+    /// [`Generator::conversion`]: super::Generator::conversion
+    #[serde(default)]
+    pub purchase_by_item: bool,
 }
 
 impl Default for SynthConfig {
@@ -83,6 +92,7 @@ impl Default for SynthConfig {
             category_zipf: 0.8,
             taste_drift: 0.05,
             favourite_switch_prob: 0.1,
+            purchase_by_item: false,
         }
     }
 }

@@ -132,7 +132,12 @@ impl Generator {
                         price,
                     },
                 );
-                if rng.gen::<f64>() < 0.2 + 0.6 * a {
+                let buys = if self.cfg.purchase_by_item {
+                    self.conversion(item)
+                } else {
+                    0.2 + 0.6 * a
+                };
+                if rng.gen::<f64>() < buys {
                     last += (5.0 * SECOND_MS + exponential(rng, PURCHASE_DELAY_MS)) as i64;
                     push(
                         last,

@@ -310,3 +310,47 @@ fn throughput() {
         events as f64 / secs / 1e6
     );
 }
+
+#[test]
+fn in_the_purchase_world_carts_convert_by_the_items_own_rate() {
+    // Purchases per cart, for the items the conversion rate puts low and high.
+    let ratio = |purchase_by_item: bool| {
+        let g = generator(SynthConfig {
+            users: 3000,
+            items: 300,
+            purchase_by_item,
+            ..SynthConfig::default()
+        });
+        let (mut carts, mut buys) = ([0u32; 2], [0u32; 2]);
+        for e in events_of(&g, 0..3000) {
+            let (item, bought) = match &e.action {
+                Action::Cart { item, .. } => (item, false),
+                Action::Purchase { item, .. } => (item, true),
+                _ => continue,
+            };
+            let c = g.conversion(item_index(item) as u32);
+            let group = match c {
+                c if c < 0.3 => 0,
+                c if c >= 0.7 => 1,
+                _ => continue,
+            };
+            if bought {
+                buys[group] += 1;
+            } else {
+                carts[group] += 1;
+            }
+        }
+        [0, 1].map(|g| f64::from(buys[g]) / f64::from(carts[g].max(1)))
+    };
+    let [low, high] = ratio(true);
+    assert!(
+        high > low + 0.4,
+        "low-conversion items {low:.2}, high {high:.2}"
+    );
+    // Elsewhere the rate means nothing: both groups convert alike.
+    let [low, high] = ratio(false);
+    assert!(
+        (high - low).abs() < 0.1,
+        "default world: {low:.2} vs {high:.2}"
+    );
+}

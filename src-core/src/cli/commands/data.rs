@@ -99,6 +99,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         users: a.users,
         items: a.items,
         seed: a.seed,
+        purchase_by_item: a.purchase_by_item,
         ..SynthConfig::default()
     };
     if let Some(s) = a.sessions {

@@ -180,6 +180,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
             max_len: a.max_len.unwrap_or(d.max_len),
             dropout: a.dropout.unwrap_or(d.dropout),
             negatives: a.negatives,
+            tasks: attune::model::TaskWeights {
+                like: a.like_weight,
+                purchase: a.purchase_weight,
+                ..attune::model::TaskWeights::default()
+            },
             ..ModelConfig::default()
         },
         epochs: a.epochs,

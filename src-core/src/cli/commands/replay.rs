@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use attune::import::Format;
 
-use super::serving::default_checkpoint;
+use super::serving::{default_checkpoint, shipped_checkpoint};
 use crate::cli::progress;
 use crate::cli::{ReplayArgs, SimulateArgs};
 
@@ -33,6 +33,8 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         None
     } else if a.model.is_some() {
         a.model.clone()
+    } else if default_world && a.purchase_world {
+        shipped_checkpoint("synthetic-purchase")
     } else if default_world {
         default_checkpoint()
     } else {
@@ -47,6 +49,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         model: model.clone(),
         strategies,
         change_at: a.change_at,
+        purchase_world: a.purchase_world,
         ..Default::default()
     };
     let n = if cfg.strategies.is_empty() {
@@ -108,6 +111,25 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         "recovery: steps after the change (step {}) until a strategy's reward over {} steps is back to 90% of its own rate before it",
         report.change_step, report.recovery_window
     );
+    if a.purchase_world {
+        for s in report
+            .strategies
+            .iter()
+            .filter(|s| s.weights_over_time.len() > 1)
+        {
+            let path: Vec<String> = s
+                .weights_over_time
+                .iter()
+                .map(|w| format!("{:.2}", w.weights.purchase))
+                .collect();
+            println!(
+                "{}: purchase weight every {} steps: {}",
+                s.name,
+                s.weights_over_time[1].step,
+                path.join(" ")
+            );
+        }
+    }
     if let [first, second, ..] = report.strategies.as_slice() {
         if second.reward > 0.0 {
             println!(

@@ -10,13 +10,18 @@ use crate::cli::{DemoArgs, ServeArgs};
 
 /// The checkpoint shipped for the default synthetic world, if it is where it should be.
 pub(crate) fn default_checkpoint() -> Option<PathBuf> {
-    let here = PathBuf::from("models/synthetic-default");
+    shipped_checkpoint("synthetic-default")
+}
+
+/// The checkpoint `models/NAME` shipped with the repository: here or beside the binary.
+pub(crate) fn shipped_checkpoint(name: &str) -> Option<PathBuf> {
+    let here = PathBuf::from("models").join(name);
     if here.join("config.json").is_file() {
         return Some(here);
     }
     let exe = std::env::current_exe().ok()?;
     exe.ancestors()
-        .map(|a| a.join("models/synthetic-default"))
+        .map(|a| a.join("models").join(name))
         .find(|p| p.join("config.json").is_file())
 }
 
