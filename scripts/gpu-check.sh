@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# The CUDA checks (issue 17, point 6), in two halves, because the GPU machines this
+# project is lent have the NVIDIA driver but no Rust toolchain and no network:
+#
+#   scripts/gpu-check.sh build       here (Rust, no GPU needed): builds the CUDA
+#                                    binaries into target/gpu-check/ (stripped, ~60 MiB);
+#                                    takes nvcc and the CUDA headers from PyPI when the
+#                                    machine has no CUDA toolkit.
+#   scripts/gpu-check.sh run [OUT]   on the GPU machine, from the repository root with
+#                                    target/gpu-check/ carried: runs every check and
+#                                    writes the figures to OUT (default target/gpu-check/out)
+#                                    and a summary to OUT/summary.txt.
+#
+# With the device tool: build here, then
+#   run(command="scripts/gpu-check.sh run $OUT", carry=["target/gpu-check"], timeout_s=540)
+#
+# The checks, each with its own log in OUT:
+#   1. agreement  the shipped checkpoint's scores on the GPU against the CPU: within 1e-3,
+#                 the same top 10 (the test model::tests::cuda_scores_agree_with_the_cpu);
+#   2. train      training speed on the ml-1m subset, CPU and GPU, 2 epochs each (needs
+#                 ../shared/data or ATTUNE_DATA; skipped with a note otherwise);
+#   3. engine     the engine bench with the model on the GPU (ENGINE_DEVICE=cuda): the
+#                 highest offered rate with p99 <= 5 ms at max_batch 1, 16 and 64; the
+#                 batching gain is 16 against 1 (goal >= 3x).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DEST=$ROOT/target/gpu-check
+# The GPU's compute capability (H100/H200: 90); candle's kernels are compiled for it.
+export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
+
+die() { echo "gpu-check: $*" >&2; exit 1; }
+
+# nvcc and the CUDA headers: the system's, else the PyPI wheels (a registry this machine
+# reaches), unpacked into target/cuda-pypi.
+cuda_toolkit() {
+  if command -v nvcc >/dev/null; then
+    return
+  fi
+  local pypi=$ROOT/target/cuda-pypi
+  if [ ! -x "$pypi/bin/nvcc" ]; then
+    echo "gpu-check: no nvcc here; taking it from PyPI (nvidia-cuda-nvcc-cu12, nvidia-cuda-runtime-cu12)"
+    local venv=$ROOT/target/cuda-venv
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet \
+      'nvidia-cuda-nvcc-cu12==12.4.*' 'nvidia-cuda-runtime-cu12==12.4.*' \
+      'nvidia-cublas-cu12==12.4.*' 'nvidia-curand-cu12==10.3.5.*' \
+      'nvidia-cuda-nvrtc-cu12==12.4.*'
+    local site
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    mkdir -p "$pypi/bin" "$pypi/include" "$pypi/lib64"
+    for part in "$site"/nvidia/*/; do
+      [ -d "$part/bin" ] && cp -a "$part"/bin/. "$pypi/bin/"
+      [ -d "$part/include" ] && cp -a "$part"/include/. "$pypi/include/"
+      [ -d "$part/lib" ] && cp -a "$part"/lib/. "$pypi/lib64/"
+      [ -d "$part/nvvm" ] && cp -a "$part/nvvm" "$pypi/"
+    done
+  fi
+  export CUDA_ROOT=$pypi CUDA_PATH=$pypi CUDA_TOOLKIT_ROOT_DIR=$pypi
+  export PATH=$pypi/bin:$PATH
+  export LD_LIBRARY_PATH=$pypi/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+}
+
+# The executable cargo built for the target named $1 (reads cargo's JSON messages).
+executable() {
+  python3 -c '
+import json, sys
+name = sys.argv[1]
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == name:
+        print(m["executable"])' "$1" | tail -1
+}
+
+build() {
+  cuda_toolkit
+  nvcc --version | tail -1
+  cargo build --release -p attune --features cuda
+  local tests bench
+  tests=$(cargo test --release -p attune --lib --features cuda --no-run --message-format=json | executable attune)
+  bench=$(cargo bench -p attune-benches --bench engine --features attune/cuda --no-run --message-format=json | executable engine)
+  [ -n "$tests" ] && [ -n "$bench" ] || die "cargo did not name the test or bench executable"
+  rm -rf "$DEST"
+  mkdir -p "$DEST"
+  strip -o "$DEST/attune" target/release/attune
+  strip -o "$DEST/attune-lib-tests" "$tests"
+  strip -o "$DEST/engine-bench" "$bench"
+  du -sh "$DEST"
+  echo "gpu-check: built; carry target/gpu-check and run: scripts/gpu-check.sh run"
+}
+
+run() {
+  local out=${1:-$DEST/out}
+  mkdir -p "$out"
+  [ -x "$DEST/attune" ] || die "no $DEST/attune: run 'scripts/gpu-check.sh build' first (where Rust is)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
+    | tee "$out/gpu.txt" || die "nvidia-smi failed: no NVIDIA driver here"
+  local summary=$out/summary.txt
+  : >"$summary"
+  echo "gpu: $(head -1 "$out/gpu.txt")" >>"$summary"
+
+  echo "== 1. CPU/GPU agreement"
+  # The lib test binary runs from the crate's directory (it reads models/ relative to it).
+  if (cd src-core && "$DEST/attune-lib-tests" cuda_scores_agree_with_the_cpu --nocapture) \
+      >"$out/agreement.log" 2>&1; then
+    echo "agreement: passed; $(grep -o 'largest score difference.*' "$out/agreement.log" | head -1)" >>"$summary"
+  else
+    echo "agreement: FAILED (agreement.log)" >>"$summary"
+  fi
+
+  echo "== 2. training speed, ml-1m subset, 2 epochs on the CPU and on the GPU"
+  local data=${ATTUNE_DATA:-$ROOT/../shared/data}/ml-1m/ratings_users1-2999.dat
+  if [ -f "$data" ]; then
+    for dev in cpu cuda; do
+      local t0 t1
+      t0=$(date +%s.%N)
+      "$DEST/attune" train --data "$data" --format movielens --out "$out/model-$dev" \
+        --epochs 2 --eval-every 2 --device "$dev" >"$out/train-$dev.log" 2>&1 || true
+      t1=$(date +%s.%N)
+      echo "train $dev: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s for 2 epochs; $(grep -E '^epoch +2 ' "$out/train-$dev.log" | tail -1)" >>"$summary"
+    done
+  else
+    echo "train: skipped, no $data (set ATTUNE_DATA to the folder holding ml-1m/)" >>"$summary"
+  fi
+
+  echo "== 3. engine bench on the GPU: highest rate with p99 <= 5 ms, by batch size"
+  # Batches of 1 (no waiting) against dynamic batching (16, the default, and 64).
+  for batch in 1 16 64; do
+    local delay=100
+    [ "$batch" = 1 ] && delay=0
+    (cd benches && ENGINE_BENCH=max ENGINE_DEVICE=cuda ENGINE_SECS=5 ENGINE_WARMUP_SECS=1 \
+      ENGINE_MAX_BATCH=$batch ENGINE_DELAY_US=$delay "$DEST/engine-bench" --bench) \
+      >"$out/engine-batch$batch.log" 2>&1 || true
+    echo "engine, max_batch $batch: $(grep -E 'sustained|no rate met' "$out/engine-batch$batch.log" | tail -1)" >>"$summary"
+  done
+  local b1 b16
+  b1=$(grep -oE 'sustained [0-9]+' "$out/engine-batch1.log" | grep -oE '[0-9]+' || echo 0)
+  b16=$(grep -oE 'sustained [0-9]+' "$out/engine-batch16.log" | grep -oE '[0-9]+' || echo 0)
+  if [ "${b1:-0}" -gt 0 ]; then
+    echo "batching gain (max_batch 16 / 1): $(awk -v a="$b16" -v b="$b1" 'BEGIN{printf "%.2f", a/b}')x (goal >= 3x; the bench offers at most 40,000 ops/s)" >>"$summary"
+  else
+    echo "batching gain: batch size 1 met no rate (engine-batch1.log)" >>"$summary"
+  fi
+  cat "$summary"
+}
+
+case "${1:-}" in
+  build) build ;;
+  run) shift; run "$@" ;;
+  *) die "usage: scripts/gpu-check.sh build | run [OUT]" ;;
+esac
