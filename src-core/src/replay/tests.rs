@@ -151,17 +151,28 @@ fn stable(r: &ReplayReport) -> serde_json::Value {
     v
 }
 
-#[test]
-fn two_runs_give_identical_figures_with_the_model_and_learning_on() {
-    // The default synthetic world (the shipped checkpoint's), a slice of its users.
-    let gen = Generator::new(SynthConfig::default()).expect("generator");
-    let mut events: Vec<RawEvent> = (0..120).flat_map(|u| gen.user_events(u)).collect();
+/// The first `users` users of the default synthetic world, in time order, with its
+/// whole catalogue.
+fn synthetic_log(gen: &Generator, users: usize) -> Log {
+    let mut events: Vec<RawEvent> = (0..users).flat_map(|u| gen.user_events(u)).collect();
     events.sort_by_key(|e| e.ts);
     let mut log = log_of(events);
     log.items = gen.items().collect();
     log.items.sort_by(|a, b| a.id.cmp(&b.id));
-    let model =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/synthetic-default");
+    log
+}
+
+/// The checkpoint shipped for the default synthetic world.
+fn shipped_model() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/synthetic-default")
+}
+
+#[test]
+fn two_runs_give_identical_figures_with_the_model_and_learning_on() {
+    // The default synthetic world (the shipped checkpoint's), a slice of its users.
+    let gen = Generator::new(SynthConfig::default()).expect("generator");
+    let log = synthetic_log(&gen, 120);
+    let model = shipped_model();
     let cfg = ReplayConfig {
         model: Some(model),
         strategies: vec![Strategy {
@@ -190,14 +201,9 @@ fn two_runs_give_identical_figures_with_the_model_and_learning_on() {
 #[test]
 fn a_warm_up_is_learned_from_not_ranked_and_fine_tuning_starts_after_it() {
     let gen = Generator::new(SynthConfig::default()).expect("generator");
-    let mut events: Vec<RawEvent> = (0..80).flat_map(|u| gen.user_events(u)).collect();
-    events.sort_by_key(|e| e.ts);
-    let cut = events[events.len() * 3 / 4].ts;
-    let mut log = log_of(events);
-    log.items = gen.items().collect();
-    log.items.sort_by(|a, b| a.id.cmp(&b.id));
-    let model =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/synthetic-default");
+    let log = synthetic_log(&gen, 80);
+    let cut = log.events[log.events.len() * 3 / 4].ts;
+    let model = shipped_model();
     let cfg = ReplayConfig {
         model: Some(model),
         round: 16,

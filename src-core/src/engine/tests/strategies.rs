@@ -80,9 +80,10 @@ async fn a_hot_swap_under_load_loses_no_request() {
     engine.shutdown().await.expect("shutdown");
 }
 
-#[test]
-fn the_learner_moves_weights_toward_what_pays() {
-    let (_dir, mut config) = fixture(100);
+/// The fixture's 100 users under an adaptive strategy that learns fast (learning rate
+/// 0.5, an update every 16 samples).
+fn adaptive_fixture() -> (tempfile::TempDir, EngineConfig) {
+    let (dir, mut config) = fixture(100);
     config.strategy = Strategy {
         learning: Learning {
             adaptive: true,
@@ -91,6 +92,12 @@ fn the_learner_moves_weights_toward_what_pays() {
         },
         ..Strategy::default()
     };
+    (dir, config)
+}
+
+#[test]
+fn the_learner_moves_weights_toward_what_pays() {
+    let (_dir, config) = adaptive_fixture();
     let reopen = config.clone();
     let engine = Engine::open(config).expect("open").blocking();
     let start = engine.strategy().weights;
@@ -138,15 +145,7 @@ fn the_learner_moves_weights_toward_what_pays() {
 /// at 0 in every impression once its weight fell there, so the learner never saw it again.
 #[test]
 fn a_head_whose_weight_fell_to_0_is_still_observed_and_regains_weight() {
-    let (_dir, mut config) = fixture(100);
-    config.strategy = Strategy {
-        learning: Learning {
-            adaptive: true,
-            learning_rate: 0.5,
-            update_every: 16,
-        },
-        ..Strategy::default()
-    };
+    let (_dir, config) = adaptive_fixture();
     let engine = Engine::open(config).expect("open").blocking();
     // Users click the shown item the purchase head likes least, then the one it likes
     // most: the purchase weight falls to 0 first, then must climb back.
