@@ -4,8 +4,8 @@
 #
 #   scripts/gpu-check.sh build       here (Rust, no GPU needed): builds the CUDA
 #                                    binaries into target/gpu-check/ (stripped, ~60 MiB);
-#                                    takes nvcc and the CUDA headers from PyPI when the
-#                                    machine has no CUDA toolkit.
+#                                    installs Debian's nvidia-cuda-toolkit (non-free) when
+#                                    the machine has no nvcc.
 #   scripts/gpu-check.sh run [OUT]   on the GPU machine, from the repository root with
 #                                    target/gpu-check/ carried: runs every check and
 #                                    writes the figures to OUT (default target/gpu-check/out)
@@ -32,34 +32,27 @@ export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 
 die() { echo "gpu-check: $*" >&2; exit 1; }
 
-# nvcc and the CUDA headers: the system's, else the PyPI wheels (a registry this machine
-# reaches), unpacked into target/cuda-pypi.
+# nvcc and the CUDA headers: the system's, else Debian's nvidia-cuda-toolkit (11.8, whose
+# nvcc compiles for sm_90) from bookworm's non-free component, through a sources list of
+# its own (the system's lists stay as they are). PyPI's nvidia-cuda-nvcc-cu12 wheels
+# (12.4.131, 12.9.86) carry ptxas and libnvvm but no nvcc, so they cannot build candle's
+# kernels.
 cuda_toolkit() {
   if command -v nvcc >/dev/null; then
     return
   fi
-  local pypi=$ROOT/target/cuda-pypi
-  if [ ! -x "$pypi/bin/nvcc" ]; then
-    echo "gpu-check: no nvcc here; taking it from PyPI (nvidia-cuda-nvcc-cu12, nvidia-cuda-runtime-cu12)"
-    local venv=$ROOT/target/cuda-venv
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet \
-      'nvidia-cuda-nvcc-cu12==12.4.*' 'nvidia-cuda-runtime-cu12==12.4.*' \
-      'nvidia-cublas-cu12==12.4.*' 'nvidia-curand-cu12==10.3.5.*' \
-      'nvidia-cuda-nvrtc-cu12==12.4.*'
-    local site
-    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    mkdir -p "$pypi/bin" "$pypi/include" "$pypi/lib64"
-    for part in "$site"/nvidia/*/; do
-      [ -d "$part/bin" ] && cp -a "$part"/bin/. "$pypi/bin/"
-      [ -d "$part/include" ] && cp -a "$part"/include/. "$pypi/include/"
-      [ -d "$part/lib" ] && cp -a "$part"/lib/. "$pypi/lib64/"
-      [ -d "$part/nvvm" ] && cp -a "$part/nvvm" "$pypi/"
-    done
-  fi
-  export CUDA_ROOT=$pypi CUDA_PATH=$pypi CUDA_TOOLKIT_ROOT_DIR=$pypi
-  export PATH=$pypi/bin:$PATH
-  export LD_LIBRARY_PATH=$pypi/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  echo "gpu-check: no nvcc here; installing Debian's nvidia-cuda-toolkit (non-free)"
+  # apt-get update empties its lists folder of other files: the sources live beside it.
+  local lists=$ROOT/target/apt-nonfree/lists parts=$ROOT/target/apt-nonfree/parts
+  mkdir -p "$lists/partial" "$parts"
+  echo "deb http://deb.debian.org/debian bookworm main contrib non-free" \
+    >"$ROOT/target/apt-nonfree/sources.list"
+  local apt=(-o "Dir::Etc::sourcelist=$ROOT/target/apt-nonfree/sources.list"
+    -o "Dir::Etc::sourceparts=$parts" -o "Dir::State::Lists=$lists")
+  apt-get "${apt[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get "${apt[@]}" install -y -qq --no-install-recommends \
+    nvidia-cuda-toolkit >/dev/null
+  command -v nvcc >/dev/null || die "nvcc is still missing after installing nvidia-cuda-toolkit"
 }
 
 # The executable cargo built for the target named $1 (reads cargo's JSON messages).
@@ -76,6 +69,8 @@ for line in sys.stdin:
 build() {
   cuda_toolkit
   nvcc --version | tail -1
+  # A target directory of its own: the CPU build in target/release stays as it is.
+  export CARGO_TARGET_DIR=$ROOT/target/gpu-build
   cargo build --release -p attune --features cuda
   local tests bench
   tests=$(cargo test --release -p attune --lib --features cuda --no-run --message-format=json | executable attune)
@@ -83,7 +78,7 @@ build() {
   [ -n "$tests" ] && [ -n "$bench" ] || die "cargo did not name the test or bench executable"
   rm -rf "$DEST"
   mkdir -p "$DEST"
-  strip -o "$DEST/attune" target/release/attune
+  strip -o "$DEST/attune" "$CARGO_TARGET_DIR/release/attune"
   strip -o "$DEST/attune-lib-tests" "$tests"
   strip -o "$DEST/engine-bench" "$bench"
   du -sh "$DEST"
@@ -99,6 +94,12 @@ run() {
   local summary=$out/summary.txt
   : >"$summary"
   echo "gpu: $(head -1 "$out/gpu.txt")" >>"$summary"
+  # candle loads cuBLAS, cuRAND and NVRTC at run time (cudarc's dynamic loading).
+  local lib missing=""
+  for lib in libcublas libcublasLt libcurand libnvrtc; do
+    ldconfig -p | grep -q "$lib\.so" || missing="$missing $lib"
+  done
+  [ -z "$missing" ] || echo "libraries: missing$missing (candle needs them on the GPU; install the CUDA runtime libraries)" | tee -a "$summary"
 
   echo "== 1. CPU/GPU agreement"
   # The lib test binary runs from the crate's directory (it reads models/ relative to it).
