@@ -27,8 +27,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DEST=$ROOT/target/gpu-check
-# The GPU's compute capability (H100/H200: 90); candle's kernels are compiled for it.
-export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
+# The compute capability candle's kernels are compiled for. 90 would mean sm_90a, which
+# Debian's nvcc 11.8 does not know; code for 80 carries its PTX, which the driver compiles
+# for the H100/H200 (sm_90) when the kernels load. With a CUDA 12 nvcc, 90 is better.
+export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80}
 
 die() { echo "gpu-check: $*" >&2; exit 1; }
 

@@ -179,7 +179,9 @@ impl Config {
     }
 }
 
-/// Maps `cpu` / `cuda` to a candle device; `cuda` needs the `cuda` feature and a GPU.
+/// Maps `cpu` / `cuda` / `auto` to a candle device; `cuda` needs the `cuda` feature and a
+/// GPU, `auto` takes the GPU when one opens and the CPU otherwise (a CUDA build on a
+/// machine with the driver's library but no device, say).
 pub fn device(name: &str) -> Result<candle_core::Device> {
     match name {
         "cpu" => Ok(candle_core::Device::Cpu),
@@ -190,13 +192,23 @@ pub fn device(name: &str) -> Result<candle_core::Device> {
                     "cuda was asked for, but this build has no CUDA support (build with --features cuda) or no GPU is present",
                 ));
             }
-            candle_core::Device::new_cuda(0).map_err(Error::from)
+            candle_core::Device::new_cuda(0).map_err(|e| {
+                Error::config(
+                    "device",
+                    format!("cuda was asked for, but no GPU opened: {e}"),
+                )
+            })
         }
         "auto" => {
-            if candle_core::utils::cuda_is_available() {
-                candle_core::Device::new_cuda(0).map_err(Error::from)
-            } else {
-                Ok(candle_core::Device::Cpu)
+            if !candle_core::utils::cuda_is_available() {
+                return Ok(candle_core::Device::Cpu);
+            }
+            match candle_core::Device::new_cuda(0) {
+                Ok(d) => Ok(d),
+                Err(e) => {
+                    tracing::info!(error = %e, "no GPU opened; the CPU runs the model");
+                    Ok(candle_core::Device::Cpu)
+                }
             }
         }
         other => Err(Error::config(
