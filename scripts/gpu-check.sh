@@ -3,13 +3,20 @@
 # project is lent have the NVIDIA driver but no Rust toolchain and no network:
 #
 #   scripts/gpu-check.sh build       here (Rust, no GPU needed): builds the CUDA
-#                                    binaries into target/gpu-check/ (stripped, ~60 MiB);
-#                                    installs Debian's nvidia-cuda-toolkit (non-free) when
-#                                    the machine has no nvcc.
+#                                    binaries into target/gpu-check/ (stripped and
+#                                    gzipped, ~52 MiB); installs Debian's
+#                                    nvidia-cuda-toolkit (non-free) when the machine has no
+#                                    nvcc. About 20 minutes on 2 cores.
 #   scripts/gpu-check.sh run [OUT]   on the GPU machine, from the repository root with
 #                                    target/gpu-check/ carried: runs every check and
 #                                    writes the figures to OUT (default target/gpu-check/out)
 #                                    and a summary to OUT/summary.txt.
+#
+# The binaries link the toolkit's cudart, cuBLAS(Lt) and cuRAND (candle's cudarc links
+# them): built with Debian bookworm's 11.8 they need libcudart.so.11.0, libcublas.so.11,
+# libcublasLt.so.11 and libcurand.so.10 on the GPU machine, which a CUDA 12 machine lacks
+# (`run` says which are missing). A CUDA 12 nvcc is not on PyPI (its nvcc wheels carry
+# only ptxas) nor in bookworm; trixie's non-free nvidia-cuda-toolkit is 12.4.131.
 #
 # With the device tool: build here, then
 #   run(command="scripts/gpu-check.sh run $OUT", carry=["target/gpu-check"], timeout_s=540)
@@ -83,6 +90,9 @@ build() {
   strip -o "$DEST/attune" "$CARGO_TARGET_DIR/release/attune"
   strip -o "$DEST/attune-lib-tests" "$tests"
   strip -o "$DEST/engine-bench" "$bench"
+  # The kernels' PTX makes each binary ~65 MiB; gzip brings the three to ~52 MiB, under
+  # the device tool's 64 MiB carry.
+  gzip -9 "$DEST"/attune "$DEST"/attune-lib-tests "$DEST"/engine-bench
   du -sh "$DEST"
   echo "gpu-check: built; carry target/gpu-check and run: scripts/gpu-check.sh run"
 }
@@ -90,22 +100,30 @@ build() {
 run() {
   local out=${1:-$DEST/out}
   mkdir -p "$out"
-  [ -x "$DEST/attune" ] || die "no $DEST/attune: run 'scripts/gpu-check.sh build' first (where Rust is)"
+  out=$(cd "$out" && pwd)
+  # The binaries, unpacked into a scratch folder (not into OUT, whose files come back).
+  local B bin
+  B=$(mktemp -d)
+  for bin in attune attune-lib-tests engine-bench; do
+    [ -f "$DEST/$bin.gz" ] || die "no $DEST/$bin.gz: run 'scripts/gpu-check.sh build' first (where Rust is)"
+    gunzip -c "$DEST/$bin.gz" >"$B/$bin"
+    chmod +x "$B/$bin"
+  done
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
     | tee "$out/gpu.txt" || die "nvidia-smi failed: no NVIDIA driver here"
   local summary=$out/summary.txt
   : >"$summary"
   echo "gpu: $(head -1 "$out/gpu.txt")" >>"$summary"
-  # candle loads cuBLAS, cuRAND and NVRTC at run time (cudarc's dynamic loading).
+  # The CUDA libraries the build linked (cudart, cuBLAS, cuRAND of its toolkit).
   local lib missing=""
-  for lib in libcublas libcublasLt libcurand libnvrtc; do
-    ldconfig -p | grep -q "$lib\.so" || missing="$missing $lib"
+  for lib in $(ldd "$B/attune" | awk '/not found/ {print $1}'); do
+    missing="$missing $lib"
   done
-  [ -z "$missing" ] || echo "libraries: missing$missing (candle needs them on the GPU; install the CUDA runtime libraries)" | tee -a "$summary"
+  [ -z "$missing" ] || echo "libraries: missing$missing (the CUDA libraries of the toolkit the build used; see the top of this script)" | tee -a "$summary"
 
   echo "== 1. CPU/GPU agreement"
   # The lib test binary runs from the crate's directory (it reads models/ relative to it).
-  if (cd src-core && "$DEST/attune-lib-tests" cuda_scores_agree_with_the_cpu --nocapture) \
+  if (cd src-core && "$B/attune-lib-tests" cuda_scores_agree_with_the_cpu --nocapture) \
       >"$out/agreement.log" 2>&1; then
     echo "agreement: passed; $(grep -o 'largest score difference.*' "$out/agreement.log" | head -1)" >>"$summary"
   else
@@ -118,7 +136,7 @@ run() {
     for dev in cpu cuda; do
       local t0 t1
       t0=$(date +%s.%N)
-      "$DEST/attune" train --data "$data" --format movielens --out "$out/model-$dev" \
+      "$B/attune" train --data "$data" --format movielens --out "$out/model-$dev" \
         --epochs 2 --eval-every 2 --device "$dev" >"$out/train-$dev.log" 2>&1 || true
       t1=$(date +%s.%N)
       echo "train $dev: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s for 2 epochs; $(grep -E '^epoch +2 ' "$out/train-$dev.log" | tail -1)" >>"$summary"
@@ -133,7 +151,7 @@ run() {
     local delay=100
     [ "$batch" = 1 ] && delay=0
     (cd benches && ENGINE_BENCH=max ENGINE_DEVICE=cuda ENGINE_SECS=5 ENGINE_WARMUP_SECS=1 \
-      ENGINE_MAX_BATCH=$batch ENGINE_DELAY_US=$delay "$DEST/engine-bench" --bench) \
+      ENGINE_MAX_BATCH=$batch ENGINE_DELAY_US=$delay "$B/engine-bench" --bench) \
       >"$out/engine-batch$batch.log" 2>&1 || true
     echo "engine, max_batch $batch: $(grep -E 'sustained|no rate met' "$out/engine-batch$batch.log" | tail -1)" >>"$summary"
   done
