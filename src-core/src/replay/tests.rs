@@ -201,7 +201,7 @@ fn two_runs_give_identical_figures_with_the_model_and_learning_on() {
 #[test]
 fn a_warm_up_is_learned_from_not_ranked_and_fine_tuning_starts_after_it() {
     let gen = Generator::new(SynthConfig::default()).expect("generator");
-    let log = synthetic_log(&gen, 80);
+    let log = synthetic_log(&gen, 40);
     let cut = log.events[log.events.len() * 3 / 4].ts;
     let model = shipped_model();
     let cfg = ReplayConfig {
@@ -233,9 +233,9 @@ fn a_warm_up_is_learned_from_not_ranked_and_fine_tuning_starts_after_it() {
         l.rankings
     );
     assert_eq!(l.finetune_passes, 0);
-    // Fine-tuning every 200 interactions runs only after the warm-up, the same in two runs.
+    // Fine-tuning every 100 interactions runs only after the warm-up, the same in two runs.
     let tuned = ReplayConfig {
-        finetune_every: 200,
+        finetune_every: 100,
         ..warm.clone()
     };
     let t1 = replay(&log, &tuned, &stop, &|_, _| {}).expect("fine-tuned");
