@@ -298,8 +298,18 @@ impl EngineCore {
     }
 
     /// Fine-tunes a copy of `base`'s weights on `sequences`, checkpoints the result into
-    /// the store's directory (`finetuned/`) and swaps it in; returns the new version.
+    /// the store's directory (`finetuned/`) and swaps it in; returns the new version. Each
+    /// pass's wall time, failed or not, goes into `finetune_time`.
     pub fn fine_tune_and_swap(&self, base: &ModelSlot, sequences: &[Vec<u32>]) -> Result<u64> {
+        let started = std::time::Instant::now();
+        let result = self.fine_tune_and_swap_untimed(base, sequences);
+        self.metrics
+            .finetune_time
+            .record_duration(started.elapsed());
+        result
+    }
+
+    fn fine_tune_and_swap_untimed(&self, base: &ModelSlot, sequences: &[Vec<u32>]) -> Result<u64> {
         let ck = &base.checkpoint;
         let mut varmap = candle_nn::VarMap::new();
         let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

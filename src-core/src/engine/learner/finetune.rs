@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Learner;
+use crate::engine::{EngineCore, ModelSlot};
 use crate::event::ItemId;
 
 impl Learner {
@@ -49,15 +50,7 @@ impl Learner {
             return;
         }
         if self.deterministic {
-            let started = std::time::Instant::now();
-            match self.shared.fine_tune_and_swap(&model, &sequences) {
-                Ok(v) => tracing::debug!(version = v, "fine-tuned model swapped in"),
-                Err(e) => tracing::warn!(error = %e, "fine-tuning failed; the model stays"),
-            }
-            self.shared
-                .metrics
-                .finetune_time
-                .record_duration(started.elapsed());
+            pass(&self.shared, &model, &sequences);
             return;
         }
         let shared = Arc::clone(&self.shared);
@@ -73,22 +66,7 @@ impl Learner {
             crate::supervise::Restart::Never,
             move || {
                 crate::supervise::checkpoint();
-                let started = std::time::Instant::now();
-                let result = shared.fine_tune_and_swap(&model, &sequences);
-                shared
-                    .metrics
-                    .finetune_time
-                    .record_duration(started.elapsed());
-                match result {
-                    Ok(v) => tracing::info!(
-                        version = v,
-                        users = sequences.len(),
-                        "fine-tuned model swapped in"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "fine-tuning failed; the serving model stays")
-                    }
-                }
+                pass(&shared, &model, &sequences);
                 running.store(false, std::sync::atomic::Ordering::Release);
                 Ok(())
             },
@@ -98,5 +76,18 @@ impl Learner {
             self.finetune_running
                 .store(false, std::sync::atomic::Ordering::Release);
         }
+    }
+}
+
+/// One fine-tuning pass, swapped in when done; a failure is logged and the serving model
+/// stays.
+fn pass(shared: &EngineCore, model: &ModelSlot, sequences: &[Vec<u32>]) {
+    match shared.fine_tune_and_swap(model, sequences) {
+        Ok(v) => tracing::info!(
+            version = v,
+            users = sequences.len(),
+            "fine-tuned model swapped in"
+        ),
+        Err(e) => tracing::warn!(error = %e, "fine-tuning failed; the serving model stays"),
     }
 }
