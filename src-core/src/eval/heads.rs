@@ -1,6 +1,6 @@
 //! What the task heads know (`attune eval --heads`): the AUC of the attention model's
 //! `like` and `purchase` heads on each user's held-out target, beside the item's
-//! popularity in the training view as a predictor of the same label.
+//! popularity in the training view (the `pop` baseline) as a predictor of the same label.
 //!
 //! The engine blends the heads' probabilities into every slate (the `like` and `purchase`
 //! sources); whether the learner should weigh them depends on whether they know more than
@@ -28,7 +28,8 @@ pub struct HeadAuc {
     pub positives: usize,
     /// AUC of the head's logit (0.5: no better than chance).
     pub auc: f64,
-    /// AUC of the item's interaction count in the training view.
+    /// AUC of the item's popularity in the training view (the `pop` baseline's score:
+    /// distinct users).
     pub popularity_auc: f64,
 }
 
@@ -71,12 +72,8 @@ pub fn evaluate(
     let histories: Vec<Seq<'_>> = cases.iter().map(|&c| holdout.history(c)).collect();
     let targets: Vec<u32> = cases.iter().map(|&c| holdout.target(c)).collect();
     let logits = task_logits(&histories, &targets)?;
-    let mut popularity = vec![0u32; dataset.n_items()];
-    for h in &holdout.train().users {
-        for &i in h.items {
-            popularity[i as usize] += 1;
-        }
-    }
+    let pop = crate::baselines::Pop::fit(holdout.train());
+    let popularity = pop.counts();
     let has_purchases = dataset
         .users
         .iter()
@@ -88,7 +85,7 @@ pub fn evaluate(
             continue;
         };
         let u = &dataset.users[case.user];
-        let pop = popularity[*target as usize] as f32;
+        let pop = popularity[*target as usize];
         if u.kinds[case.pos] == EventKind::Rating {
             let y = u.values[case.pos] >= like_threshold;
             like.0.push((like_logit, y));
