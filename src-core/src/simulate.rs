@@ -593,7 +593,7 @@ impl World {
         match clicked {
             Some((item, a)) => {
                 out.push((EventKind::Click, item));
-                if rng.gen::<f64>() < 0.2 + 0.4 * a {
+                if rng.gen::<f64>() < carts(a) {
                     out.push((EventKind::Cart, item));
                     if rng.gen::<f64>() < self.buys(item) {
                         out.push((EventKind::Purchase, item));
@@ -629,10 +629,14 @@ impl World {
     /// it; in the default world it orders items as their attraction does.
     fn expected_reward(&self, user: &SimUser, item: u32, changed: bool, reward: &Reward) -> f64 {
         let a = attraction(&self.gen, user, item, changed, &self.trending);
-        let cart = 0.2 + 0.4 * a;
         a * (f64::from(reward.click)
-            + cart * (f64::from(reward.cart) + self.buys(item) * f64::from(reward.purchase)))
+            + carts(a) * (f64::from(reward.cart) + self.buys(item) * f64::from(reward.purchase)))
     }
+}
+
+/// The chance that a click on an item of attraction `a` becomes a cart.
+fn carts(a: f64) -> f64 {
+    0.2 + 0.4 * a
 }
 
 /// A user's favourite categories (by share of their history) and last item.

@@ -95,6 +95,20 @@ fn adaptive_fixture() -> (tempfile::TempDir, EngineConfig) {
     (dir, config)
 }
 
+/// `user` clicks `item` of the slate `rec`, answering it.
+fn click_on(engine: &BlockingEngine, user: String, item: &str, rec: &Recommendation) {
+    engine
+        .feedback(Feedback {
+            user,
+            item: item.to_owned(),
+            kind: crate::event::EventKind::Click,
+            value: None,
+            request_id: Some(rec.request_id.clone()),
+            ts: None,
+        })
+        .expect("feedback");
+}
+
 #[test]
 fn the_learner_moves_weights_toward_what_pays() {
     let (_dir, config) = adaptive_fixture();
@@ -112,16 +126,7 @@ fn the_learner_moves_weights_toward_what_pays() {
             .iter()
             .max_by(|a, b| a.breakdown.pop.total_cmp(&b.breakdown.pop))
             .expect("items");
-        engine
-            .feedback(Feedback {
-                user,
-                item: best.item.clone(),
-                kind: crate::event::EventKind::Click,
-                value: None,
-                request_id: Some(rec.request_id.clone()),
-                ts: None,
-            })
-            .expect("feedback");
+        click_on(&engine, user, &best.item, &rec);
     }
     engine.engine().sync_learner().expect("sync");
     let end = engine.strategy().weights;
@@ -170,16 +175,7 @@ fn a_head_whose_weight_fell_to_0_is_still_observed_and_regains_weight() {
                 rec.items.iter().min_by(by_purchase)
             }
             .expect("items");
-            engine
-                .feedback(Feedback {
-                    user,
-                    item: chosen.item.clone(),
-                    kind: crate::event::EventKind::Click,
-                    value: None,
-                    request_id: Some(rec.request_id.clone()),
-                    ts: None,
-                })
-                .expect("feedback");
+            click_on(&engine, user, &chosen.item, &rec);
         }
         engine.engine().sync_learner().expect("sync");
         (observed, engine.strategy().weights.purchase)
