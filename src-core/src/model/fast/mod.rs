@@ -21,8 +21,9 @@
 //! Files: this one holds the model and its encoder (one token's forward pass against the
 //! caches); `state` the per-user state and its snapshot form; `score` catalogue scoring,
 //! the task heads and top-k; `kernels` the panel layout and the vectorisable loops;
-//! `half` the compact encodings of the item table (f16, bf16, int8); `ivf` an inverted-file
-//! index for maximum-inner-product search over it (candidates for large catalogues).
+//! `half` the compact encodings of the item table (f16, bf16, int8); `hnsw` the graph index
+//! the engine takes a large catalogue's candidates from ([`FastModel::with_index`]); `ivf`
+//! an inverted-file index, the alternative it was measured against.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,7 @@ use super::{Config, SeqRec};
 use crate::error::{Error, Result};
 
 mod half;
+mod hnsw;
 mod ivf;
 mod kernels;
 mod score;
@@ -44,6 +46,7 @@ mod tests;
 
 pub use half::quantise_i8;
 use half::*;
+pub use hnsw::{Found, Hnsw, HnswConfig};
 pub use ivf::{IvfConfig, IvfIndex};
 use kernels::*;
 pub use score::top_k_of;
@@ -226,6 +229,8 @@ pub struct FastModel {
     compact: Option<CompactTable>,
     /// Score batches of `GEMM_MIN_BATCH` or more through candle's multi-threaded gemm.
     gemm: bool,
+    /// A graph index over the item rows, and the depth it is searched to.
+    index: Option<(std::sync::Arc<Hnsw>, usize)>,
 }
 
 impl fmt::Debug for FastModel {
@@ -309,6 +314,7 @@ impl FastModel {
             purchase_offset: scalar(&model.purchase_offset, "heads.purchase.offset")?,
             compact: None,
             gemm: true,
+            index: None,
             cfg,
         })
     }
@@ -384,6 +390,39 @@ impl FastModel {
             }
         }
         self
+    }
+
+    /// The same model with a graph index ([`Hnsw`]) over its item rows, built here (in
+    /// parallel on rayon's pool: about a minute for a million items on two cores) and
+    /// searched `ef` deep by [`FastModel::ann_top_k`]; sessions stay valid. Catalogue
+    /// scoring ([`FastModel::score_batch`], [`FastModel::top_k`]) stays exact.
+    pub fn with_index(mut self, cfg: &HnswConfig, ef: usize) -> FastModel {
+        let (n, d) = (self.cfg.n_items, self.cfg.dim);
+        let graph = Hnsw::build(&self.item_emb[d..], n, d, cfg);
+        self.index = Some((std::sync::Arc::new(graph), ef.max(1)));
+        self
+    }
+
+    /// The graph index and its search depth, when [`FastModel::with_index`] built one.
+    pub fn index(&self) -> Option<(&Hnsw, usize)> {
+        self.index.as_ref().map(|(g, ef)| (&**g, *ef))
+    }
+
+    /// The `k` items of highest logit that `keep` admits (model indices), from the graph
+    /// index, best first; none without an index. Approximate: the recall against
+    /// [`FastModel::top_k`] rises with the search depth (docs/benchmarks.md).
+    ///
+    /// # Panics
+    /// If `user_vec` does not hold `dim` values.
+    pub fn ann_top_k(
+        &self,
+        user_vec: &[f32],
+        k: usize,
+        keep: impl Fn(u32) -> bool,
+    ) -> Option<Found> {
+        self.check_user_vec(user_vec);
+        let (graph, ef) = self.index.as_ref()?;
+        Some(graph.search(self.item_table(), user_vec, k, (*ef).max(k), keep))
     }
 
     /// Precision of the item table used for catalogue scoring.

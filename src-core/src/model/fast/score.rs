@@ -5,7 +5,7 @@
 use super::*;
 
 impl FastModel {
-    fn check_user_vec(&self, user_vec: &[f32]) {
+    pub(super) fn check_user_vec(&self, user_vec: &[f32]) {
         assert_eq!(
             user_vec.len(),
             self.cfg.dim,
