@@ -31,7 +31,11 @@
 //! - `ENGINE_HUGE_PAGES=true`: keeps transparent huge pages, which the benchmark turns
 //!   off for its process as `attune serve` does (`attune::os::avoid_huge_pages`).
 //!
-//! The catalogue is ml-1m-sized (3,700 items), the model a 2-layer, d = 64, max_len 200
+//! - `ENGINE_ITEMS`: catalogue size (default 3,700, ml-1m's); from the engine's
+//!   `ann_min_items` (`ENGINE_ANN_MIN_ITEMS`, default 200,000) the model's candidates
+//!   come from the graph index, searched `ENGINE_ANN_EF` deep (default 200).
+//!
+//! The catalogue is ml-1m-sized (3,700 items) unless `ENGINE_ITEMS` says otherwise, the model a 2-layer, d = 64, max_len 200
 //! attention model with random weights (speed does not depend on what it learned), the
 //! store a fresh one warmed with 6,040 synthetic users' histories.
 
@@ -53,12 +57,13 @@ use attune_benches::{env_or as env, rss_kib};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const ITEMS: usize = 3700;
+/// Catalogue size: `ENGINE_ITEMS` (default 3,700, ml-1m's).
+static ITEMS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| env("ENGINE_ITEMS", 3700));
 const USERS: usize = 6040;
 
 /// A random-weight checkpoint over `i0..i{ITEMS-1}`.
 fn model(dir: &Path) -> PathBuf {
-    attune_benches::random_checkpoint(dir, ITEMS)
+    attune_benches::random_checkpoint(dir, *ITEMS)
 }
 
 /// A store with the catalogue and `users` synthetic histories.
@@ -67,7 +72,7 @@ fn store(dir: &Path, users: usize) -> PathBuf {
     let s = Store::open(&path, StoreConfig::default()).expect("store");
     let gen = Generator::new(SynthConfig {
         users,
-        items: ITEMS,
+        items: *ITEMS,
         ..SynthConfig::default()
     })
     .expect("generator");
@@ -177,7 +182,7 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
                     before = Some(engine.metrics());
                 }
                 let user = (n >> 33) as usize % USERS;
-                let item = (n >> 17) as usize % ITEMS;
+                let item = (n >> 17) as usize % *ITEMS;
                 let (e, h, c) = (engine.clone(), Rc::clone(&hist), Rc::clone(&counts));
                 let tr = trace_to.as_ref().map(|_| Rc::clone(&trace));
                 let counted = scheduled >= measure_from;
@@ -295,6 +300,11 @@ fn open(store: &Path, model: &Path, batching: Batching) -> Engine {
         queue_capacity: 8192,
         incremental: env("ENGINE_INCREMENTAL", device == "cpu"),
         score_dtype: env("ENGINE_SCORE_DTYPE", attune::model::fast::ScoreDtype::F32),
+        ann_min_items: env(
+            "ENGINE_ANN_MIN_ITEMS",
+            EngineConfig::default().ann_min_items,
+        ),
+        ann_ef: env("ENGINE_ANN_EF", EngineConfig::default().ann_ef),
         device,
         compute_threads: env(
             "ENGINE_COMPUTE_THREADS",
@@ -359,7 +369,8 @@ fn load(dir: &Path, store_path: &Path, model_path: &Path) {
     let secs: f64 = env("ENGINE_SECS", 10.0);
     let warmup: f64 = env("ENGINE_WARMUP_SECS", 2.0);
     println!(
-        "== open loop, {ITEMS} items, 4 recommendations : 1 event, {warmup} s of load not counted, then {secs} s per run =="
+        "== open loop, {} items, 4 recommendations : 1 event, {warmup} s of load not counted, then {secs} s per run ==",
+        *ITEMS
     );
     let _ = dir;
     let dynamic = Batching {
@@ -438,7 +449,7 @@ fn memory(dir: &Path, model_path: &Path) {
     let store_path = dir.join("memory-store");
     {
         let s = Store::open(&store_path, StoreConfig::default()).expect("store");
-        let items: Vec<attune::Item> = (0..ITEMS)
+        let items: Vec<attune::Item> = (0..*ITEMS)
             .map(|i| attune::Item {
                 id: format!("i{i}"),
                 title: String::new(),
@@ -479,7 +490,7 @@ fn memory(dir: &Path, model_path: &Path) {
                 let e = engine.clone();
                 handles.push(tokio::task::spawn_local(async move {
                     for j in 0..3 {
-                        e.record(click(u, (u * 31 + j * 7) % ITEMS))
+                        e.record(click(u, (u * 31 + j * 7) % *ITEMS))
                             .await
                             .expect("record");
                     }

@@ -321,6 +321,15 @@ pub struct ServeArgs {
     /// (docs/benchmarks.md#score-dtype).
     #[arg(long, value_name = "DTYPE")]
     pub score_dtype: Option<attune::model::fast::ScoreDtype>,
+    /// Catalogues of at least this many items take the model's candidates from a graph
+    /// index instead of scoring every item [default: 200000, or `ann_min_items` in
+    /// --config] (docs/benchmarks.md#a-1m-item-catalogue).
+    #[arg(long, value_name = "N")]
+    pub ann_min_items: Option<usize>,
+    /// How deep the graph index is searched: more, better recall, slower [default: 200,
+    /// or `ann_ef` in --config].
+    #[arg(long, value_name = "N")]
+    pub ann_ef: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -165,4 +165,22 @@ pub struct ModelInfo {
     pub score_dtype: crate::model::fast::ScoreDtype,
     /// Bytes per item of that table.
     pub scoring_bytes_per_item: usize,
+    /// The graph index the model's candidates come from, on a catalogue of at least
+    /// `ann_min_items` items (none: every item is scored per request).
+    pub candidate_index: Option<CandidateIndexInfo>,
+}
+
+/// The graph index over a large catalogue's item table.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CandidateIndexInfo {
+    /// `hnsw`.
+    pub kind: String,
+    /// Layers of the graph.
+    pub layers: usize,
+    /// How deep a request searches it (`ann_ef`).
+    pub ef: usize,
+    /// Bytes the graph holds (the item vectors are the model's own).
+    pub bytes: usize,
+    /// Seconds its build took.
+    pub build_s: f64,
 }

@@ -53,6 +53,18 @@ pub struct EngineConfig {
     /// default), `f16`, `bf16` or `int8` (a quarter of the bytes, one scale per item).
     /// Candidate scores, the task heads and the batched (candle) path stay f32.
     pub score_dtype: crate::model::fast::ScoreDtype,
+    /// Catalogues of at least this many items (in the model) take the model's candidates
+    /// from a graph index over the item table (HNSW, built when the model loads or is
+    /// swapped, off the request path) instead of scoring every item per request; smaller
+    /// ones are scored in full. Default 200,000; 1 indexes any catalogue.
+    pub ann_min_items: usize,
+    /// How deep the graph index is searched (candidates kept while walking it; at least
+    /// the strategy's `candidates`): more, better recall and slower. Default 200; 1 to
+    /// 100,000.
+    pub ann_ef: usize,
+    /// Links per item in the graph index (4 to 64; default 16): more, better recall,
+    /// a slower build and more memory (`8·ann_m` bytes per item).
+    pub ann_m: usize,
     /// On the CPU, keep each session's KV-cached state and push new events onto it (true,
     /// the default), or re-encode every request's window in a batched candle forward pass
     /// (false; what a GPU device always does).
@@ -95,6 +107,9 @@ impl Default for EngineConfig {
             finetune: FineTuneConfig::default(),
             device: "cpu".into(),
             score_dtype: crate::model::fast::ScoreDtype::F32,
+            ann_min_items: 200_000,
+            ann_ef: 200,
+            ann_m: 16,
             incremental: true,
             pop_half_life: 100_000,
             seed: 42,
@@ -124,6 +139,9 @@ impl EngineConfig {
         range("arbiters", self.arbiters as u64, 1, 256)?;
         range("sweep_every_ms", self.sweep_every_ms, 1, 3_600_000)?;
         range("learner_queue", self.learner_queue as u64, 1, 1 << 24)?;
+        range("ann_min_items", self.ann_min_items as u64, 1, u64::MAX)?;
+        range("ann_ef", self.ann_ef as u64, 1, 100_000)?;
+        range("ann_m", self.ann_m as u64, 4, 64)?;
         range(
             "session_budget_bytes",
             self.session_budget_bytes,

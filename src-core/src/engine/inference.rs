@@ -465,8 +465,9 @@ fn run_batch(shared: &EngineCore, mut batch: Vec<Job>, scratch: &mut RankScratch
                     }
                 }
             }
-            // One matrix product for every user with a vector.
-            if let Some(m) = model.as_deref() {
+            // One matrix product for every user with a vector; a catalogue with a graph
+            // index skips it (ranking searches the index per user instead).
+            if let Some(m) = model.as_deref().filter(|m| m.fast.index().is_none()) {
                 let n = m.fast.n_items();
                 let users: Vec<usize> = (0..batch.len()).filter(|&i| vecs[i].is_some()).collect();
                 if !users.is_empty() {

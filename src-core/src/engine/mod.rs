@@ -45,7 +45,10 @@ use serde::{Deserialize, Serialize};
 
 #[allow(deprecated)]
 pub use self::api::Context;
-pub use self::api::{Feedback, ModelInfo, RecItem, RecommendOptions, Recommendation, StrategyView};
+pub use self::api::{
+    CandidateIndexInfo, Feedback, ModelInfo, RecItem, RecommendOptions, Recommendation,
+    StrategyView,
+};
 pub use self::blocking::BlockingEngine;
 pub use self::config::EngineConfig;
 use self::inference::{Batcher, InferenceActor};
@@ -492,6 +495,13 @@ impl Engine {
             max_len: m.checkpoint.config.max_len,
             score_dtype: m.fast.score_dtype(),
             scoring_bytes_per_item: m.fast.scoring_bytes_per_item(),
+            candidate_index: m.fast.index().map(|(g, ef)| CandidateIndexInfo {
+                kind: "hnsw".into(),
+                layers: g.layers(),
+                ef,
+                bytes: g.bytes(),
+                build_s: m.index_build_s.unwrap_or(0.0),
+            }),
         })
     }
 

@@ -172,6 +172,18 @@ pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Sc
     let mut max_logit = f32::NEG_INFINITY;
     if let (Some(m), Some(row)) = (model, logits) {
         max_logit = top_logits(row, c, &m.from_model, s);
+    } else if let (Some(m), Some(u)) = (model, user_vec) {
+        // A large catalogue: the best `c` from the graph index (approximate), and the
+        // highest logit it saw as the row's maximum.
+        if let Some(found) = m
+            .fast
+            .ann_top_k(u, c, |idx| !s.excluded(m.from_model[idx as usize]))
+        {
+            max_logit = found.best_seen;
+            for (idx, _) in found.items {
+                s.add(m.from_model[idx as usize]);
+            }
+        }
     }
     // Transitions out of the last three items and co-occurrence with the last few, scored
     // for every item they reach; the best `c` of each source become candidates.
@@ -272,10 +284,24 @@ pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Sc
     // Features of every candidate.
     let cands = std::mem::take(&mut s.candidates);
     let mut feats: Vec<[f32; N_SOURCES]> = vec![[0.0; N_SOURCES]; cands.len()];
-    if let (Some(m), Some(row), Some(_)) = (model, logits, user_vec) {
+    if let (Some(m), Some(u)) = (model, user_vec) {
+        // The logits row when the model scored the catalogue, else (a graph index) each
+        // candidate's own inner product.
+        let logit = |idx: u32| match logits {
+            Some(row) => Some(row[idx as usize]),
+            None if m.fast.index().is_some() => {
+                let mut out = [0.0];
+                m.fast
+                    .score_candidates(u, &[idx], &mut out)
+                    .ok()
+                    .map(|()| out[0])
+            }
+            None => None,
+        };
         for (ci, &item) in cands.iter().enumerate() {
-            if let Some(idx) = m.to_model(item) {
-                feats[ci][0] = crate::model::ops::fast_exp(row[idx as usize] - max_logit);
+            if let Some(l) = m.to_model(item).and_then(logit) {
+                // A candidate of another source can score above the index's best.
+                feats[ci][0] = crate::model::ops::fast_exp((l - max_logit).min(0.0));
             }
         }
     }

@@ -17,6 +17,8 @@ pub(crate) struct ModelSlot {
     /// The model on the engine's device, when requests are encoded in batches there
     /// rather than incrementally on the CPU.
     pub batched: Option<crate::model::SeqRec>,
+    /// Seconds the graph index over the item table took to build, when there is one.
+    pub index_build_s: Option<f64>,
     pub checkpoint: Checkpoint,
     /// The safetensors file holding these weights (fine-tuning starts from it).
     pub weights: PathBuf,
@@ -254,9 +256,29 @@ impl EngineCore {
             from_model.push(id);
             to_model[id as usize] = idx as u32;
         }
-        let fast = FastModel::from_model(&ck.model)?
+        let mut fast = FastModel::from_model(&ck.model)?
             .with_gemm(false)
             .with_score_dtype(self.config.score_dtype);
+        let batched = self.batched_model(&ck.config, &weights)?;
+        // A large catalogue's candidates come from a graph index, built here: on the
+        // thread loading the model, while requests go on with the model serving now.
+        let mut index_build_s = None;
+        if batched.is_none() && fast.n_items() >= self.config.ann_min_items {
+            let started = std::time::Instant::now();
+            let cfg = crate::model::fast::HnswConfig {
+                m: self.config.ann_m,
+                ..Default::default()
+            };
+            fast = fast.with_index(&cfg, self.config.ann_ef);
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                items = fast.n_items(),
+                secs,
+                mib = fast.index().map_or(0, |(g, _)| g.bytes()) >> 20,
+                "candidate index built"
+            );
+            index_build_s = Some(secs);
+        }
         let tasks = &ck.config.tasks;
         Ok(ModelSlot {
             fast,
@@ -264,7 +286,8 @@ impl EngineCore {
             to_model,
             from_model,
             has_task_heads: tasks.like > 0.0 || tasks.purchase > 0.0,
-            batched: self.batched_model(&ck.config, &weights)?,
+            batched,
+            index_build_s,
             checkpoint: ck,
             weights,
         })

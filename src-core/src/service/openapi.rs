@@ -178,6 +178,7 @@ fn derived() -> Vec<(String, RefOr<Schema>)> {
     add::<s::RollbackBody>(&mut all);
     add::<s::Valid>(&mut all);
     add::<crate::engine::ModelInfo>(&mut all);
+    add::<crate::engine::CandidateIndexInfo>(&mut all);
     add::<e::ActivateBody>(&mut all);
     add::<e::Activated>(&mut all);
     add::<crate::engine::metrics::MetricsSnapshot>(&mut all);

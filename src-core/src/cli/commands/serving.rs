@@ -82,6 +82,12 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     if let Some(dtype) = a.score_dtype {
         engine_cfg.score_dtype = dtype;
     }
+    if let Some(n) = a.ann_min_items {
+        engine_cfg.ann_min_items = n;
+    }
+    if let Some(ef) = a.ann_ef {
+        engine_cfg.ann_ef = ef;
+    }
     let engine = attune::Engine::open(engine_cfg)
         .with_context(|| format!("opening the engine on {}", store.display()))?;
     let defaults = attune::service::ServeConfig::default();

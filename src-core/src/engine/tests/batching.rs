@@ -1,6 +1,7 @@
 //! Batching and overload: requests share batches under load and a lone one leaves on the
-//! deadline, a flood is refused at once, the batched device path ranks as the incremental
-//! one, and a plain request gets a breakdown (cold users fall back).
+//! deadline, a flood is refused at once, the batched device path and the graph index's
+//! candidates rank as the incremental full scoring, and a plain request gets a breakdown
+//! (cold users fall back).
 
 use super::*;
 
@@ -160,5 +161,61 @@ async fn the_batched_device_path_ranks_as_the_incremental_one() {
                 j.score
             );
         }
+    }
+}
+
+#[actix::test]
+async fn candidates_from_a_graph_index_searched_in_full_rank_as_full_scoring() {
+    // The large-catalogue path, switched on for the small synthetic catalogue and searched
+    // as deep as the catalogue: the candidates, hence the slates, are full scoring's.
+    let (_dir, config) = fixture(60);
+    let mut indexed = config.clone();
+    indexed.ann_min_items = 1;
+    indexed.ann_ef = 100_000;
+    let users: Vec<String> = (0..12).map(|u| format!("u{u}")).collect();
+    let run = |config: EngineConfig| {
+        let users = users.clone();
+        async move {
+            let engine = Engine::open(config).expect("open");
+            let info = engine.model_info().expect("a model");
+            let mut out = Vec::new();
+            for u in &users {
+                out.push(engine.recommend(u, 10, quiet()).await.expect("rec"));
+            }
+            engine.shutdown().await.expect("shutdown");
+            (info, out)
+        }
+    };
+    let (full_info, a) = run(config).await;
+    let (index_info, b) = run(indexed.clone()).await;
+    assert!(full_info.candidate_index.is_none());
+    let idx = index_info.candidate_index.expect("an index from 1 item");
+    assert_eq!((idx.kind.as_str(), idx.ef), ("hnsw", 100_000));
+    assert!(idx.bytes > 0);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            x.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
+            y.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
+            "user {}",
+            x.user
+        );
+        for (i, j) in x.items.iter().zip(&y.items) {
+            assert!(
+                (i.score - j.score).abs() < 1e-4,
+                "{} vs {}",
+                i.score,
+                j.score
+            );
+        }
+    }
+    // Out-of-range knobs are refused by name.
+    for (field, mut bad) in [("ann_ef", indexed.clone()), ("ann_m", indexed.clone())] {
+        if field == "ann_ef" {
+            bad.ann_ef = 0;
+        } else {
+            bad.ann_m = 65;
+        }
+        let e = Engine::open(bad).expect_err(field);
+        assert!(e.to_string().contains(field), "{e}");
     }
 }
