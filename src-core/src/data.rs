@@ -87,6 +87,8 @@ pub struct DatasetBuilder {
     items: Interner,
     rows: Vec<Vec<(Timestamp, ItemId, EventKind, f32)>>,
     described: HashMap<String, Item>,
+    /// Ids described, in order of first description, when the whole catalogue counts.
+    catalogue: Option<Vec<String>>,
 }
 
 impl DatasetBuilder {
@@ -111,8 +113,21 @@ impl DatasetBuilder {
         self.rows[u].push((ts, i, kind, value));
     }
 
+    /// Whether every described item joins the catalogue, interactions or not (after the
+    /// items with interactions, in order of description); by default only items with
+    /// interactions do.
+    pub fn whole_catalogue(mut self, yes: bool) -> Self {
+        self.catalogue = yes.then(Vec::new);
+        self
+    }
+
     /// Records what a catalogue says of an item (the last description of an id wins).
     pub fn describe(&mut self, item: Item) {
+        if let Some(order) = &mut self.catalogue {
+            if !self.described.contains_key(&item.id) {
+                order.push(item.id.clone());
+            }
+        }
         self.described.insert(item.id.clone(), item);
     }
 
@@ -144,6 +159,9 @@ impl DatasetBuilder {
                 h
             })
             .collect();
+        for name in self.catalogue.take().unwrap_or_default() {
+            self.items.intern(&name);
+        }
         let item_names = self.items.into_names();
         let item_info = item_names
             .iter()
@@ -204,5 +222,24 @@ mod tests {
         assert_eq!(d.item_info[1].title, "A");
         assert_eq!(d.item_info[0].id, "b");
         assert!(d.item_info[0].title.is_empty());
+    }
+
+    #[test]
+    fn the_whole_catalogue_adds_items_without_interactions_after_the_rest() {
+        let mut b = DatasetBuilder::new("t").whole_catalogue(true);
+        for id in ["never", "a", "never", "also-never"] {
+            b.describe(Item {
+                id: id.into(),
+                title: id.to_uppercase(),
+                ..Item::default()
+            });
+        }
+        b.push("u", "b", 1, EventKind::View, 0.0);
+        b.push("u", "a", 2, EventKind::View, 0.0);
+        let d = b.finish();
+        assert_eq!(d.item_names, ["b", "a", "never", "also-never"]);
+        assert_eq!(d.item_info[2].title, "NEVER");
+        assert_eq!(d.users[0].items, vec![0, 1]);
+        assert_eq!(d.n_interactions(), 2);
     }
 }

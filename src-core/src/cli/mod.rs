@@ -193,6 +193,11 @@ pub struct DataArgs {
     /// Skip invalid lines of --data instead of stopping at the first.
     #[arg(long)]
     pub skip_invalid: bool,
+    /// Every item of the catalogue records (--data's or the store's) counts, with or
+    /// without interactions: a model trained so knows the whole catalogue (items without
+    /// interactions come after the others).
+    #[arg(long, conflicts_with = "synthetic")]
+    pub whole_catalogue: bool,
 }
 
 #[derive(Debug, Args)]

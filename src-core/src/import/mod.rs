@@ -81,6 +81,9 @@ impl fmt::Display for Format {
 pub struct ImportOptions {
     /// Import the valid lines and count the others, instead of refusing the file.
     pub skip_invalid: bool,
+    /// [`load_dataset`]: the catalogue records' items without interactions count too
+    /// ([`DatasetBuilder::whole_catalogue`]).
+    pub whole_catalogue: bool,
 }
 
 /// Lines left out of a file under `--skip-invalid`.
@@ -365,7 +368,7 @@ pub fn load_dataset(paths: &[&Path], format: Format, opts: &ImportOptions) -> Re
         })
         .collect::<Vec<_>>()
         .join("+");
-    let mut builder = DatasetBuilder::new(name);
+    let mut builder = DatasetBuilder::new(name).whole_catalogue(opts.whole_catalogue);
     for path in paths {
         let p = parse_file(path, format, opts, &mut |_, _| {})?;
         for item in p.parsed.items {
@@ -386,8 +389,15 @@ pub fn load_dataset(paths: &[&Path], format: Format, opts: &ImportOptions) -> Re
 
 /// Builds a [`Dataset`] from every interaction in a store's log.
 pub fn dataset_from_store(store: &Store) -> Result<Dataset> {
+    dataset_from_store_with(store, false)
+}
+
+/// [`dataset_from_store`], with every catalogue item counted when `whole_catalogue`
+/// ([`DatasetBuilder::whole_catalogue`]).
+pub fn dataset_from_store_with(store: &Store, whole_catalogue: bool) -> Result<Dataset> {
     let (users, items) = store.interners();
-    let mut builder = DatasetBuilder::new(store.path().display().to_string());
+    let mut builder =
+        DatasetBuilder::new(store.path().display().to_string()).whole_catalogue(whole_catalogue);
     for ev in store.all_events() {
         let (_, ev) = ev?;
         if let Some(&item) = ev.action.item() {

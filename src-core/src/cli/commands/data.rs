@@ -26,6 +26,7 @@ pub fn import(a: ImportArgs) -> Result<()> {
     let paths: Vec<&Path> = a.files.iter().map(PathBuf::as_path).collect();
     let opts = ImportOptions {
         skip_invalid: a.skip_invalid,
+        ..ImportOptions::default()
     };
     let started = Instant::now();
     let mut bar: Option<(String, bool, indicatif::ProgressBar)> = None;
@@ -192,7 +193,10 @@ pub(super) fn load_source(src: &DataArgs) -> Result<attune::data::Dataset> {
         }
         let store = Store::open(dir, StoreConfig::default())
             .with_context(|| format!("opening store {}", dir.display()))?;
-        return Ok(import::dataset_from_store(&store)?);
+        return Ok(import::dataset_from_store_with(
+            &store,
+            src.whole_catalogue,
+        )?);
     }
     let Some(format) = &src.format else {
         bail!("--data needs --format ({})", Format::NAMES);
@@ -201,6 +205,7 @@ pub(super) fn load_source(src: &DataArgs) -> Result<attune::data::Dataset> {
     let paths: Vec<&Path> = src.data.iter().map(PathBuf::as_path).collect();
     let opts = ImportOptions {
         skip_invalid: src.skip_invalid,
+        whole_catalogue: src.whole_catalogue,
     };
     Ok(import::load_dataset(&paths, format, &opts)?)
 }
