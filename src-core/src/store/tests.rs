@@ -569,3 +569,51 @@ fn compaction_moves_the_store_to_a_new_generation_and_keeps_everything() {
     );
     store.close().expect("close");
 }
+
+#[test]
+fn many_new_ids_are_written_in_bounded_blocks_and_read_back() {
+    // 10,000 new users and items in one append: three id blocks per space (4,096 names
+    // each at most), every id back after reopening, and forgetting a user of the last
+    // block rewrites that block alone.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 10_000;
+    {
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        let events: Vec<RawEvent> = (0..n)
+            .map(|i| click(&format!("u{i}"), &format!("i{i}"), i as i64))
+            .collect();
+        store.append(&events).expect("append");
+        let items: Vec<Item> = (0..n)
+            .map(|i| Item {
+                id: format!("c{i}"),
+                ..Item::default()
+            })
+            .collect();
+        store.put_items(&items).expect("catalogue");
+        store.close().expect("close");
+    }
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+    let blocks = |space| store.db().scan_prefix([keys::ID_BLOCK, space]).count();
+    assert_eq!(blocks(keys::SPACE_USERS), 3);
+    assert_eq!(blocks(keys::SPACE_ITEMS), 6);
+    for i in [0, 4095, 4096, 8191, 8192, n - 1] {
+        assert_eq!(store.user_id(&format!("u{i}")), Some(i as u32));
+        assert_eq!(store.item_id(&format!("i{i}")), Some(i as u32));
+        assert_eq!(store.item_id(&format!("c{i}")), Some((n + i) as u32));
+    }
+    let before: Vec<_> = store
+        .db()
+        .scan_prefix([keys::ID_BLOCK, keys::SPACE_USERS])
+        .map(|kv| kv.expect("block"))
+        .collect();
+    store.forget_user("u9000").expect("forget").expect("known");
+    let after: Vec<_> = store
+        .db()
+        .scan_prefix([keys::ID_BLOCK, keys::SPACE_USERS])
+        .map(|kv| kv.expect("block"))
+        .collect();
+    let changed: Vec<usize> = (0..3).filter(|&b| before[b].1 != after[b].1).collect();
+    assert_eq!(changed, vec![2]);
+    assert_eq!(store.user_id("u9000"), None);
+    assert_eq!(store.user_id("u8999"), Some(8999));
+}

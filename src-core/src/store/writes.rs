@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// Most names one id block holds (about 60 KB of names): a store keeps several blocks per
+/// space, read in key order, and forgetting a user rewrites only the block naming them.
+pub(super) const ID_BLOCK_NAMES: usize = 4096;
+
 /// Events applied to the store whose flush may still be running: the handle an
 /// acknowledgement waits on.
 #[derive(Debug)]
@@ -98,9 +102,13 @@ impl Staged {
             let names: Vec<&str> = (0..fresh.len() as u32)
                 .filter_map(|i| fresh.name(i))
                 .collect();
-            let key = keys::id_block(space, first);
-            let bytes = bincode::serialize(&names).map_err(|e| corrupt(&key, e.to_string()))?;
-            batch.insert(&key[..], bytes);
+            // Blocks of at most ID_BLOCK_NAMES: a million new ids in one value (15 MB) made
+            // sled rewrite that value with every insert near it, 15 MB a time.
+            for (k, chunk) in names.chunks(ID_BLOCK_NAMES).enumerate() {
+                let key = keys::id_block(space, first + (k * ID_BLOCK_NAMES) as u32);
+                let bytes = bincode::serialize(&chunk).map_err(|e| corrupt(&key, e.to_string()))?;
+                batch.insert(&key[..], bytes);
+            }
         }
         Ok(())
     }
