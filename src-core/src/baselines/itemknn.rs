@@ -1,5 +1,8 @@
 //! Item-based collaborative filtering: items liked by the same people are recommended
-//! together. Cosine similarity over distinct users, every neighbour kept.
+//! together. Cosine similarity over distinct users; every neighbour kept on catalogues
+//! below [`BOUND_FROM_ITEMS`] items, the [`LARGE_CATALOGUE_NEIGHBOURS`] most similar from
+//! there (a million-item catalogue's full rows would not fit in memory: see
+//! docs/benchmarks.md#a-1m-item-catalogue).
 
 use rayon::prelude::*;
 
@@ -7,6 +10,11 @@ use super::sparse::SparseRows;
 use super::{distinct_items, Scorer, TrainSet};
 use crate::data::Seq;
 use crate::event::ItemId;
+
+/// Catalogues from this many items keep only each item's most similar neighbours.
+pub const BOUND_FROM_ITEMS: usize = 100_000;
+/// Neighbours kept per item on those catalogues.
+pub const LARGE_CATALOGUE_NEIGHBOURS: usize = 200;
 
 /// `sim(i, j) = |U_i ∩ U_j| / sqrt(|U_i| · |U_j|)` over distinct users, and a history's
 /// score for `j` is the sum of `sim(h, j)` over its distinct items `h`.
@@ -19,8 +27,21 @@ pub struct ItemKnn {
 }
 
 impl ItemKnn {
-    /// Computes all pairwise similarities of `train`, one row per item in parallel.
+    /// Computes the pairwise similarities of `train`, one row per item in parallel: every
+    /// neighbour below [`BOUND_FROM_ITEMS`] items, the [`LARGE_CATALOGUE_NEIGHBOURS`] most
+    /// similar per item from there.
     pub fn fit(train: &TrainSet<'_>) -> Self {
+        let keep = if train.n_items < BOUND_FROM_ITEMS {
+            usize::MAX
+        } else {
+            LARGE_CATALOGUE_NEIGHBOURS
+        };
+        Self::fit_bounded(train, keep)
+    }
+
+    /// [`ItemKnn::fit`] keeping at most `keep` neighbours per item, the most similar
+    /// (ties: lower id).
+    pub fn fit_bounded(train: &TrainSet<'_>, keep: usize) -> Self {
         let n_items = train.n_items;
         let user_items: Vec<Vec<ItemId>> = train
             .users
@@ -63,6 +84,16 @@ impl ItemKnn {
                             (f64::from(common) / (norms[i] * norms[j as usize]).sqrt()) as f32,
                         );
                     }
+                    if cols.len() > keep {
+                        let mut order: Vec<usize> = (0..cols.len()).collect();
+                        let best =
+                            |a: &usize, b: &usize| vals[*b].total_cmp(&vals[*a]).then(a.cmp(b));
+                        order.select_nth_unstable_by(keep - 1, best);
+                        order.truncate(keep);
+                        order.sort_unstable();
+                        cols = order.iter().map(|&k| cols[k]).collect();
+                        vals = order.iter().map(|&k| vals[k]).collect();
+                    }
                     (cols, vals)
                 },
             )
@@ -70,6 +101,11 @@ impl ItemKnn {
         let sims = SparseRows::from_rows(rows);
         tracing::debug!(n_items, nnz = sims.nnz(), "itemknn similarities");
         ItemKnn { sims }
+    }
+
+    /// Neighbour entries kept, and the bytes they take.
+    pub fn footprint(&self) -> (usize, usize) {
+        (self.sims.nnz(), self.sims.bytes())
     }
 
     /// The similarity of `i` and `j` (0 for `i == j` or items never seen together).
@@ -130,5 +166,12 @@ mod tests {
         knn.score(Seq { items: &h, ts: &th }, &mut out);
         assert!((out[1] - (s01 + s12)).abs() < 1e-6);
         assert_eq!(out[3], 0.0);
+
+        // Bounded to one neighbour: item 1 keeps its most similar, item 0.
+        let one = ItemKnn::fit_bounded(&train, 1);
+        assert_eq!(one.footprint().0, 3);
+        assert!((one.similarity(1, 0) - s01).abs() < 1e-6);
+        assert_eq!(one.similarity(1, 2), 0.0);
+        assert!((one.similarity(2, 1) - s12).abs() < 1e-6);
     }
 }

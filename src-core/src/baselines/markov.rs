@@ -71,6 +71,13 @@ impl Markov {
     }
 }
 
+impl Markov {
+    /// Transition entries kept, and the bytes they take.
+    pub fn footprint(&self) -> (usize, usize) {
+        (self.transitions.nnz(), self.transitions.bytes())
+    }
+}
+
 impl Scorer for Markov {
     fn name(&self) -> &str {
         "markov"

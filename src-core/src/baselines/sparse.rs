@@ -52,6 +52,13 @@ impl SparseRows {
     pub(crate) fn nnz(&self) -> usize {
         self.cols.len()
     }
+
+    /// Bytes held: offsets, columns and values.
+    pub(crate) fn bytes(&self) -> usize {
+        self.offsets.len() * std::mem::size_of::<usize>()
+            + self.cols.len() * 4
+            + self.vals.len() * 4
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,17 @@ impl OnlineCounts {
         self.interactions
     }
 
+    /// Raw transition and co-occurrence entries held, and an estimate of their bytes
+    /// (each map's entries at 16 bytes and its hash index at 9 per slot, by capacity).
+    pub fn footprint(&self) -> (usize, usize) {
+        let maps = self.transitions.iter().chain(&self.co);
+        let entries = maps.clone().map(|m| m.len()).sum();
+        let bytes = maps
+            .map(|m| std::mem::size_of::<Counts>() + m.capacity() * 25)
+            .sum();
+        (entries, bytes)
+    }
+
     /// A snapshot reflecting every interaction so far; rows of items untouched since
     /// `previous` are shared with it. `parallel` spreads the changed rows over rayon's
     /// threads: for a caller that waits on the snapshot (a deterministic replay), not for
