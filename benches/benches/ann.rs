@@ -10,7 +10,10 @@
 //! then its catalogue), `ANN_QUERIES` (default 200), `ANN_M` (links per item, default
 //! 16), `ANN_EFC` (build breadth, default 100), `ANN_EFS` (comma-separated search depths,
 //! default `50,100,200,400`), `ANN_PROBES` (comma-separated IVF probe counts; none by
-//! default: the IVF index is built only when set), `ANN_LISTS` (IVF cells).
+//! default: the IVF index is built only when set), `ANN_LISTS` (IVF cells),
+//! `ANN_K` (candidates a search returns, default 10; recall@10 counts the exact top 10
+//! among them), `ANN_HISTORY_ITEMS` (histories draw from the first N items: a `--whole-catalogue`
+//! model's items with interactions).
 
 use std::time::Instant;
 
@@ -101,6 +104,9 @@ fn main() {
         );
         index
     });
+    // Histories draw from the first `ANN_HISTORY_ITEMS` items (default all): with
+    // `--whole-catalogue` those are the items with interactions.
+    let history_items = env("ANN_HISTORY_ITEMS", n).clamp(1, n);
     // User vectors: sessions of random histories encoded by the model.
     let users: Vec<Vec<f32>> = (0..queries)
         .map(|q| {
@@ -110,7 +116,7 @@ fn main() {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    (x % n as u64) as u32
+                    (x % history_items as u64) as u32
                 })
                 .collect();
             let s = fast.encode(&hist).expect("encode");
@@ -136,17 +142,20 @@ fn main() {
             lat[(lat.len() * 99 / 100).min(lat.len() - 1)]
         );
     };
+    // Candidates a search returns: the engine asks for the strategy's `candidates` (50 by
+    // default) and ranks them; recall@10 counts the exact top 10 found among them.
+    let k = env("ANN_K", 10).max(10);
     for ef in list("ANN_EFS", "50,100,200,400") {
         let mut lat = Vec::with_capacity(queries);
         let (mut hits, mut scored) = (0usize, 0usize);
         for (u, want) in users.iter().zip(&exact) {
             let t = Instant::now();
-            let found = graph.search(fast.item_table(), u, 10, ef, |_| true);
+            let found = graph.search(fast.item_table(), u, k, ef, |_| true);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             scored += found.scored;
             hits += found.items.iter().filter(|p| want.contains(&p.0)).count();
         }
-        report(format!("hnsw ef {ef:>4}"), &mut lat, hits, scored);
+        report(format!("hnsw k {k} ef {ef:>4}"), &mut lat, hits, scored);
     }
     let Some(index) = ivf else { return };
     for probe in probes {

@@ -31,9 +31,11 @@
 //! - `ENGINE_HUGE_PAGES=true`: keeps transparent huge pages, which the benchmark turns
 //!   off for its process as `attune serve` does (`attune::os::avoid_huge_pages`).
 //!
+//! - `ENGINE_MODEL=DIR`: a trained checkpoint instead of random weights (one trained on
+//!   `attune generate --items ENGINE_ITEMS` data, e.g. with `--whole-catalogue`);
 //! - `ENGINE_ITEMS`: catalogue size (default 3,700, ml-1m's); from the engine's
 //!   `ann_min_items` (`ENGINE_ANN_MIN_ITEMS`, default 200,000) the model's candidates
-//!   come from the graph index, searched `ENGINE_ANN_EF` deep (default 200).
+//!   come from the graph index, searched `ENGINE_ANN_EF` deep (default: the engine's, 64).
 //!
 //! The catalogue is ml-1m-sized (3,700 items) unless `ENGINE_ITEMS` says otherwise, the model a 2-layer, d = 64, max_len 200
 //! attention model with random weights (speed does not depend on what it learned), the
@@ -61,9 +63,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static ITEMS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| env("ENGINE_ITEMS", 3700));
 const USERS: usize = 6040;
 
-/// A random-weight checkpoint over `i0..i{ITEMS-1}`.
+/// A random-weight checkpoint over `i0..i{ITEMS-1}`, or the checkpoint `ENGINE_MODEL`
+/// names (trained on `attune generate --items ENGINE_ITEMS` data, whose items the store's
+/// catalogue shares).
 fn model(dir: &Path) -> PathBuf {
-    attune_benches::random_checkpoint(dir, *ITEMS)
+    match std::env::var_os("ENGINE_MODEL") {
+        Some(trained) => PathBuf::from(trained),
+        None => attune_benches::random_checkpoint(dir, *ITEMS),
+    }
 }
 
 /// A store with the catalogue and `users` synthetic histories.

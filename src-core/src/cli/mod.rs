@@ -331,7 +331,7 @@ pub struct ServeArgs {
     /// --config] (docs/benchmarks.md#a-1m-item-catalogue).
     #[arg(long, value_name = "N")]
     pub ann_min_items: Option<usize>,
-    /// How deep the graph index is searched: more, better recall, slower [default: 200,
+    /// How deep the graph index is searched: more, better recall, slower [default: 64,
     /// or `ann_ef` in --config].
     #[arg(long, value_name = "N")]
     pub ann_ef: Option<usize>,

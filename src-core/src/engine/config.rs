@@ -59,7 +59,7 @@ pub struct EngineConfig {
     /// ones are scored in full. Default 200,000; 1 indexes any catalogue.
     pub ann_min_items: usize,
     /// How deep the graph index is searched (candidates kept while walking it; at least
-    /// the strategy's `candidates`): more, better recall and slower. Default 200; 1 to
+    /// the strategy's `candidates`): more, better recall and slower. Default 64; 1 to
     /// 100,000.
     pub ann_ef: usize,
     /// Links per item in the graph index (4 to 64; default 16): more, better recall,
@@ -108,7 +108,7 @@ impl Default for EngineConfig {
             device: "cpu".into(),
             score_dtype: crate::model::fast::ScoreDtype::F32,
             ann_min_items: 200_000,
-            ann_ef: 200,
+            ann_ef: 64,
             ann_m: 16,
             incremental: true,
             pop_half_life: 100_000,
