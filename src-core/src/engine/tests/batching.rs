@@ -146,22 +146,7 @@ async fn the_batched_device_path_ranks_as_the_incremental_one() {
     };
     let a = run(config).await;
     let b = run(batched).await;
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(
-            x.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
-            y.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
-            "user {}",
-            x.user
-        );
-        for (i, j) in x.items.iter().zip(&y.items) {
-            assert!(
-                (i.score - j.score).abs() < 1e-3,
-                "{} vs {}",
-                i.score,
-                j.score
-            );
-        }
-    }
+    assert_same_slates(&a, &b, 1e-3);
 }
 
 #[actix::test]
@@ -192,22 +177,7 @@ async fn candidates_from_a_graph_index_searched_in_full_rank_as_full_scoring() {
     let idx = index_info.candidate_index.expect("an index from 1 item");
     assert_eq!((idx.kind.as_str(), idx.ef), ("hnsw", 100_000));
     assert!(idx.bytes > 0);
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(
-            x.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
-            y.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
-            "user {}",
-            x.user
-        );
-        for (i, j) in x.items.iter().zip(&y.items) {
-            assert!(
-                (i.score - j.score).abs() < 1e-4,
-                "{} vs {}",
-                i.score,
-                j.score
-            );
-        }
-    }
+    assert_same_slates(&a, &b, 1e-4);
     // Out-of-range knobs are refused by name.
     for (field, mut bad) in [("ann_ef", indexed.clone()), ("ann_m", indexed.clone())] {
         if field == "ann_ef" {
@@ -217,5 +187,26 @@ async fn candidates_from_a_graph_index_searched_in_full_rank_as_full_scoring() {
         }
         let e = Engine::open(bad).expect_err(field);
         assert!(e.to_string().contains(field), "{e}");
+    }
+}
+
+/// The same items in the same order for every user, scores within `tol`.
+fn assert_same_slates(a: &[Recommendation], b: &[Recommendation], tol: f32) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(
+            x.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
+            y.items.iter().map(|i| &i.item).collect::<Vec<_>>(),
+            "user {}",
+            x.user
+        );
+        for (i, j) in x.items.iter().zip(&y.items) {
+            assert!(
+                (i.score - j.score).abs() < tol,
+                "{} vs {}",
+                i.score,
+                j.score
+            );
+        }
     }
 }
