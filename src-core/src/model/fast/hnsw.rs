@@ -489,19 +489,12 @@ impl Hnsw {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::exact_top_k as exact;
     use super::*;
 
     fn random(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         (0..n * dim).map(|_| rng.gen_range(-1.0..1.0)).collect()
-    }
-
-    fn exact(table: &[f32], dim: usize, q: &[f32], k: usize, exclude: &[u32]) -> Vec<u32> {
-        let mut scores: Vec<f32> = table.chunks_exact(dim).map(|v| dot(q, v)).collect();
-        super::super::top_k_of(&mut scores, k, exclude)
-            .into_iter()
-            .map(|p| p.0)
-            .collect()
     }
 
     #[test]

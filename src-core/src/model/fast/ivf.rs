@@ -284,11 +284,7 @@ mod tests {
     }
 
     fn exact(table: &[f32], dim: usize, q: &[f32], k: usize) -> Vec<u32> {
-        let mut scores: Vec<f32> = table.chunks_exact(dim).map(|v| dot(q, v)).collect();
-        super::super::top_k_of(&mut scores, k, &[])
-            .into_iter()
-            .map(|p| p.0)
-            .collect()
+        super::super::tests::exact_top_k(table, dim, q, k, &[])
     }
 
     #[test]

@@ -8,6 +8,22 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::model::seqrec::fresh;
 
+/// The exact `k` best rows of `table` (`dim` values each) for query `q`, leaving out
+/// `exclude`: what the indices (`hnsw`, `ivf`) are measured against.
+pub(super) fn exact_top_k(
+    table: &[f32],
+    dim: usize,
+    q: &[f32],
+    k: usize,
+    exclude: &[u32],
+) -> Vec<u32> {
+    let mut scores: Vec<f32> = table.chunks_exact(dim).map(|v| dot(q, v)).collect();
+    top_k_of(&mut scores, k, exclude)
+        .into_iter()
+        .map(|p| p.0)
+        .collect()
+}
+
 fn small_config(n_items: usize, max_len: usize) -> Config {
     Config {
         n_items,
