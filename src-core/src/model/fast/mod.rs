@@ -393,7 +393,7 @@ impl FastModel {
     }
 
     /// The same model with a graph index ([`Hnsw`]) over its item rows, built here (in
-    /// parallel on rayon's pool: about a minute for a million items on two cores) and
+    /// parallel on rayon's pool: about three minutes for a million items on two cores) and
     /// searched `ef` deep by [`FastModel::ann_top_k`]; sessions stay valid. Catalogue
     /// scoring ([`FastModel::score_batch`], [`FastModel::top_k`]) stays exact.
     pub fn with_index(mut self, cfg: &HnswConfig, ef: usize) -> FastModel {
@@ -422,7 +422,7 @@ impl FastModel {
     ) -> Option<Found> {
         self.check_user_vec(user_vec);
         let (graph, ef) = self.index.as_ref()?;
-        Some(graph.search(self.item_table(), user_vec, k, (*ef).max(k), keep))
+        Some(graph.search(self.item_table(), user_vec, k, *ef, keep))
     }
 
     /// Precision of the item table used for catalogue scoring.
