@@ -102,7 +102,7 @@ fn main() {
         let rows: usize = snap
             .successors
             .iter()
-            .chain(&snap.neighbours)
+            .chain(snap.neighbours.iter())
             .map(|r| r.len())
             .sum();
         let (raw, raw_bytes) = counts.footprint();

@@ -313,7 +313,7 @@ pub(super) fn blend(job: &Ask<'_>, with: &Inputs<'_>, s: &mut RankScratch) -> Sc
         if max_markov > 0.0 {
             feats[ci][4] = s.markov[i] / max_markov;
         }
-        feats[ci][5] = src.pop.get(i).copied().unwrap_or(0.0);
+        feats[ci][5] = src.pop(i);
         if has_text {
             feats[ci][TEXT] = crate::text::feature(s.text[i]);
         }
