@@ -6,6 +6,8 @@
 //! - `ENGINE_BENCH`: `load`, `max`, `memory` or `all` (default `all`);
 //! - `ENGINE_RATE`: offered operations per second of the open-loop runs (default 25000;
 //!   4 of every 5 operations are recommendations, 1 an event);
+//! - `ENGINE_RUNS`: measured runs of the load, one after the other on the same engine
+//!   (default 1; each with its own uncounted warm-up);
 //! - `ENGINE_SECS`: seconds per run (default 10), after `ENGINE_WARMUP_SECS` (default 2)
 //!   of the same load that are not counted (the steady state is what is measured);
 //! - `ENGINE_TRACE=FILE`: writes each counted recommendation's time, latency and
@@ -127,6 +129,127 @@ struct RunResult {
     secs: f64,
     latency: attune::engine::metrics::HistogramSnapshot,
     mean_batch: f64,
+    /// Where the machine's CPU went over the counted seconds (Linux only).
+    cpu: Option<CpuShare>,
+}
+
+/// The machine's CPU over a run, in cores: to tell a slow run of the engine from a run
+/// that did not get the CPU (another process, or the host taking it: steal).
+#[derive(Clone, Debug)]
+struct CpuShare {
+    cores: f64,
+    busy: f64,
+    this_process: f64,
+    steal: f64,
+    iowait: f64,
+    minor_faults: u64,
+    major_faults: u64,
+    /// Cores by thread name, busiest first.
+    threads: Vec<(String, f64)>,
+}
+
+/// Cumulative ticks from `/proc/stat` (busy, steal, iowait, all) and `/proc/self/stat`
+/// (this process's user and system time, then its minor and major page faults), and the
+/// number of CPUs.
+fn cpu_ticks() -> Option<([u64; 7], usize)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut lines = stat.lines();
+    let v: Vec<u64> = lines
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let cpus = lines.filter(|l| l.starts_with("cpu")).count();
+    // user nice system idle iowait irq softirq steal
+    let (busy, idle, iowait, steal) = (v[0] + v[1] + v[2] + v[5] + v[6], v[3], v[4], v[7]);
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name (which may hold spaces, in parentheses): the
+    // state, then from the 4th field on; utime and stime are the 14th and 15th.
+    let f: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok());
+    let own = field(11)? + field(12)?;
+    // Minor and major page faults (the 10th and 12th fields).
+    let (minflt, majflt) = (field(7)?, field(9)?);
+    Some((
+        [
+            busy,
+            steal,
+            iowait,
+            busy + idle + iowait + steal,
+            own,
+            minflt,
+            majflt,
+        ],
+        cpus,
+    ))
+}
+
+/// This process's CPU ticks by thread name (numbered threads of a pool counted together).
+fn thread_ticks() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for t in tasks.flatten() {
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(t.path().join("comm")),
+            std::fs::read_to_string(t.path().join("stat")),
+        ) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| f.get(i).and_then(|x| x.parse::<u64>().ok()))
+            .sum();
+        let name = comm
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '|')
+            .to_string();
+        *by_name.entry(name).or_insert(0) += ticks;
+    }
+    by_name
+}
+
+type Ticks = (
+    Option<([u64; 7], usize)>,
+    std::collections::BTreeMap<String, u64>,
+);
+
+fn ticks_now() -> Ticks {
+    (cpu_ticks(), thread_ticks())
+}
+
+fn cpu_share((a, ta): Ticks, (b, tb): Ticks) -> Option<CpuShare> {
+    let ((a, cpus), (b, _)) = (a?, b?);
+    let d = |i: usize| b[i].saturating_sub(a[i]) as f64;
+    let per_core = d(3) / cpus as f64;
+    let mut threads: Vec<(String, f64)> = tb
+        .iter()
+        .map(|(name, &t)| {
+            let before = ta.get(name).copied().unwrap_or(0);
+            (
+                name.clone(),
+                t.saturating_sub(before) as f64 / per_core.max(1.0),
+            )
+        })
+        .filter(|(_, c)| *c >= 0.005)
+        .collect();
+    threads.sort_by(|x, y| y.1.total_cmp(&x.1));
+    (per_core > 0.0).then(|| CpuShare {
+        cores: cpus as f64,
+        busy: d(0) / per_core,
+        this_process: d(4) / per_core,
+        steal: d(1) / per_core,
+        iowait: d(2) / per_core,
+        minor_faults: d(5) as u64,
+        major_faults: d(6) as u64,
+        threads,
+    })
 }
 
 /// Shortest sleep of the generator's ticker: operations due within it go out together.
@@ -178,6 +301,7 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
         })
         .expect("ticker thread");
     let mut before = None;
+    let mut ticks_before = None;
     local.block_on(&rt, async {
         // A JoinSet reaps finished tasks in O(finished); scanning a list of handles every
         // tick cost O(in flight), which under overload (hundreds of thousands in flight)
@@ -187,6 +311,7 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
             for (scheduled, n) in due {
                 if before.is_none() && scheduled >= measure_from {
                     before = Some(engine.metrics());
+                    ticks_before = Some(ticks_now());
                 }
                 let user = (n >> 33) as usize % USERS;
                 let item = (n >> 17) as usize % *ITEMS;
@@ -232,6 +357,7 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
         while tasks.join_next().await.is_some() {}
     });
     ticker.join().expect("ticker");
+    let cpu = ticks_before.and_then(|t| cpu_share(t, ticks_now()));
     let secs = measure_from.elapsed().as_secs_f64();
     if let Some(path) = trace_to {
         // `ENGINE_TRACE=FILE`: each counted recommendation's scheduled time (from the end
@@ -259,6 +385,7 @@ fn open_loop(engine: &Engine, rate: f64, secs: f64, warmup: f64, seed: u64) -> R
         secs,
         latency: hist.snapshot(),
         mean_batch: after.batch_size.mean_since(&before.batch_size),
+        cpu,
     }
 }
 
@@ -369,14 +496,36 @@ fn print(label: &str, rate: f64, r: &RunResult) {
         r.overloaded,
         r.errors
     );
+    if let Some(c) = &r.cpu {
+        println!(
+            "  (the machine over the run, in cores of {:.0}: busy {:.2}, steal {:.2}, iowait {:.2}; this process {:.2} (time the host stole while it ran included), its page faults {} minor, {} major)",
+            c.cores,
+            c.busy,
+            c.steal,
+            c.iowait,
+            c.this_process,
+            c.minor_faults,
+            c.major_faults
+        );
+        let threads: Vec<String> = c
+            .threads
+            .iter()
+            .map(|(name, cores)| format!("{name} {cores:.2}"))
+            .collect();
+        println!(
+            "  (this process's threads, in cores: {})",
+            threads.join(", ")
+        );
+    }
 }
 
 fn load(dir: &Path, store_path: &Path, model_path: &Path) {
     let rate: f64 = env("ENGINE_RATE", 25_000.0);
     let secs: f64 = env("ENGINE_SECS", 10.0);
     let warmup: f64 = env("ENGINE_WARMUP_SECS", 2.0);
+    let runs: u64 = env("ENGINE_RUNS", 1);
     println!(
-        "== open loop, {} items, 4 recommendations : 1 event, {warmup} s of load not counted, then {secs} s per run ==",
+        "== open loop, {} items, 4 recommendations : 1 event, {warmup} s of load not counted, then {secs} s per run, {runs} run(s) an engine ==",
         *ITEMS
     );
     let _ = dir;
@@ -403,8 +552,10 @@ fn load(dir: &Path, store_path: &Path, model_path: &Path) {
         }
         let engine = open(store_path, model_path, batching);
         warm(&engine);
-        let r = open_loop(&engine, rate, secs, warmup, 11);
-        print(label, rate, &r);
+        for run in 0..runs {
+            let r = open_loop(&engine, rate, secs, warmup, 11 + run);
+            print(label, rate, &r);
+        }
         let m = engine.metrics();
         println!(
             "  (engine: recommend p50 {:.0} µs p99 {:.0} µs, compute per batch p50 {:.0} µs p99 {:.0} µs, queue delay p50 {:.0} µs p99 {:.0} µs, record p50 {:.0} µs p99 {:.0} µs, {} full encodes, {} pushes, {} evictions, {} learner messages dropped)",
