@@ -148,6 +148,17 @@ struct CpuShare {
     threads: Vec<(String, f64)>,
 }
 
+/// Where utime sits among [`stat_fields`]' fields (the 14th field; stime follows).
+const UTIME: usize = 11;
+
+/// The numeric fields of a `/proc/.../stat` line by index, counted after the command name
+/// (which may hold spaces, in parentheses): index 0 is the state (the 3rd field), so the
+/// n-th field is at n - 3.
+fn stat_fields(stat: &str) -> Option<impl Fn(usize) -> Option<u64> + '_> {
+    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(move |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()))
+}
+
 /// Cumulative ticks from `/proc/stat` (busy, steal, iowait, all) and `/proc/self/stat`
 /// (this process's user and system time, then its minor and major page faults), and the
 /// number of CPUs.
@@ -164,11 +175,8 @@ fn cpu_ticks() -> Option<([u64; 7], usize)> {
     // user nice system idle iowait irq softirq steal
     let (busy, idle, iowait, steal) = (v[0] + v[1] + v[2] + v[5] + v[6], v[3], v[4], v[7]);
     let own = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The fields after the command name (which may hold spaces, in parentheses): the
-    // state, then from the 4th field on; utime and stime are the 14th and 15th.
-    let f: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
-    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok());
-    let own = field(11)? + field(12)?;
+    let field = stat_fields(&own)?;
+    let own = field(UTIME)? + field(UTIME + 1)?;
     // Minor and major page faults (the 10th and 12th fields).
     let (minflt, majflt) = (field(7)?, field(9)?);
     Some((
@@ -198,14 +206,9 @@ fn thread_ticks() -> std::collections::BTreeMap<String, u64> {
         ) else {
             continue;
         };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
+        let Some(ticks) = stat_fields(&stat).and_then(|f| Some(f(UTIME)? + f(UTIME + 1)?)) else {
             continue;
         };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|&i| f.get(i).and_then(|x| x.parse::<u64>().ok()))
-            .sum();
         let name = comm
             .trim()
             .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '|')
