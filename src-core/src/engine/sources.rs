@@ -280,8 +280,12 @@ impl OnlineCounts {
             ),
             None => {
                 self.dirty_list = (0..n as ItemId).collect();
-                let fresh = Chunked::default();
-                (fresh.clone(), fresh, Chunked::default(), &[][..])
+                (
+                    Chunked::default(),
+                    Chunked::default(),
+                    Chunked::default(),
+                    &[][..],
+                )
             }
         };
         self.rescaled = false;
@@ -509,8 +513,8 @@ mod tests {
     fn snapshots_built_on_the_previous_equal_snapshots_from_scratch() {
         // Two copies of the same counts: one published round after round on its previous
         // snapshot, the other from scratch each round: the same popularity, top and
-        // transitions. A short half-life rescales the
-        // counts on the way (every 664 half-lives), which a snapshot must notice.
+        // transitions. A short half-life rescales the counts on the way (every 664
+        // half-lives), which a snapshot must notice.
         let (mut inc, mut full) = (
             OnlineCounts::with_half_life(10),
             OnlineCounts::with_half_life(10),
