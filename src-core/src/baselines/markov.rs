@@ -69,9 +69,7 @@ impl Markov {
             config,
         }
     }
-}
 
-impl Markov {
     /// Transition entries kept, and the bytes they take.
     pub fn footprint(&self) -> (usize, usize) {
         (self.transitions.nnz(), self.transitions.bytes())
